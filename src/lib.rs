@@ -1,0 +1,32 @@
+//! distinctly counts unique users per event-time window from a stream of JSON
+//! events, exactly or approximately, in little memory.
+//!
+//! # Layout
+//!
+//! ```text
+//! decode/     message bytes -> Event { ts, uid } or a Reject reason
+//!   scan.rs      validating JSON scanner (SIMD string skipping)
+//!   ts.rs        JSON number -> floored Unix seconds, exactly
+//!   unescape.rs  JSON string unescaping into a reused buffer
+//! reject.rs   the fixed set of rejection reasons and their counts
+//! hash.rs     the stable, seeded uid hash shared by every backend
+//! counter/    Counter trait, AnyCounter enum, serialized form
+//!   exact.rs     uids in an arena + u32 hash table
+//!   roaring.rs   RoaringBitmap over 32-bit hashes, batched, collision-corrected
+//!   hll.rs       HyperLogLog++ (hyperloglogplus)
+//! window/     tumbling event-time windows
+//!   mod.rs       Windower: watermark, emission, late corrections, retention
+//!   guard.rs     plausibility guard against bit-flipped timestamps
+//! record.rs   the output record (one JSON object per emitted window)
+//! config.rs   DISTINCTLY_* settings: defaults, env loading, validation
+//! input.rs    JSON-lines input from files / stdin / .gz, in batches
+//! count.rs    the offline `count` command: input -> decode -> windows -> stdout
+//! generate.rs reproducible event generator (tests, benches, sample data)
+//! ```
+//!
+//! `main.rs` only parses the command line and calls into this crate.
+
+pub mod counter;
+pub mod decode;
+pub mod hash;
+pub mod reject;
