@@ -29,4 +29,6 @@
 pub mod counter;
 pub mod decode;
 pub mod hash;
+pub mod record;
 pub mod reject;
+pub mod window;

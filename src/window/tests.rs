@@ -1,0 +1,266 @@
+use super::*;
+use crate::hash::uid_hash;
+use std::collections::{BTreeMap, HashSet};
+
+const T0: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z, a window boundary
+
+fn cfg() -> WindowConfig {
+    WindowConfig {
+        window_seconds: 60,
+        allowed_lateness_seconds: 5,
+        late_retention_seconds: 600,
+        max_ahead_seconds: 300,
+        max_behind_seconds: 86_400,
+        jump_confirm_events: 16,
+    }
+}
+
+struct Run {
+    w: Windower,
+    out: Vec<WindowRecord>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run {
+            w: Windower::new(cfg(), CounterKind::Exact),
+            out: Vec::new(),
+        }
+    }
+    fn push(&mut self, ts: u64, uid: &str) {
+        self.w.push(ts, uid.as_bytes(), uid_hash(uid.as_bytes()), &mut self.out);
+    }
+    fn finish(mut self) -> (Vec<WindowRecord>, WindowStats) {
+        self.w.finish(&mut self.out);
+        (self.out, self.w.stats())
+    }
+}
+
+/// Last record per window start.
+fn latest(records: &[WindowRecord]) -> BTreeMap<u64, WindowRecord> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let prev = m.insert(r.start_ts, *r);
+        if let Some(p) = prev {
+            assert!(r.revision > p.revision, "revisions must grow: {p:?} then {r:?}");
+        }
+    }
+    m
+}
+
+/// A steady stream: `per_sec` events per second from T0 for `secs` seconds,
+/// users cycling through `users`, ts jittered back by up to 3 s.
+fn steady(secs: u64, per_sec: u64, users: u64) -> Vec<(u64, String)> {
+    let mut v = Vec::new();
+    for s in 0..secs {
+        for k in 0..per_sec {
+            let i = s * per_sec + k;
+            let jitter = (i * 7919) % 4;
+            v.push(((T0 + s).saturating_sub(jitter).max(T0), format!("u{}", i % users)));
+        }
+    }
+    v
+}
+
+fn truth(events: &[(u64, String)]) -> BTreeMap<u64, (u64, u64)> {
+    let mut sets: BTreeMap<u64, (HashSet<&str>, u64)> = BTreeMap::new();
+    for (ts, uid) in events {
+        let e = sets.entry(ts - ts % 60).or_default();
+        e.0.insert(uid);
+        e.1 += 1;
+    }
+    sets.into_iter()
+        .map(|(k, (s, n))| (k, (s.len() as u64, n)))
+        .collect()
+}
+
+fn assert_matches_truth(records: &[WindowRecord], events: &[(u64, String)]) {
+    let got: BTreeMap<u64, (u64, u64)> = latest(records)
+        .into_iter()
+        .map(|(k, r)| (k, (r.unique_users, r.events)))
+        .collect();
+    assert_eq!(got, truth(events));
+}
+
+#[test]
+fn out_of_order_within_lateness_is_exact_with_one_record_per_window() {
+    let events = steady(600, 5, 400);
+    let mut run = Run::new();
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(records.len(), 10);
+    assert!(records.iter().all(|r| r.revision == 0));
+    assert_eq!(stats.counted, events.len() as u64);
+    assert_eq!(stats.late_corrected + stats.late_dropped + stats.ts_out_of_range, 0);
+    // Windows are emitted in order, each as soon as the watermark passes it.
+    let starts: Vec<u64> = records.iter().map(|r| r.start_ts).collect();
+    assert_eq!(starts, (0..10).map(|i| T0 + 60 * i).collect::<Vec<_>>());
+}
+
+#[test]
+fn late_events_are_corrected_with_coalesced_higher_revisions() {
+    let mut events = steady(300, 2, 1000);
+    // 50 late events (distinct new users) for the first window, arriving
+    // around t = T0+200, i.e. 140 s after that window closed.
+    let late: Vec<(u64, String)> = (0..50).map(|i| (T0 + 10, format!("late{i}"))).collect();
+    events.splice(400..400, late);
+    let mut run = Run::new();
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.late_corrected, 50);
+    let first: Vec<&WindowRecord> = records.iter().filter(|r| r.start_ts == T0).collect();
+    // Revision 0 at close, then exactly one coalesced correction.
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!((first[0].revision, first[1].revision), (0, 1));
+    assert_eq!(first[1].unique_users, first[0].unique_users + 50);
+    assert_eq!(stats.corrections_emitted, 1);
+}
+
+#[test]
+fn events_later_than_retention_are_dropped() {
+    let mut run = Run::new();
+    for s in 0..900 {
+        run.push(T0 + s, "a");
+    }
+    // Watermark is T0+894: window [T0, T0+60) expired at T0+660.
+    run.push(T0 + 5, "late-beyond-retention");
+    // Window [T0+240, T0+300) is within retention (300 + 600 > 894).
+    run.push(T0 + 250, "late-within-retention");
+    let (records, stats) = run.finish();
+    assert_eq!(stats.late_dropped, 1);
+    assert_eq!(stats.late_corrected, 1);
+    let l = latest(&records);
+    assert_eq!(l[&T0].unique_users, 1);
+    assert_eq!(l[&(T0 + 240)].unique_users, 2);
+    assert_eq!(l[&(T0 + 240)].revision, 1);
+}
+
+#[test]
+fn bit_flipped_timestamps_neither_make_events_late_nor_open_windows() {
+    let events = steady(600, 5, 300);
+    let mut run = Run::new();
+    let mut flips = 0;
+    for (i, (ts, uid)) in events.iter().enumerate() {
+        run.push(*ts, uid);
+        if i % 97 == 50 {
+            // Flip bits 20..33: 12 days to 272 years, both directions.
+            let bit = 20 + (i / 97) % 14;
+            run.push(ts ^ (1 << bit), "flipped");
+            flips += 1;
+        }
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range, flips);
+    assert_eq!(stats.late_corrected, 0, "no good event became late");
+    assert!(records.iter().all(|r| r.revision == 0));
+}
+
+#[test]
+fn a_flip_ahead_of_the_stream_but_behind_the_wall_clock_is_rejected() {
+    // Replaying data from 2020: a flip into 2024 is in the past of any wall
+    // clock, and must still be refused.
+    let base = 1_577_836_800; // 2020-01-01
+    let mut run = Run::new();
+    for s in 0..300 {
+        run.push(base + s, "u");
+        if s == 100 {
+            run.push(base + s + (1 << 27), "flip"); // +4.25 years
+        }
+    }
+    let (records, stats) = run.finish();
+    assert_eq!(stats.ts_out_of_range, 1);
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().all(|r| r.start_ts < base + 300));
+}
+
+#[test]
+fn a_flip_in_the_very_first_event_does_not_anchor_the_stream() {
+    let events = steady(180, 3, 50);
+    let mut run = Run::new();
+    run.push(T0 ^ (1 << 31), "flip-first");
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range, 1);
+}
+
+#[test]
+fn a_real_jump_of_the_whole_stream_is_followed_without_loss() {
+    let mut events = steady(180, 3, 50);
+    // A one-day gap in the data, then the stream continues.
+    let after: Vec<(u64, String)> = steady(180, 3, 50)
+        .into_iter()
+        .map(|(ts, u)| (ts + 86_400, u))
+        .collect();
+    events.extend(after);
+    let mut run = Run::new();
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range + stats.late_dropped, 0);
+    assert_eq!(records.len(), 6);
+}
+
+#[test]
+fn a_short_jump_at_the_end_of_input_is_kept() {
+    let mut events = steady(120, 3, 50);
+    events.extend((0..5).map(|i| (T0 + 7200 + i, format!("tail{i}"))));
+    let mut run = Run::new();
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range, 0);
+}
+
+#[test]
+fn far_past_events_are_out_of_range_not_late() {
+    let mut run = Run::new();
+    for s in 0..120 {
+        run.push(T0 + s, "u");
+    }
+    run.push(T0 - 2 * 86_400, "two-days-old");
+    run.push(T0 - 3_600, "an-hour-old");
+    let (_, stats) = run.finish();
+    assert_eq!(stats.ts_out_of_range, 1);
+    assert_eq!(stats.late_dropped, 1);
+}
+
+#[test]
+fn eof_flushes_every_open_window() {
+    let mut run = Run::new();
+    run.push(T0 + 1, "a");
+    run.push(T0 + 61, "b");
+    run.push(T0 + 62, "a");
+    let (records, _) = run.finish();
+    let l = latest(&records);
+    assert_eq!(l.len(), 2);
+    assert_eq!((l[&T0].unique_users, l[&(T0 + 60)].unique_users), (1, 2));
+}
+
+#[test]
+fn memory_is_bounded_by_open_and_retained_windows() {
+    let mut w = Windower::new(cfg(), CounterKind::Exact);
+    let mut out = Vec::new();
+    let mut max_held = 0;
+    for s in 0..20_000u64 {
+        let uid = format!("u{}", s % 100);
+        w.push(T0 + s, uid.as_bytes(), uid_hash(uid.as_bytes()), &mut out);
+        max_held = max_held.max(w.windows_held());
+    }
+    // (5 + 600) / 60 + 2 = 12
+    assert!(max_held <= 12, "held {max_held} windows");
+    assert_eq!(out.len(), 20_000 / 60);
+}
