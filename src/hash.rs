@@ -34,7 +34,12 @@ mod tests {
             (&[b'x'; 300], PINNED[4]),
         ];
         for (input, want) in cases {
-            assert_eq!(uid_hash(input), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                uid_hash(input),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

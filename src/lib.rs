@@ -26,9 +26,14 @@
 //!
 //! `main.rs` only parses the command line and calls into this crate.
 
+pub mod cli;
+pub mod config;
+pub mod count;
 pub mod counter;
 pub mod decode;
+pub mod generate;
 pub mod hash;
+pub mod input;
 pub mod record;
 pub mod reject;
 pub mod window;

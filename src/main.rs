@@ -1,1 +1,69 @@
-fn main() {}
+//! The `distinctly` binary: parses the command line and hands over to the
+//! library. See `lib.rs` for the layout.
+
+use anyhow::Context;
+use clap::Parser;
+use distinctly::cli::{Cli, Command, CountArgs, GenerateArgs, SummaryFormat};
+use distinctly::config::CoreConfig;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Count(args) => count(args),
+        Command::Generate(args) => generate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("distinctly: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn count(args: CountArgs) -> anyhow::Result<()> {
+    let mut cfg = CoreConfig::from_env()?;
+    args.core.apply(&mut cfg);
+    let summary = distinctly::count::count(&cfg, &args.files, std::io::stdout().lock())?;
+    match args.summary {
+        SummaryFormat::Text => eprint!("{}", summary.to_text()),
+        SummaryFormat::Json => eprintln!("{}", summary.to_json()),
+        SummaryFormat::None => {}
+    }
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let window = match args.window_seconds {
+        Some(w) => w,
+        None => CoreConfig::from_env()?.window_seconds,
+    };
+    let opts = args.options();
+    let truth = if args.output == "-" {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let t = distinctly::generate::generate(&opts, window, &mut out)?;
+        out.flush()?;
+        t
+    } else {
+        let file = std::fs::File::create(&args.output)
+            .with_context(|| format!("creating {}", args.output))?;
+        let mut file = std::io::BufWriter::new(file);
+        let t = if args.output.ends_with(".gz") {
+            let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::best());
+            let t = distinctly::generate::generate(&opts, window, &mut gz)?;
+            gz.finish()?;
+            t
+        } else {
+            distinctly::generate::generate(&opts, window, &mut file)?
+        };
+        file.flush()?;
+        t
+    };
+    if let Some(path) = &args.truth {
+        std::fs::write(path, truth.to_json_lines(window))
+            .with_context(|| format!("writing {path}"))?;
+    }
+    Ok(())
+}

@@ -91,6 +91,11 @@ impl RejectCounts {
         self.0[reason as usize] += 1;
     }
 
+    #[inline]
+    pub fn add_n(&mut self, reason: Reject, n: u64) {
+        self.0[reason as usize] += n;
+    }
+
     pub fn get(&self, reason: Reject) -> u64 {
         self.0[reason as usize]
     }

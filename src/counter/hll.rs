@@ -175,8 +175,8 @@ impl Counter for HllCounter {
         let CounterKind::Hll { precision } = kind else {
             return Err(CounterError::Corrupt("not an hll kind"));
         };
-        let (sketch, rest): (Sketch, &[u8]) = postcard::take_from_bytes(payload)
-            .map_err(|_| CounterError::Corrupt("hll payload"))?;
+        let (sketch, rest): (Sketch, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|_| CounterError::Corrupt("hll payload"))?;
         if !rest.is_empty() {
             return Err(CounterError::Corrupt("trailing bytes after hll"));
         }

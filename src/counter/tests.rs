@@ -159,7 +159,10 @@ fn hll_merges_agree_with_the_union_and_a_dense_reference() {
         let bound = 3.0 * hll_sigma(14) * n as f64;
         assert!((m - n as f64).abs() <= bound, "n={n}: merged {m}");
         assert!((r - n as f64).abs() <= bound, "n={n}: reference {r}");
-        assert!((m - u).abs() <= 0.002 * n as f64, "n={n}: merged {m} vs union {u}");
+        assert!(
+            (m - u).abs() <= 0.002 * n as f64,
+            "n={n}: merged {m} vs union {u}"
+        );
     }
 }
 
@@ -187,32 +190,54 @@ fn merging_different_kinds_is_a_typed_error() {
 fn corrupt_serialized_forms_are_refused() {
     let good = filled(CounterKind::Exact, 0..10).to_bytes();
     assert_eq!(&good[..8], b"DSTC\x01\x01\x00\x01");
-    assert_eq!(AnyCounter::from_bytes(b"nope").unwrap_err(), CounterError::BadMagic);
+    assert_eq!(
+        AnyCounter::from_bytes(b"nope").unwrap_err(),
+        CounterError::BadMagic
+    );
     let mut v2 = good.clone();
     v2[4] = 2;
-    assert_eq!(AnyCounter::from_bytes(&v2).unwrap_err(), CounterError::UnsupportedVersion(2));
+    assert_eq!(
+        AnyCounter::from_bytes(&v2).unwrap_err(),
+        CounterError::UnsupportedVersion(2)
+    );
     let mut other_hash = good.clone();
     other_hash[7] = 9;
-    assert_eq!(AnyCounter::from_bytes(&other_hash).unwrap_err(), CounterError::UnsupportedHash(9));
+    assert_eq!(
+        AnyCounter::from_bytes(&other_hash).unwrap_err(),
+        CounterError::UnsupportedHash(9)
+    );
     let mut unknown = good.clone();
     unknown[5] = 7;
-    assert_eq!(AnyCounter::from_bytes(&unknown).unwrap_err(), CounterError::UnknownKind(7, 0));
+    assert_eq!(
+        AnyCounter::from_bytes(&unknown).unwrap_err(),
+        CounterError::UnknownKind(7, 0)
+    );
     assert!(AnyCounter::from_bytes(&good[..good.len() - 1]).is_err());
     let mut trailing = good.clone();
     trailing.push(0);
     assert!(AnyCounter::from_bytes(&trailing).is_err());
     for kind in [CounterKind::Roaring, CounterKind::Hll { precision: 14 }] {
         let bytes = filled(kind, 0..5000).to_bytes();
-        assert!(AnyCounter::from_bytes(&bytes[..bytes.len() / 2]).is_err(), "{kind}");
+        assert!(
+            AnyCounter::from_bytes(&bytes[..bytes.len() / 2]).is_err(),
+            "{kind}"
+        );
     }
 }
 
 #[test]
 fn kind_names_round_trip() {
-    for kind in KINDS.iter().copied().chain([CounterKind::Hll { precision: 4 }]) {
+    for kind in KINDS
+        .iter()
+        .copied()
+        .chain([CounterKind::Hll { precision: 4 }])
+    {
         assert_eq!(kind.to_string().parse::<CounterKind>().unwrap(), kind);
     }
-    assert_eq!("hll".parse::<CounterKind>().unwrap(), CounterKind::Hll { precision: 14 });
+    assert_eq!(
+        "hll".parse::<CounterKind>().unwrap(),
+        CounterKind::Hll { precision: 14 }
+    );
     assert!("hll-p19".parse::<CounterKind>().is_err());
     assert!("bloom".parse::<CounterKind>().is_err());
 }

@@ -80,8 +80,7 @@ impl Decoder {
                 inner_buf.clear();
                 let content = &msg[span.start..span.end];
                 if span.escaped {
-                    unescape::unescape_into(content, inner_buf)
-                        .map_err(|_| Reject::NotUtf8)?;
+                    unescape::unescape_into(content, inner_buf).map_err(|_| Reject::NotUtf8)?;
                 } else {
                     inner_buf.extend_from_slice(content);
                 }
@@ -90,9 +89,7 @@ impl Decoder {
                     Some(b'{') => decode_object(inner_buf, uid_buf),
                     // A string inside a string, a number, ...: valid JSON if
                     // it scans, but not a frame.
-                    Some(_) if inner.value().is_ok() && inner.at_end() => {
-                        Err(Reject::NotObject)
-                    }
+                    Some(_) if inner.value().is_ok() && inner.at_end() => Err(Reject::NotObject),
                     _ => Err(Reject::NotJson),
                 }
             }
@@ -125,8 +122,7 @@ fn decode_object<'a>(msg: &'a [u8], uid_buf: &'a mut Vec<u8>) -> Result<Event<'a
     };
     let uid = if uid.escaped {
         uid_buf.clear();
-        unescape::unescape_into(&msg[uid.start..uid.end], uid_buf)
-            .map_err(|_| Reject::BadUid)?;
+        unescape::unescape_into(&msg[uid.start..uid.end], uid_buf).map_err(|_| Reject::BadUid)?;
         &uid_buf[..]
     } else {
         &msg[uid.start..uid.end]

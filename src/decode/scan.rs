@@ -117,7 +117,10 @@ impl<'a> Scanner<'a> {
                 Ok(())
             }
             Some(b'u') => {
-                let hex = self.buf.get(self.pos + 2..self.pos + 6).ok_or(SyntaxError)?;
+                let hex = self
+                    .buf
+                    .get(self.pos + 2..self.pos + 6)
+                    .ok_or(SyntaxError)?;
                 if hex.iter().all(u8::is_ascii_hexdigit) {
                     self.pos += 6;
                     Ok(())
@@ -406,9 +409,30 @@ mod tests {
             assert!(valid(ok), "{ok}");
         }
         for bad in [
-            "", "01", "1.", ".5", "1e", "-", "+1", "tru", "nul", "[1,]", "{,}", "{\"a\"}",
-            "{\"a\":1,}", "[1 2]", "\"\\x\"", "\"\\u12g4\"", "\"abc", "{\"a\":1", "[1]]",
-            "\"\u{1}\"", "{1:2}", "NaN", "[1}", "{\"a\":1]",
+            "",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "-",
+            "+1",
+            "tru",
+            "nul",
+            "[1,]",
+            "{,}",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1 2]",
+            "\"\\x\"",
+            "\"\\u12g4\"",
+            "\"abc",
+            "{\"a\":1",
+            "[1]]",
+            "\"\u{1}\"",
+            "{1:2}",
+            "NaN",
+            "[1}",
+            "{\"a\":1]",
         ] {
             assert!(!valid(bad), "{bad:?}");
         }

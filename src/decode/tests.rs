@@ -2,8 +2,12 @@ use super::*;
 
 fn decode(msg: &[u8]) -> Result<(u64, String), Reject> {
     let mut d = Decoder::new();
-    d.decode(msg)
-        .map(|e| (e.ts, String::from_utf8(e.uid.to_vec()).expect("uid is UTF-8")))
+    d.decode(msg).map(|e| {
+        (
+            e.ts,
+            String::from_utf8(e.uid.to_vec()).expect("uid is UTF-8"),
+        )
+    })
 }
 
 fn ok(msg: &str, ts: u64, uid: &str) {
@@ -19,7 +23,9 @@ fn rejected(msg: &[u8], reason: Reject) {
 fn realistic(uid_json: &str, ts_json: &str) -> String {
     let mut s = String::from("{");
     s.push_str(r#""event_type":"page_view","session_id":"c0ffee-42","#);
-    s.push_str(r#""referrer":{"uid":"decoy-1","ts":"yesterday","nested":{"uid":"decoy-2","ts":5}},"#);
+    s.push_str(
+        r#""referrer":{"uid":"decoy-1","ts":"yesterday","nested":{"uid":"decoy-2","ts":5}},"#,
+    );
     s.push_str(r#""title":"Купить \"слона\"\tнедорого\nи быстро \u0436 \\ \/","#);
     for i in 0..12 {
         s.push_str(&format!(
@@ -30,7 +36,10 @@ fn realistic(uid_json: &str, ts_json: &str) -> String {
     s.push_str(r#""items":[{"uid":"decoy-3","ts":1,"name":"Молоко"},{"price":12.50}],"#);
     s.push_str(&format!(r#""ts":{ts_json},"#));
     for i in 0..6 {
-        s.push_str(&format!(r#""text_{i}":"{}","#, "Съешь же ещё этих мягких французских булок. ".repeat(4)));
+        s.push_str(&format!(
+            r#""text_{i}":"{}","#,
+            "Съешь же ещё этих мягких французских булок. ".repeat(4)
+        ));
     }
     s.push_str(r#""device":{"os":"Android","ts":1234,"uid":"device-uid"},"last":null}"#);
     s
@@ -40,8 +49,16 @@ fn realistic(uid_json: &str, ts_json: &str) -> String {
 fn minimal_frames() {
     ok(r#"{"ts":1767225600,"uid":"u1"}"#, 1_767_225_600, "u1");
     ok(r#"{"uid":"u1","ts":1767225600}"#, 1_767_225_600, "u1");
-    ok(" \t{ \"uid\" : \"u1\" , \"ts\" : 1767225600.9 }\r\n ", 1_767_225_600, "u1");
-    ok(r#"{"ts":1.7672256e9,"uid":"u1","extra":[{}]}"#, 1_767_225_600, "u1");
+    ok(
+        " \t{ \"uid\" : \"u1\" , \"ts\" : 1767225600.9 }\r\n ",
+        1_767_225_600,
+        "u1",
+    );
+    ok(
+        r#"{"ts":1.7672256e9,"uid":"u1","extra":[{}]}"#,
+        1_767_225_600,
+        "u1",
+    );
 }
 
 #[test]
@@ -61,18 +78,32 @@ fn uid_is_compared_after_unescaping() {
     ok(r#"{"ts":1,"uid":"a\/b\"c"}"#, 1, "a/b\"c");
     ok(r#"{"ts":1,"uid":"\ud83d\ude00"}"#, 1, "😀");
     ok(r#"{"ts":1,"\u0075id":"escaped-key"}"#, 1, "escaped-key");
-    ok(&realistic(r#""\u043f\u043e\u043b\u044c\u0437\u043e\u0432\u0430\u0442\u0435\u043b\u044c-3""#, "7"), 7, "пользователь-3");
+    ok(
+        &realistic(
+            r#""\u043f\u043e\u043b\u044c\u0437\u043e\u0432\u0430\u0442\u0435\u043b\u044c-3""#,
+            "7",
+        ),
+        7,
+        "пользователь-3",
+    );
 }
 
 #[test]
 fn wrapped_in_a_json_string() {
-    ok(r#""{\"ts\":1767225600,\"uid\":\"u1\"}""#, 1_767_225_600, "u1");
+    ok(
+        r#""{\"ts\":1767225600,\"uid\":\"u1\"}""#,
+        1_767_225_600,
+        "u1",
+    );
     ok(r#" "{\"uid\":\"\\u00e4\",\"ts\":5}" "#, 5, "ä");
     let inner = realistic(r#""wrapped""#, "9");
     let wrapped = serde_json::to_string(&inner).unwrap();
     ok(&wrapped, 9, "wrapped");
     rejected(br#""[1,2]""#, Reject::NotObject);
-    rejected(br#""\"{\\\"ts\\\":1,\\\"uid\\\":\\\"a\\\"}\"""#, Reject::NotObject);
+    rejected(
+        br#""\"{\\\"ts\\\":1,\\\"uid\\\":\\\"a\\\"}\"""#,
+        Reject::NotObject,
+    );
     rejected(br#""{\"ts\":1,\"uid\":\"a\"""#, Reject::NotJson);
     rejected(br#""{\"ts\":1,\"uid\":\"a\"}" x"#, Reject::NotJson);
     rejected(br#""{\"ts\":1,\"uid\":\"a\"""#, Reject::NotJson);
@@ -161,7 +192,12 @@ fn agrees_with_serde_json_on_validity_of_mutations() {
             && serde_json::from_slice::<serde::de::IgnoredAny>(&m).is_ok();
         let ours = d.decode(&m);
         let ours_invalid = matches!(ours, Err(Reject::NotJson | Reject::NotUtf8));
-        assert_eq!(ours_invalid, !serde_ok, "{}: {ours:?}", String::from_utf8_lossy(&m));
+        assert_eq!(
+            ours_invalid,
+            !serde_ok,
+            "{}: {ours:?}",
+            String::from_utf8_lossy(&m)
+        );
         if let Ok(e) = ours {
             let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
             assert_eq!(v["uid"].as_str().unwrap().as_bytes(), e.uid);

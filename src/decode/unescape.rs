@@ -99,7 +99,13 @@ mod tests {
 
     #[test]
     fn lone_surrogates_are_refused() {
-        for s in [r"\ud800", r"\ud800x", r"\udc00", r"\ud800\u0041", r"\ud800\ud800"] {
+        for s in [
+            r"\ud800",
+            r"\ud800x",
+            r"\udc00",
+            r"\ud800\u0041",
+            r"\ud800\ud800",
+        ] {
             assert_eq!(un(s), Err(LoneSurrogate), "{s}");
         }
     }

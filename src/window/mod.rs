@@ -103,7 +103,11 @@ impl Windower {
 
     /// Heap bytes of all held counters.
     pub fn counter_heap_bytes(&self) -> usize {
-        self.slots.iter().flatten().map(|w| w.counter.heap_bytes()).sum()
+        self.slots
+            .iter()
+            .flatten()
+            .map(|w| w.counter.heap_bytes())
+            .sum()
     }
 
     /// Feeds one decoded event; emitted records are appended to `out`.

@@ -28,7 +28,8 @@ impl Run {
         }
     }
     fn push(&mut self, ts: u64, uid: &str) {
-        self.w.push(ts, uid.as_bytes(), uid_hash(uid.as_bytes()), &mut self.out);
+        self.w
+            .push(ts, uid.as_bytes(), uid_hash(uid.as_bytes()), &mut self.out);
     }
     fn finish(mut self) -> (Vec<WindowRecord>, WindowStats) {
         self.w.finish(&mut self.out);
@@ -42,7 +43,10 @@ fn latest(records: &[WindowRecord]) -> BTreeMap<u64, WindowRecord> {
     for r in records {
         let prev = m.insert(r.start_ts, *r);
         if let Some(p) = prev {
-            assert!(r.revision > p.revision, "revisions must grow: {p:?} then {r:?}");
+            assert!(
+                r.revision > p.revision,
+                "revisions must grow: {p:?} then {r:?}"
+            );
         }
     }
     m
@@ -56,7 +60,10 @@ fn steady(secs: u64, per_sec: u64, users: u64) -> Vec<(u64, String)> {
         for k in 0..per_sec {
             let i = s * per_sec + k;
             let jitter = (i * 7919) % 4;
-            v.push(((T0 + s).saturating_sub(jitter).max(T0), format!("u{}", i % users)));
+            v.push((
+                (T0 + s).saturating_sub(jitter).max(T0),
+                format!("u{}", i % users),
+            ));
         }
     }
     v
@@ -94,7 +101,10 @@ fn out_of_order_within_lateness_is_exact_with_one_record_per_window() {
     assert_eq!(records.len(), 10);
     assert!(records.iter().all(|r| r.revision == 0));
     assert_eq!(stats.counted, events.len() as u64);
-    assert_eq!(stats.late_corrected + stats.late_dropped + stats.ts_out_of_range, 0);
+    assert_eq!(
+        stats.late_corrected + stats.late_dropped + stats.ts_out_of_range,
+        0
+    );
     // Windows are emitted in order, each as soon as the watermark passes it.
     let starts: Vec<u64> = records.iter().map(|r| r.start_ts).collect();
     assert_eq!(starts, (0..10).map(|i| T0 + 60 * i).collect::<Vec<_>>());

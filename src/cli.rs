@@ -1,0 +1,173 @@
+//! Command-line interface. Every counting flag mirrors a `DISTINCTLY_*`
+//! variable: the variable sets the value, the flag overrides it.
+
+use crate::config::CoreConfig;
+use crate::generate::{FrameKind, GenerateOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "distinctly",
+    version,
+    about = "Counts unique users per event-time window."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Count unique users per window in JSON-lines files (or stdin).
+    Count(CountArgs),
+    /// Write a reproducible synthetic event stream (and its exact truth).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Input files; `-` or none means stdin. Gzip is detected and decompressed.
+    pub files: Vec<String>,
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Summary on stderr: text, json or none.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+    None,
+}
+
+/// Overrides for the core settings (see `config::CoreConfig`).
+#[derive(Debug, Args, Default)]
+pub struct CoreArgs {
+    /// Counter backend: exact, roaring or hll [env: DISTINCTLY_COUNTER].
+    #[arg(long)]
+    pub counter: Option<String>,
+    /// HLL precision 4..=18 [env: DISTINCTLY_HLL_PRECISION].
+    #[arg(long)]
+    pub hll_precision: Option<u8>,
+    /// Window length in seconds [env: DISTINCTLY_WINDOW_SECONDS].
+    #[arg(long)]
+    pub window_seconds: Option<u64>,
+    /// Watermark lag behind the highest event time [env: DISTINCTLY_ALLOWED_LATENESS_SECONDS].
+    #[arg(long)]
+    pub allowed_lateness_seconds: Option<u64>,
+    /// How long closed windows accept corrections [env: DISTINCTLY_LATE_RETENTION_SECONDS].
+    #[arg(long)]
+    pub late_retention_seconds: Option<u64>,
+    /// Plausible lead over the stream time [env: DISTINCTLY_MAX_AHEAD_SECONDS].
+    #[arg(long)]
+    pub max_ahead_seconds: Option<u64>,
+    /// Beyond this lag events are out of range [env: DISTINCTLY_MAX_BEHIND_SECONDS].
+    #[arg(long)]
+    pub max_behind_seconds: Option<u64>,
+    /// Agreeing events needed to follow a time jump [env: DISTINCTLY_JUMP_CONFIRM_EVENTS].
+    #[arg(long)]
+    pub jump_confirm_events: Option<u64>,
+    /// Longer messages are rejected as too_large [env: DISTINCTLY_MAX_MESSAGE_BYTES].
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
+}
+
+impl CoreArgs {
+    /// Applies the flags that were given on top of `cfg`.
+    pub fn apply(&self, cfg: &mut CoreConfig) {
+        if let Some(v) = &self.counter {
+            cfg.counter = v.clone();
+        }
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    cfg.$field = v;
+                }
+            )*};
+        }
+        set!(
+            hll_precision,
+            window_seconds,
+            allowed_lateness_seconds,
+            late_retention_seconds,
+            max_ahead_seconds,
+            max_behind_seconds,
+            jump_confirm_events,
+            max_message_bytes
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// PRNG seed: the same options give byte-identical output.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Lines to write, all kinds included.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Size of the user population.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Event time of the first event (Unix seconds).
+    #[arg(long, default_value_t = 1_767_225_600)]
+    pub start_ts: u64,
+    /// Event time covered by the run.
+    #[arg(long, default_value_t = 3600)]
+    pub span_seconds: u64,
+    /// Zipf exponent of visits per user (0 = uniform).
+    #[arg(long, default_value_t = 1.0)]
+    pub skew: f64,
+    /// On-time events are up to this many seconds out of order.
+    #[arg(long, default_value_t = 3)]
+    pub disorder_seconds: u64,
+    /// Share of valid events that arrive late.
+    #[arg(long, default_value_t = 0.01)]
+    pub late_share: f64,
+    /// Late events are at most this many seconds late.
+    #[arg(long, default_value_t = 300)]
+    pub late_max_seconds: u64,
+    /// Share of lines a correct decoder rejects.
+    #[arg(long, default_value_t = 0.001)]
+    pub invalid_share: f64,
+    /// Share of lines with a bit-flipped timestamp.
+    #[arg(long, default_value_t = 0.0001)]
+    pub outlier_share: f64,
+    /// Share of valid frames wrapped in a JSON string (Kafka Connect style).
+    #[arg(long, default_value_t = 0.0)]
+    pub wrapped_share: f64,
+    /// Frame shape: minimal (~45 B) or realistic (~2 KB).
+    #[arg(long, default_value = "realistic")]
+    pub frame: FrameKind,
+    /// Window length used for the truth file [env: DISTINCTLY_WINDOW_SECONDS].
+    #[arg(long)]
+    pub window_seconds: Option<u64>,
+    /// Also write the exact per-window truth as JSON lines to this file.
+    #[arg(long)]
+    pub truth: Option<String>,
+    /// Output file (`-` = stdout); a name ending in `.gz` is gzipped.
+    #[arg(long, short, default_value = "-")]
+    pub output: String,
+}
+
+impl GenerateArgs {
+    pub fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            seed: self.seed,
+            events: self.events,
+            users: self.users,
+            start_ts: self.start_ts,
+            span_seconds: self.span_seconds,
+            skew: self.skew,
+            disorder_seconds: self.disorder_seconds,
+            late_share: self.late_share,
+            late_max_seconds: self.late_max_seconds,
+            invalid_share: self.invalid_share,
+            outlier_share: self.outlier_share,
+            wrapped_share: self.wrapped_share,
+            frame: self.frame,
+        }
+    }
+}
