@@ -113,7 +113,8 @@ impl Default for CoreConfig {
 pub enum ConfigError {
     #[error("{var}: {reason}")]
     Invalid { var: &'static str, reason: String },
-    #[error("environment: {0}")]
+    /// A variable that could not be parsed; the message starts with its name.
+    #[error("{0}")]
     Env(String),
 }
 
@@ -214,7 +215,11 @@ fn env_error(e: envy::Error) -> String {
         envy::Error::MissingValue(field) => {
             format!("DISTINCTLY_{} is required", field.to_uppercase())
         }
-        envy::Error::Custom(msg) => msg,
+        // envy reports "... provided by WINDOW_SECONDS" (prefix stripped).
+        envy::Error::Custom(msg) => match msg.rsplit_once(" provided by ") {
+            Some((what, var)) => format!("DISTINCTLY_{var}: {what}"),
+            None => msg,
+        },
     }
 }
 
@@ -255,7 +260,7 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let e = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOW_SECONDS", "sixty")])).unwrap_err();
-        assert!(e.to_string().contains("DISTINCTLY_WINDOW_SECONDS"), "{e}");
+        assert!(e.to_string().starts_with("DISTINCTLY_WINDOW_SECONDS: "), "{e}");
         for (pairs, var) in [
             (vec![("DISTINCTLY_COUNTER", "bloom")], "DISTINCTLY_COUNTER"),
             (
