@@ -260,7 +260,10 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let e = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOW_SECONDS", "sixty")])).unwrap_err();
-        assert!(e.to_string().starts_with("DISTINCTLY_WINDOW_SECONDS: "), "{e}");
+        assert!(
+            e.to_string().starts_with("DISTINCTLY_WINDOW_SECONDS: "),
+            "{e}"
+        );
         for (pairs, var) in [
             (vec![("DISTINCTLY_COUNTER", "bloom")], "DISTINCTLY_COUNTER"),
             (

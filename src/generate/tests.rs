@@ -1,4 +1,3 @@
-
 use super::rng::{det_exp, det_ln};
 use super::*;
 use serde_json::Value;
