@@ -9,7 +9,7 @@
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
-use crate::input::{self, Line, LineReader};
+use crate::input::{Line, Source};
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::{WindowStats, Windower};
@@ -136,17 +136,16 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
             path: path.clone(),
             source,
         };
-        let reader = input::open(path).map_err(read_err)?;
-        let mut lines = LineReader::new(reader, cfg.max_message_bytes);
-        while lines
-            .next_batch(|line| counting.line(line))
+        let mut source = Source::open(path, cfg.max_message_bytes).map_err(read_err)?;
+        while source
+            .next_batch(cfg.max_message_bytes, |line| counting.line(line))
             .map_err(read_err)?
         {
             counting
                 .write_records(&mut out)
                 .map_err(CountError::Write)?;
         }
-        counting.summary.bytes += lines.bytes_read();
+        counting.summary.bytes += source.bytes_read();
     }
     counting.finish(&mut out).map_err(CountError::Write)?;
     out.flush().map_err(CountError::Write)?;

@@ -1,9 +1,14 @@
 //! JSON-lines input: files, stdin, gzip; split into lines in large batches.
 //!
-//! Input is read in 4 MiB blocks and split with `memchr`, so a line costs no
-//! syscall and no allocation. A line that does not fit in
+//! A plain file is memory-mapped and split in place: no read syscalls, no
+//! copy (the copy alone was ~15 % of `count`'s time on 2 KB frames). Stdin
+//! and gzip are read in 4 MiB blocks. Either way lines are found with
+//! `memchr`, so a line costs no syscall and no allocation. A line longer than
 //! `max_message_bytes` is reported once as too large and skipped up to its
 //! newline without being buffered: a runaway line cannot exhaust memory.
+//!
+//! A mapped file must not be truncated while it is being counted (the
+//! process would get SIGBUS); appending to it is harmless.
 
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -20,8 +25,80 @@ pub enum Line<'a> {
     TooLarge,
 }
 
-/// Opens `path` (`-` is stdin); gzip is recognized by its magic bytes, so
-/// `.gz` files and gzipped stdin both work.
+/// An opened input.
+pub enum Source {
+    /// A plain file, mapped; `pos` is the start of the next batch.
+    Mapped { map: memmap2::Mmap, pos: usize },
+    Stream(LineReader<Box<dyn Read + Send>>),
+}
+
+impl Source {
+    /// Opens `path` (`-` is stdin), mapping plain non-empty files.
+    pub fn open(path: &str, max_line: usize) -> io::Result<Source> {
+        if path != "-" {
+            let file = File::open(Path::new(path))
+                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+            let meta = file.metadata()?;
+            if meta.is_file() && meta.len() > 0 {
+                // SAFETY: the map is only read; see the module docs on
+                // concurrent truncation.
+                let map = unsafe { memmap2::Mmap::map(&file)? };
+                if !map.starts_with(&GZIP_MAGIC) {
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    return Ok(Source::Mapped { map, pos: 0 });
+                }
+            }
+        }
+        Ok(Source::Stream(LineReader::new(open(path)?, max_line)))
+    }
+
+    /// Hands every line of the next batch to `f`; `false` once exhausted.
+    pub fn next_batch(&mut self, max_line: usize, mut f: impl FnMut(Line<'_>)) -> io::Result<bool> {
+        match self {
+            Source::Stream(reader) => reader.next_batch(f),
+            Source::Mapped { map, pos } => {
+                let data = &map[..];
+                if *pos >= data.len() {
+                    return Ok(false);
+                }
+                let limit = (*pos + BLOCK).min(data.len());
+                // End the batch after a newline: the last one before the
+                // limit, or the first one after it for a huge line.
+                let end = match memchr::memrchr(b'\n', &data[*pos..limit]) {
+                    Some(i) if limit < data.len() => *pos + i + 1,
+                    _ if limit == data.len() => data.len(),
+                    _ => memchr::memchr(b'\n', &data[limit..])
+                        .map_or(data.len(), |i| limit + i + 1),
+                };
+                let mut start = *pos;
+                let mut skipping = false;
+                for nl in memchr::memchr_iter(b'\n', &data[*pos..end]) {
+                    let nl = *pos + nl;
+                    deliver(&data[start..nl], max_line, &mut skipping, &mut f);
+                    start = nl + 1;
+                }
+                if start < end {
+                    deliver(&data[start..end], max_line, &mut skipping, &mut f);
+                }
+                *pos = end;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Bytes consumed so far (decompressed for gzip).
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            Source::Stream(reader) => reader.bytes_read(),
+            Source::Mapped { pos, .. } => *pos as u64,
+        }
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Opens `path` (`-` is stdin) as a byte stream; gzip is recognized by its
+/// magic bytes, so `.gz` files and gzipped stdin both work.
 pub fn open(path: &str) -> io::Result<Box<dyn Read + Send>> {
     let raw: Box<dyn Read + Send> = if path == "-" {
         Box::new(io::stdin())
@@ -33,7 +110,7 @@ pub fn open(path: &str) -> io::Result<Box<dyn Read + Send>> {
     };
     let mut buffered = BufReader::with_capacity(1 << 16, raw);
     let magic = buffered.fill_buf()?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
+    if magic.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(MultiGzDecoder::new(buffered)))
     } else {
         Ok(Box::new(buffered))
@@ -207,6 +284,36 @@ mod tests {
     }
 
     #[test]
+    fn mapped_files_split_like_streams() {
+        let dir = std::env::temp_dir().join(format!("distinctly-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut input = Vec::new();
+        for i in 0..(BLOCK / 900) {
+            input.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 700 + i % 400));
+            input.push(b'\n');
+        }
+        input.extend(std::iter::repeat_n(b'x', 2 * BLOCK + 17)); // too large
+        input.extend(b"\nlast");
+        let path = dir.join("in.jsonl");
+        std::fs::write(&path, &input).unwrap();
+        let mut src = Source::open(path.to_str().unwrap(), 1100).unwrap();
+        assert!(matches!(src, Source::Mapped { .. }));
+        let mut got = Vec::new();
+        while src
+            .next_batch(1100, |l| {
+                got.push(match l {
+                    Line::Message(m) => Ok(m.to_vec()),
+                    Line::TooLarge => Err(()),
+                })
+            })
+            .unwrap()
+        {}
+        assert_eq!(src.bytes_read(), input.len() as u64);
+        assert_eq!(got, lines(&input, 1100));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn gzip_is_detected_by_magic() {
         use flate2::{write::GzEncoder, Compression};
         use std::io::Write;
@@ -216,10 +323,11 @@ mod tests {
         let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
         enc.write_all(b"one\ntwo\n").unwrap();
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
-        let mut r = LineReader::new(open(path.to_str().unwrap()).unwrap(), 100);
+        let mut r = Source::open(path.to_str().unwrap(), 100).unwrap();
+        assert!(matches!(r, Source::Stream(_)));
         let mut got = Vec::new();
         while r
-            .next_batch(|l| {
+            .next_batch(100, |l| {
                 if let Line::Message(m) = l {
                     got.push(m.to_vec())
                 }

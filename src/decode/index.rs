@@ -1,0 +1,335 @@
+//! Stage 1 of the validating parser: a structural index built 64 bytes at a
+//! time with SIMD, after the design of simdjson (Langdale & Lemire, "Parsing
+//! Gigabytes of JSON per Second", 2019).
+//!
+//! For each 64-byte block, bit masks are computed for quotes, backslashes,
+//! control bytes, structural characters (`{}[]:,`) and whitespace. From them:
+//! - escaped characters (the character after each unescaped backslash);
+//! - unescaped quotes, and the *in-string* mask as their prefix XOR;
+//! - errors that need no grammar: a raw control byte inside a string, a
+//!   backslash outside one, an invalid escape (`\x`, `\u12g4`), a string
+//!   that never ends;
+//! - the index: positions of structural characters outside strings, of both
+//!   quotes of every string, and of the first byte of every other token
+//!   (numbers, literals, stray bytes), which stage 2 ([`super::walk`])
+//!   checks against the grammar.
+//!
+//! Everything inside strings is thereby skipped in bulk, which is where a
+//! 2 KB event frame spends most of its bytes.
+
+use super::walk::SyntaxError;
+
+/// Per-block bit masks (bit i = byte i of the block).
+#[derive(Clone, Copy, Default)]
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    ctrl: u64,
+    op: u64,
+    ws: u64,
+}
+
+/// Appends the index of `msg` to `idx` (cleared first). Fails on the
+/// lexical errors listed in the module docs.
+#[inline]
+pub fn build(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above; the check
+            // is a cached load).
+            return unsafe { build_avx2(msg, idx) };
+        }
+    }
+    build_generic(msg, idx)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn build_avx2(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
+    build_with(msg, idx, |b| classify_avx2(b))
+}
+
+fn build_generic(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
+    build_with(msg, idx, classify)
+}
+
+/// The block loop, generic over the classifier so that the AVX2 variant is
+/// compiled (and inlined) with AVX2 enabled throughout.
+#[inline(always)]
+fn build_with(
+    msg: &[u8],
+    idx: &mut Vec<u32>,
+    classify: impl Fn(&[u8; 64]) -> Masks,
+) -> Result<(), SyntaxError> {
+    idx.clear();
+    if msg.len() > u32::MAX as usize {
+        return Err(SyntaxError);
+    }
+    let mut prev_escaped = 0u64; // bit 0 of this block is escaped
+    let mut prev_in_string = 0u64; // all ones if the last block ended in a string
+    let mut prev_scalar = 0u64; // 1 if the last block ended in a token byte
+    let mut tail = [b' '; 64];
+    let mut offset = 0usize;
+    while offset < msg.len() {
+        let block: &[u8; 64] = match msg.get(offset..offset + 64) {
+            Some(b) => b.try_into().expect("64 bytes"),
+            None => {
+                // Pad the last block with spaces: trailing whitespace is neutral.
+                let rest = &msg[offset..];
+                tail[..rest.len()].copy_from_slice(rest);
+                &tail
+            }
+        };
+        let m = classify(block);
+
+        // Escapes: each unescaped backslash escapes the next byte. Backslashes
+        // are rare enough that a loop over their bits is cheapest.
+        let mut escaped = prev_escaped;
+        prev_escaped = 0;
+        let mut bs = m.backslash & !escaped;
+        while bs != 0 {
+            let i = bs.trailing_zeros();
+            if i == 63 {
+                prev_escaped = 1;
+            } else {
+                escaped |= 1 << (i + 1);
+            }
+            bs &= bs - 1;
+            bs &= !escaped;
+        }
+        let escapes = m.backslash & !escaped;
+
+        let quotes = m.quote & !escaped;
+        let in_string = prefix_xor(quotes) ^ prev_in_string;
+        prev_in_string = ((in_string as i64) >> 63) as u64;
+
+        if m.ctrl & in_string != 0 || escapes & !in_string != 0 {
+            return Err(SyntaxError);
+        }
+        let mut e = escapes;
+        while e != 0 {
+            check_escape(msg, offset + e.trailing_zeros() as usize)?;
+            e &= e - 1;
+        }
+
+        let outside = !in_string;
+        let op = m.op & outside;
+        let token = outside & !op & !m.ws & !quotes;
+        let follows_token = (token << 1) | prev_scalar;
+        prev_scalar = token >> 63;
+        let structural = op | quotes | (token & !follows_token);
+        // Padding bytes are spaces, so nothing past the end is indexed.
+        push_positions(idx, offset as u32, structural);
+        offset += 64;
+    }
+    if prev_in_string != 0 {
+        return Err(SyntaxError); // unterminated string
+    }
+    Ok(())
+}
+
+/// Appends `base + i` for every set bit `i` of `bits`, in order, with one
+/// capacity check per block instead of one per position.
+#[inline(always)]
+fn push_positions(idx: &mut Vec<u32>, base: u32, mut bits: u64) {
+    let n = bits.count_ones() as usize;
+    idx.reserve(n);
+    let len = idx.len();
+    let spare = &mut idx.spare_capacity_mut()[..n];
+    for slot in spare {
+        slot.write(base + bits.trailing_zeros());
+        bits &= bits - 1;
+    }
+    // SAFETY: the `n` slots after `len` were just initialized.
+    unsafe { idx.set_len(len + n) };
+}
+
+/// Validates the escape whose backslash is at `at`.
+#[inline(always)]
+fn check_escape(msg: &[u8], at: usize) -> Result<(), SyntaxError> {
+    match msg.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(()),
+        Some(b'u') => match msg.get(at + 2..at + 6) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(()),
+            _ => Err(SyntaxError),
+        },
+        _ => Err(SyntaxError),
+    }
+}
+
+/// Bit i = XOR of bits 0..=i: 1 from an opening quote up to (not including)
+/// its closing quote.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let mut m = Masks::default();
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let backslash = _mm256_set1_epi8(b'\\' as i8);
+    let ctrl_max = _mm256_set1_epi8(0x1f);
+    let case = _mm256_set1_epi8(0x20);
+    let open = _mm256_set1_epi8(b'{' as i8);
+    let close = _mm256_set1_epi8(b'}' as i8);
+    let colon = _mm256_set1_epi8(b':' as i8);
+    let comma = _mm256_set1_epi8(b',' as i8);
+    let space = _mm256_set1_epi8(b' ' as i8);
+    let tab = _mm256_set1_epi8(b'\t' as i8);
+    let lf = _mm256_set1_epi8(b'\n' as i8);
+    let cr = _mm256_set1_epi8(b'\r' as i8);
+    for half in 0..2 {
+        // SAFETY: reads 32 bytes inside the 64-byte block.
+        let x = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * half) as *const __m256i) };
+        // `black_box` keeps LLVM from turning the masks back into vectors
+        // of booleans and extracting them byte by byte (2.5x slower).
+        let bits = |v: __m256i| {
+            u64::from(std::hint::black_box(_mm256_movemask_epi8(v) as u32)) << (32 * half)
+        };
+        m.quote |= bits(_mm256_cmpeq_epi8(x, quote));
+        m.backslash |= bits(_mm256_cmpeq_epi8(x, backslash));
+        m.ctrl |= bits(_mm256_cmpeq_epi8(_mm256_min_epu8(x, ctrl_max), x));
+        let folded = _mm256_or_si256(x, case);
+        let op = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(folded, open), _mm256_cmpeq_epi8(folded, close)),
+            _mm256_or_si256(_mm256_cmpeq_epi8(x, colon), _mm256_cmpeq_epi8(x, comma)),
+        );
+        m.op |= bits(op);
+        let ws = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(x, space), _mm256_cmpeq_epi8(x, tab)),
+            _mm256_or_si256(_mm256_cmpeq_epi8(x, lf), _mm256_cmpeq_epi8(x, cr)),
+        );
+        m.ws |= bits(ws);
+    }
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn classify(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let mut m = Masks::default();
+    // SAFETY: SSE2 is part of the x86_64 baseline; each load reads 16 bytes
+    // inside the 64-byte block.
+    unsafe {
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let ctrl_max = _mm_set1_epi8(0x1f);
+        let case = _mm_set1_epi8(0x20);
+        let open = _mm_set1_epi8(b'{' as i8); // `[` | 0x20 == `{`
+        let close = _mm_set1_epi8(b'}' as i8); // `]` | 0x20 == `}`
+        let colon = _mm_set1_epi8(b':' as i8);
+        let comma = _mm_set1_epi8(b',' as i8);
+        let space = _mm_set1_epi8(b' ' as i8);
+        let tab = _mm_set1_epi8(b'\t' as i8);
+        let lf = _mm_set1_epi8(b'\n' as i8);
+        let cr = _mm_set1_epi8(b'\r' as i8);
+        for lane in 0..4 {
+            let x = _mm_loadu_si128(block.as_ptr().add(16 * lane) as *const __m128i);
+            let bits = |v: __m128i| {
+                u64::from(std::hint::black_box(_mm_movemask_epi8(v) as u16)) << (16 * lane)
+            };
+            m.quote |= bits(_mm_cmpeq_epi8(x, quote));
+            m.backslash |= bits(_mm_cmpeq_epi8(x, backslash));
+            m.ctrl |= bits(_mm_cmpeq_epi8(_mm_min_epu8(x, ctrl_max), x));
+            let folded = _mm_or_si128(x, case);
+            let op = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(folded, open), _mm_cmpeq_epi8(folded, close)),
+                _mm_or_si128(_mm_cmpeq_epi8(x, colon), _mm_cmpeq_epi8(x, comma)),
+            );
+            m.op |= bits(op);
+            let ws = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, space), _mm_cmpeq_epi8(x, tab)),
+                _mm_or_si128(_mm_cmpeq_epi8(x, lf), _mm_cmpeq_epi8(x, cr)),
+            );
+            m.ws |= bits(ws);
+        }
+    }
+    m
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn classify(block: &[u8; 64]) -> Masks {
+    let mut m = Masks::default();
+    for (i, &b) in block.iter().enumerate() {
+        let bit = 1u64 << i;
+        match b {
+            b'"' => m.quote |= bit,
+            b'\\' => m.backslash |= bit,
+            b'{' | b'}' | b'[' | b']' | b':' | b',' => m.op |= bit,
+            b' ' | b'\t' | b'\n' | b'\r' => m.ws |= bit,
+            _ => {}
+        }
+        if b < 0x20 {
+            m.ctrl |= bit;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds with the generic (SSE2/scalar) path and the dispatched one
+    /// (AVX2 where the CPU has it) and checks they agree.
+    fn index(s: &str) -> Result<Vec<u32>, SyntaxError> {
+        let mut v = Vec::new();
+        let mut g = Vec::new();
+        let r = build(s.as_bytes(), &mut v).map(|()| v);
+        let rg = build_generic(s.as_bytes(), &mut g).map(|()| g);
+        assert_eq!(r, rg, "{s:?}");
+        r
+    }
+
+    #[test]
+    fn indexes_structure_quotes_and_token_starts() {
+        //          0123456789012345678901234
+        let s = r#"{"a\"b": [1, true], "c":-2}"#;
+        let got = index(s).unwrap();
+        let want: Vec<u32> = s
+            .char_indices()
+            .filter(|&(i, c)| {
+                matches!(c, '{' | '}' | '[' | ']' | ':' | ',')
+                    || (c == '"' && i != 4)
+                    || i == 10
+                    || i == 13
+                    || i == 24
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn strings_and_escapes_across_block_boundaries() {
+        // Put a backslash run, a quote and a control byte at every offset
+        // around the 64-byte boundary.
+        for pad in 50..80 {
+            let prefix = "x".repeat(pad);
+            let ok = format!("\"{prefix}\\\\\\\"tail\"");
+            assert!(index(&ok).is_ok(), "pad {pad}");
+            let tail_quote = format!("\"{prefix}\\\"");
+            assert!(index(&tail_quote).is_err(), "pad {pad}: escaped closing quote");
+            let ctrl = format!("\"{prefix}\u{1}\"");
+            assert!(index(&ctrl).is_err(), "pad {pad}: control byte");
+            let bad_escape = format!("\"{prefix}\\x\"");
+            assert!(index(&bad_escape).is_err(), "pad {pad}: bad escape");
+            let short_u = format!("\"{prefix}\\u12\"");
+            assert!(index(&short_u).is_err(), "pad {pad}: short \\u");
+            let outside = format!("{prefix}\\");
+            assert!(index(&outside).is_err(), "pad {pad}: backslash outside a string");
+        }
+    }
+}
