@@ -109,6 +109,10 @@ impl Default for CoreConfig {
     }
 }
 
+/// Upper bound of `DISTINCTLY_MAX_MESSAGE_BYTES`: the parser indexes
+/// messages with 32-bit positions, and nothing legitimate comes close.
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1 << 30;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var}: {reason}")]

@@ -28,7 +28,10 @@ pub enum Line<'a> {
 /// An opened input.
 pub enum Source {
     /// A plain file, mapped; `pos` is the start of the next batch.
-    Mapped { map: memmap2::Mmap, pos: usize },
+    Mapped {
+        map: memmap2::Mmap,
+        pos: usize,
+    },
     Stream(LineReader<Box<dyn Read + Send>>),
 }
 
@@ -67,8 +70,9 @@ impl Source {
                 let end = match memchr::memrchr(b'\n', &data[*pos..limit]) {
                     Some(i) if limit < data.len() => *pos + i + 1,
                     _ if limit == data.len() => data.len(),
-                    _ => memchr::memchr(b'\n', &data[limit..])
-                        .map_or(data.len(), |i| limit + i + 1),
+                    _ => {
+                        memchr::memchr(b'\n', &data[limit..]).map_or(data.len(), |i| limit + i + 1)
+                    }
                 };
                 let mut start = *pos;
                 let mut skipping = false;

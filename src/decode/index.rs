@@ -202,7 +202,10 @@ unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
         m.ctrl |= bits(_mm256_cmpeq_epi8(_mm256_min_epu8(x, ctrl_max), x));
         let folded = _mm256_or_si256(x, case);
         let op = _mm256_or_si256(
-            _mm256_or_si256(_mm256_cmpeq_epi8(folded, open), _mm256_cmpeq_epi8(folded, close)),
+            _mm256_or_si256(
+                _mm256_cmpeq_epi8(folded, open),
+                _mm256_cmpeq_epi8(folded, close),
+            ),
             _mm256_or_si256(_mm256_cmpeq_epi8(x, colon), _mm256_cmpeq_epi8(x, comma)),
         );
         m.op |= bits(op);
@@ -321,7 +324,10 @@ mod tests {
             let ok = format!("\"{prefix}\\\\\\\"tail\"");
             assert!(index(&ok).is_ok(), "pad {pad}");
             let tail_quote = format!("\"{prefix}\\\"");
-            assert!(index(&tail_quote).is_err(), "pad {pad}: escaped closing quote");
+            assert!(
+                index(&tail_quote).is_err(),
+                "pad {pad}: escaped closing quote"
+            );
             let ctrl = format!("\"{prefix}\u{1}\"");
             assert!(index(&ctrl).is_err(), "pad {pad}: control byte");
             let bad_escape = format!("\"{prefix}\\x\"");
@@ -329,7 +335,10 @@ mod tests {
             let short_u = format!("\"{prefix}\\u12\"");
             assert!(index(&short_u).is_err(), "pad {pad}: short \\u");
             let outside = format!("{prefix}\\");
-            assert!(index(&outside).is_err(), "pad {pad}: backslash outside a string");
+            assert!(
+                index(&outside).is_err(),
+                "pad {pad}: backslash outside a string"
+            );
         }
     }
 }
