@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! decode/     message bytes -> Event { ts, uid } or a Reject reason
-//!   scan.rs      validating JSON scanner (SIMD string skipping)
+//!   index.rs     stage 1: SIMD structural index, 64 bytes at a time
+//!   walk.rs      stage 2: grammar walk over the index; root uid/ts
 //!   ts.rs        JSON number -> floored Unix seconds, exactly
 //!   unescape.rs  JSON string unescaping into a reused buffer
 //! reject.rs   the fixed set of rejection reasons and their counts
@@ -19,9 +20,13 @@
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! record.rs   the output record (one JSON object per emitted window)
 //! config.rs   DISTINCTLY_* settings: defaults, env loading, validation
-//! input.rs    JSON-lines input from files / stdin / .gz, in batches
+//! cli.rs      command-line definitions (flags mirror the variables)
+//! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
 //! count.rs    the offline `count` command: input -> decode -> windows -> stdout
-//! generate.rs reproducible event generator (tests, benches, sample data)
+//! generate/   reproducible event generator (tests, benches, sample data)
+//!   mod.rs       options, the line loop, the exact truth
+//!   frame.rs     minimal / realistic / wrapped / invalid frames
+//!   rng.rs       xoshiro256** and a platform-independent Zipf sampler
 //! ```
 //!
 //! `main.rs` only parses the command line and calls into this crate.
