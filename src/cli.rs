@@ -22,6 +22,19 @@ pub enum Command {
     Count(CountArgs),
     /// Write a reproducible synthetic event stream (and its exact truth).
     Generate(GenerateArgs),
+    /// The Kafka service: consume, count, produce (settings: KAFKA_* and
+    /// DISTINCTLY_* variables, see the README).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Exit once every partition has been read to its end and all windows
+    /// are emitted and acknowledged (benchmarks, tests, back-fills).
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 #[derive(Debug, Args)]

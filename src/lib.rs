@@ -23,6 +23,11 @@
 //! cli.rs      command-line definitions (flags mirror the variables)
 //! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
 //! count.rs    the offline `count` command: input -> decode -> windows -> stdout
+//! kafka/      the `run` service: consume, count, produce, commit safely
+//!   config.rs    KAFKA_* settings (the old app's names), librdkafka configs
+//!   context.rs   librdkafka callbacks: errors, rebalances
+//!   offsets.rs   commit metadata (stream time) for restarts
+//!   service.rs   the consume -> window -> produce -> commit loop
 //! generate/   reproducible event generator (tests, benches, sample data)
 //!   mod.rs       options, the line loop, the exact truth
 //!   frame.rs     minimal / realistic / wrapped / invalid frames
@@ -39,6 +44,7 @@ pub mod decode;
 pub mod generate;
 pub mod hash;
 pub mod input;
+pub mod kafka;
 pub mod record;
 pub mod reject;
 pub mod window;

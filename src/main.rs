@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use distinctly::cli::{Cli, Command, CountArgs, GenerateArgs, SummaryFormat};
+use distinctly::cli::{Cli, Command, CountArgs, GenerateArgs, RunArgs, SummaryFormat};
 use distinctly::config::CoreConfig;
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Count(args) => count(args),
         Command::Generate(args) => generate(args),
+        Command::Run(args) => run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,6 +33,33 @@ fn count(args: CountArgs) -> anyhow::Result<()> {
         SummaryFormat::Json => eprintln!("{}", summary.to_json()),
         SummaryFormat::None => {}
     }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut core = CoreConfig::from_env()?;
+    args.core.apply(&mut core);
+    core.validate()?;
+    let kafka = distinctly::kafka::config::KafkaConfig::from_env()?;
+    let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())?;
+    }
+    let opts = distinctly::kafka::RunOptions {
+        exit_when_idle: args.exit_when_idle,
+    };
+    let s = distinctly::kafka::run(&core, &kafka, opts, &shutdown)?;
+    eprintln!(
+        "distinctly: read {} messages ({:.1} MB) in {:.1} s; rejected {}; {} records and {} DLQ messages produced; windows {} emitted, {} corrections",
+        s.messages,
+        s.bytes as f64 / 1e6,
+        s.elapsed.as_secs_f64(),
+        s.rejected.total() + s.windows.ts_out_of_range,
+        s.records_produced,
+        s.dlq_produced,
+        s.windows.windows_emitted,
+        s.windows.corrections_emitted,
+    );
     Ok(())
 }
 

@@ -45,11 +45,13 @@ pub enum Verdict {
     Reject,
 }
 
-/// A held event: time, hash and where its uid sits in the byte arena.
+/// A held event: time, hash, source offset and where its uid sits in the
+/// byte arena.
 #[derive(Debug, Clone, Copy)]
 pub struct HeldEvent {
     pub ts: u64,
     pub hash: u64,
+    pub offset: i64,
     uid_start: usize,
     uid_end: usize,
 }
@@ -89,9 +91,20 @@ impl Guard {
         self.stream_time
     }
 
+    /// Starts from a stream time remembered elsewhere (e.g. in Kafka commit
+    /// metadata after a restart).
+    pub fn restore(&mut self, stream_time: u64) {
+        self.stream_time = Some(stream_time);
+    }
+
+    /// Lowest source offset among held events.
+    pub fn min_held_offset(&self) -> Option<i64> {
+        self.held.iter().map(|e| e.offset).min()
+    }
+
     /// Judges one event. On `Held` the uid is copied into the quarantine.
     #[inline]
-    pub fn check(&mut self, ts: u64, uid: &[u8], hash: u64) -> Verdict {
+    pub fn check(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
         if let Some(s) = self.stream_time {
             if ts <= s.saturating_add(self.max_ahead) {
                 if ts < s.saturating_sub(self.max_behind) {
@@ -107,11 +120,11 @@ impl Guard {
                 return Verdict::Accept;
             }
         }
-        self.check_outlier(ts, uid, hash)
+        self.check_outlier(ts, uid, hash, offset)
     }
 
     #[cold]
-    fn check_outlier(&mut self, ts: u64, uid: &[u8], hash: u64) -> Verdict {
+    fn check_outlier(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
         let agrees = !self.held.is_empty()
             && ts >= self.cand_min.saturating_sub(self.max_ahead)
             && ts <= self.cand_max.saturating_add(self.max_ahead);
@@ -134,6 +147,7 @@ impl Guard {
         self.held.push(HeldEvent {
             ts,
             hash,
+            offset,
             uid_start,
             uid_end: self.held_uids.len(),
         });
@@ -189,12 +203,17 @@ impl Guard {
 
     /// Hands the released events to `f` in arrival order and empties the
     /// quarantine (keeping its buffers).
-    pub fn drain_released(&mut self, mut f: impl FnMut(u64, &[u8], u64)) {
+    pub fn drain_released(&mut self, mut f: impl FnMut(u64, &[u8], u64, i64)) {
         if !self.released {
             return;
         }
         for e in &self.held {
-            f(e.ts, &self.held_uids[e.uid_start..e.uid_end], e.hash);
+            f(
+                e.ts,
+                &self.held_uids[e.uid_start..e.uid_end],
+                e.hash,
+                e.offset,
+            );
         }
         self.held.clear();
         self.held_uids.clear();

@@ -15,6 +15,13 @@
 //! - Windows are freed once the watermark passes `end + retention`, so memory
 //!   is bounded by the open and retained windows: about
 //!   `(lateness + retention) / W + 2` of them.
+//!
+//! Several *sources* (Kafka partitions) can feed one windower. Each has its
+//! own time guard and stream time; the watermark is the minimum over the
+//! sources that are not idle, so a slow partition holds windows open and an
+//! idle one stops doing so. Each window remembers, per source, the lowest
+//! offset of its events: everything from there on is what a restart must
+//! replay to rebuild it (see `kafka::offsets`). `count` uses one source.
 
 pub mod guard;
 
@@ -59,24 +66,40 @@ struct Window {
     /// Revision of the last emitted record, if any.
     revision: Option<u32>,
     dirty: bool,
+    /// Per source: lowest offset of an event in this window (`i64::MAX`: none).
+    first_offset: Vec<i64>,
+}
+
+/// One input of the windower (a partition).
+#[derive(Debug, Default)]
+struct Source {
+    guard: Guard,
+    idle: bool,
 }
 
 pub struct Windower {
     cfg: WindowConfig,
     kind: CounterKind,
-    guard: Guard,
+    sources: Vec<Source>,
     /// Slot `i` holds the window starting at `base + i * W`, if it has events.
     slots: VecDeque<Option<Window>>,
     base: u64,
     watermark: Option<u64>,
     stats: WindowStats,
     corrections_pending: bool,
+    /// Windows ending at or before this are not emitted until
+    /// [`Windower::release_held`] (catching up after a restart).
+    hold_until: Option<u64>,
 }
 
 impl Windower {
+    /// A windower with one source (id 0).
     pub fn new(cfg: WindowConfig, kind: CounterKind) -> Self {
         Windower {
-            guard: Guard::new(&cfg),
+            sources: vec![Source {
+                guard: Guard::new(&cfg),
+                idle: false,
+            }],
             cfg,
             kind,
             slots: VecDeque::new(),
@@ -84,7 +107,106 @@ impl Windower {
             watermark: None,
             stats: WindowStats::default(),
             corrections_pending: false,
+            hold_until: None,
         }
+    }
+
+    /// Starts over with `n` sources, forgetting every window and held event
+    /// (after a Kafka rebalance, state is rebuilt by replay).
+    pub fn reset(&mut self, n: usize) {
+        self.sources = (0..n)
+            .map(|_| Source {
+                guard: Guard::new(&self.cfg),
+                idle: false,
+            })
+            .collect();
+        self.slots.clear();
+        self.watermark = None;
+        self.corrections_pending = false;
+        self.hold_until = None;
+    }
+
+    /// Restores a source's stream time (from commit metadata). The watermark
+    /// is raised to what the restored sources allow, and windows that were
+    /// already closed then are held back until [`Windower::release_held`]:
+    /// while a restart replays them they are partial and must not overwrite
+    /// the complete counts emitted before.
+    pub fn restore(&mut self, source: usize, stream_time: u64) {
+        self.sources[source].guard.restore(stream_time);
+        if let Some(wm) = self.global_watermark() {
+            if self.watermark.is_none_or(|w| wm > w) {
+                self.watermark = Some(wm);
+            }
+            self.hold_until = Some(self.hold_until.map_or(wm, |h| h.max(wm)));
+        }
+    }
+
+    /// Ends the hold-back of [`Windower::restore`]: replay has caught up, so
+    /// the held windows are complete again and are emitted.
+    pub fn release_held(&mut self, out: &mut Vec<WindowRecord>) {
+        if self.hold_until.take().is_some() {
+            self.corrections_pending = true;
+            self.flush_corrections(out);
+        }
+    }
+
+    /// Marks a source idle (it stops holding the watermark back) or active.
+    pub fn set_idle(&mut self, source: usize, idle: bool, out: &mut Vec<WindowRecord>) {
+        if self.sources[source].idle == idle {
+            return;
+        }
+        self.sources[source].idle = idle;
+        if let Some(wm) = self.global_watermark() {
+            if self.watermark.is_none_or(|w| wm > w) {
+                self.advance(wm, out);
+            }
+        }
+    }
+
+    /// Emits every open window now (the whole input has been idle), keeping
+    /// them for late corrections.
+    pub fn flush_open(&mut self, out: &mut Vec<WindowRecord>) {
+        let w = self.cfg.window_seconds;
+        let hold = self.hold_until;
+        for window in self.slots.iter_mut().flatten() {
+            if window.revision.is_none() && hold.is_none_or(|h| window.start + w > h) {
+                out.push(emit(window, self.kind, w));
+                self.stats.windows_emitted += 1;
+            }
+        }
+        self.flush_corrections(out);
+    }
+
+    /// Stream time of a source.
+    pub fn stream_time(&self, source: usize) -> Option<u64> {
+        self.sources[source].guard.stream_time()
+    }
+
+    /// Lowest offset of `source` that a restart must replay to rebuild every
+    /// held window and held event; `None` if nothing of it is held.
+    pub fn min_offset_needed(&self, source: usize) -> Option<i64> {
+        let windows = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|w| w.first_offset.get(source).copied())
+            .filter(|&o| o != i64::MAX)
+            .min();
+        let held = self.sources[source].guard.min_held_offset();
+        match (windows, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Watermark over the sources that are not idle and have a stream time.
+    fn global_watermark(&self) -> Option<u64> {
+        self.sources
+            .iter()
+            .filter(|s| !s.idle)
+            .filter_map(|s| s.guard.stream_time())
+            .min()
+            .map(|t| t.saturating_sub(self.cfg.allowed_lateness_seconds))
     }
 
     pub fn stats(&self) -> WindowStats {
@@ -110,33 +232,62 @@ impl Windower {
             .sum()
     }
 
-    /// Feeds one decoded event; emitted records are appended to `out`.
+    /// Feeds one decoded event of source 0; emitted records are appended
+    /// to `out`.
     #[inline]
     pub fn push(&mut self, ts: u64, uid: &[u8], hash: u64, out: &mut Vec<WindowRecord>) {
-        match self.guard.check(ts, uid, hash) {
-            Verdict::Accept => self.accept(ts, uid, hash, out),
+        self.push_from(0, ts, uid, hash, 0, out);
+    }
+
+    /// Feeds one decoded event of `source`, at `offset` in it.
+    #[inline]
+    pub fn push_from(
+        &mut self,
+        source: usize,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        offset: i64,
+        out: &mut Vec<WindowRecord>,
+    ) {
+        let src = &mut self.sources[source];
+        src.idle = false;
+        match src.guard.check(ts, uid, hash, offset) {
+            Verdict::Accept => self.accept(source, ts, uid, hash, offset, out),
             Verdict::Reject => self.stats.ts_out_of_range += 1,
             Verdict::Held => {}
         }
-        self.settle_guard(out);
+        self.settle_guard(source, out);
     }
 
-    /// Moves the guard's decisions about held events into the windows.
-    fn settle_guard(&mut self, out: &mut Vec<WindowRecord>) {
-        self.stats.ts_out_of_range += self.guard.take_rejected();
-        if self.guard.has_released() {
-            let mut guard = std::mem::take(&mut self.guard);
-            guard.drain_released(|ts, uid, hash| self.accept(ts, uid, hash, out));
-            self.guard = guard;
+    /// Moves a guard's decisions about held events into the windows.
+    fn settle_guard(&mut self, source: usize, out: &mut Vec<WindowRecord>) {
+        let guard = &mut self.sources[source].guard;
+        self.stats.ts_out_of_range += guard.take_rejected();
+        if guard.has_released() {
+            let mut guard = std::mem::take(guard);
+            guard.drain_released(|ts, uid, hash, offset| {
+                self.accept(source, ts, uid, hash, offset, out)
+            });
+            self.sources[source].guard = guard;
         }
     }
 
-    fn accept(&mut self, ts: u64, uid: &[u8], hash: u64, out: &mut Vec<WindowRecord>) {
-        let stream_time = self.guard.stream_time().unwrap_or(ts).max(ts);
-        let watermark = stream_time.saturating_sub(self.cfg.allowed_lateness_seconds);
-        if self.watermark.is_none_or(|w| watermark > w) {
-            self.advance(watermark, out);
+    fn accept(
+        &mut self,
+        source: usize,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        offset: i64,
+        out: &mut Vec<WindowRecord>,
+    ) {
+        if let Some(watermark) = self.global_watermark() {
+            if self.watermark.is_none_or(|w| watermark > w) {
+                self.advance(watermark, out);
+            }
         }
+        let watermark = self.watermark.unwrap_or(0);
         let w = self.cfg.window_seconds;
         let start = ts - ts % w;
         let end = start + w;
@@ -144,10 +295,15 @@ impl Windower {
             self.stats.late_dropped += 1;
             return;
         }
-        let closed = end <= watermark;
+        let closed = self.watermark.is_some() && end <= watermark;
         let window = self.slot(start);
         window.counter.insert(uid, hash);
         window.events += 1;
+        if window.first_offset.len() <= source {
+            window.first_offset.resize(source + 1, i64::MAX);
+        }
+        let first = &mut window.first_offset[source];
+        *first = (*first).min(offset);
         if closed {
             window.dirty = true;
             self.corrections_pending = true;
@@ -178,6 +334,7 @@ impl Windower {
             events: 0,
             revision: None,
             dirty: false,
+            first_offset: Vec::new(),
         })
     }
 
@@ -186,9 +343,14 @@ impl Windower {
     fn advance(&mut self, watermark: u64, out: &mut Vec<WindowRecord>) {
         self.watermark = Some(watermark);
         let w = self.cfg.window_seconds;
+        let hold = self.hold_until;
         let mut ticked = false;
         for window in self.slots.iter_mut().flatten() {
             if window.revision.is_none() && window.start + w <= watermark {
+                if hold.is_some_and(|h| window.start + w <= h) {
+                    window.dirty = true; // emitted on release
+                    continue;
+                }
                 out.push(emit(window, self.kind, w));
                 self.stats.windows_emitted += 1;
                 ticked = true;
@@ -199,11 +361,12 @@ impl Windower {
         }
         while let Some(front) = self.slots.front() {
             let expired = self.base + w + self.cfg.late_retention_seconds <= watermark;
-            if !expired {
+            // A held-back window stays until it has been emitted.
+            let unsent = front
+                .as_ref()
+                .is_some_and(|win| win.revision.is_none() || win.dirty);
+            if !expired || unsent {
                 break;
-            }
-            if let Some(window) = front {
-                debug_assert!(window.revision.is_some() && !window.dirty);
             }
             self.slots.pop_front();
             self.base += w;
@@ -217,7 +380,13 @@ impl Windower {
             return;
         }
         let w = self.cfg.window_seconds;
+        let hold = self.hold_until;
+        let mut held_back = false;
         for window in self.slots.iter_mut().flatten() {
+            if window.dirty && hold.is_some_and(|h| window.start + w <= h) {
+                held_back = true;
+                continue;
+            }
             if window.dirty {
                 // A late event can also create a window that was never open.
                 if window.revision.is_none() {
@@ -228,14 +397,17 @@ impl Windower {
                 out.push(emit(window, self.kind, w));
             }
         }
-        self.corrections_pending = false;
+        self.corrections_pending = held_back;
     }
 
     /// End of input: settles held events, emits every open window and every
     /// pending correction, and forgets all windows.
     pub fn finish(&mut self, out: &mut Vec<WindowRecord>) {
-        self.guard.finish();
-        self.settle_guard(out);
+        for source in 0..self.sources.len() {
+            self.sources[source].guard.finish();
+            self.settle_guard(source, out);
+        }
+        self.release_held(out);
         let w = self.cfg.window_seconds;
         for window in self.slots.iter_mut().flatten() {
             if window.revision.is_none() {

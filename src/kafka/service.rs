@@ -1,0 +1,472 @@
+//! The service loop of `distinctly run` (mechanism in the module docs of
+//! `kafka`).
+
+use super::config::KafkaConfig;
+use super::context::{Context, FatalError, Shared};
+use super::{offsets, ServiceError};
+use crate::config::CoreConfig;
+use crate::decode::Decoder;
+use crate::hash::uid_hash;
+use crate::record::WindowRecord;
+use crate::reject::{Reject, RejectCounts};
+use crate::window::{WindowStats, Windower};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Exit once every assigned partition has been read to its end and the
+    /// open windows are emitted and acknowledged (benchmarks, tests, batch
+    /// back-fills). Offsets are committed as if the service had stopped,
+    /// so a later run continues without loss.
+    pub exit_when_idle: bool,
+}
+
+/// What a run did (printed on exit).
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub bytes: u64,
+    pub rejected: RejectCounts,
+    pub windows: WindowStats,
+    pub records_produced: u64,
+    pub dlq_produced: u64,
+    pub elapsed: Duration,
+}
+
+/// Per assigned partition.
+struct Partition {
+    id: i32,
+    /// Next offset to read, once anything was read since the assignment.
+    next_offset: Option<i64>,
+    last_event: Instant,
+    /// Reached the end of the partition since the last message.
+    eof: bool,
+    idle: bool,
+}
+
+/// How long a partition must be at its end before `--exit-when-idle` exits.
+const EXIT_QUIET: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(100);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a too-large message copied to the dead-letter topic.
+const DLQ_TRUNCATE: usize = 64 << 10;
+
+struct Service<'a> {
+    core: &'a CoreConfig,
+    kafka: &'a KafkaConfig,
+    shared: Arc<Shared>,
+    producer: BaseProducer<Context>,
+    decoder: Decoder,
+    windower: Windower,
+    partitions: Vec<Partition>,
+    by_id: HashMap<i32, usize>,
+    records: Vec<WindowRecord>,
+    record_buf: Vec<u8>,
+    summary: RunSummary,
+    assigned: bool,
+    open_flushed: bool,
+    last_message: Instant,
+    last_commit: Instant,
+}
+
+/// Runs until `shutdown` is set (SIGTERM/SIGINT), a fatal error, or, with
+/// `exit_when_idle`, the end of the input.
+pub fn run(
+    core: &CoreConfig,
+    kafka: &KafkaConfig,
+    opts: RunOptions,
+    shutdown: &AtomicBool,
+) -> Result<RunSummary, ServiceError> {
+    core.validate()?;
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        output_topic: kafka.env.service_output_topic.clone(),
+        ..Shared::default()
+    });
+    let consumer: BaseConsumer<Context> = kafka.consumer_config().create_with_context(Context {
+        shared: shared.clone(),
+        role: "consumer",
+    })?;
+    let producer: BaseProducer<Context> = kafka.producer_config().create_with_context(Context {
+        shared: shared.clone(),
+        role: "producer",
+    })?;
+    consumer.subscribe(&[kafka.env.service_input_topic.as_str()])?;
+    eprintln!(
+        "distinctly: run: {} -> {} via {} (group {}, counter {})",
+        kafka.env.service_input_topic,
+        kafka.env.service_output_topic,
+        kafka.bootstrap_servers(),
+        kafka.env.service_group_id,
+        core.counter_kind()?,
+    );
+    let mut svc = Service {
+        core,
+        kafka,
+        shared,
+        producer,
+        decoder: Decoder::new(),
+        windower: Windower::new(core.window_config(), core.counter_kind()?),
+        partitions: Vec::new(),
+        by_id: HashMap::new(),
+        records: Vec::new(),
+        record_buf: Vec::with_capacity(256),
+        summary: RunSummary::default(),
+        assigned: false,
+        open_flushed: false,
+        last_message: Instant::now(),
+        last_commit: Instant::now(),
+    };
+    let mut last_tick = Instant::now();
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            eprintln!("distinctly: stopping: committing what is safe");
+            svc.produce_records()?;
+            svc.commit(&consumer, CommitMode::Sync, None)?;
+            break;
+        }
+        svc.check_fatal()?;
+        let polled = consumer.poll(TICK);
+        // Rebalance callbacks run inside `poll`: rebuild state before
+        // handling a message that may belong to the new assignment.
+        if svc.shared.rebalanced.swap(false, Ordering::SeqCst) {
+            svc.on_rebalance(&consumer)?;
+        }
+        match polled {
+            None => {}
+            Some(Ok(msg)) => svc.on_message(&consumer, &msg)?,
+            Some(Err(KafkaError::PartitionEOF(p))) => svc.on_eof(p),
+            Some(Err(e)) => svc.on_consume_error(e),
+        }
+        svc.produce_records()?;
+        svc.producer.poll(Duration::ZERO);
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            if svc.tick(&consumer, opts)? {
+                break;
+            }
+        }
+    }
+    svc.summary.windows = svc.windower.stats();
+    svc.summary.elapsed = started.elapsed();
+    Ok(svc.summary)
+}
+
+impl Service<'_> {
+    fn check_fatal(&self) -> Result<(), ServiceError> {
+        match self.shared.fatal.lock().expect("not poisoned").clone() {
+            None => Ok(()),
+            Some(FatalError::Authentication(m)) => Err(ServiceError::Authentication(m)),
+            Some(FatalError::Other(m)) => Err(ServiceError::Fatal(m)),
+        }
+    }
+
+    /// Rebuilds all state for the new assignment: windows and guards start
+    /// empty, stream times come back from the commit metadata, and replay
+    /// from the committed (safe) offsets fills the windows again.
+    fn on_rebalance(&mut self, consumer: &BaseConsumer<Context>) -> Result<(), ServiceError> {
+        let topic = &self.kafka.env.service_input_topic;
+        let assignment = consumer.assignment()?;
+        let mut ids: Vec<i32> = assignment
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        ids.sort_unstable();
+        self.windower.reset(ids.len());
+        self.by_id = ids.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        let now = Instant::now();
+        self.partitions = ids
+            .iter()
+            .map(|&id| Partition {
+                id,
+                next_offset: None,
+                last_event: now,
+                eof: false,
+                idle: false,
+            })
+            .collect();
+        self.assigned = !ids.is_empty();
+        self.open_flushed = false;
+        if self.assigned {
+            let committed = consumer.committed_offsets(assignment, Duration::from_secs(30))?;
+            for e in committed.elements_for_topic(topic) {
+                if let (Some(&src), Some(st)) = (
+                    self.by_id.get(&e.partition()),
+                    offsets::decode(e.metadata()),
+                ) {
+                    self.windower.restore(src, st);
+                }
+            }
+        }
+        eprintln!("distinctly: assigned partitions {ids:?} of {topic}");
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        msg: &BorrowedMessage<'_>,
+    ) -> Result<(), ServiceError> {
+        let src = match self.by_id.get(&msg.partition()) {
+            Some(&src) => src,
+            None => {
+                // A partition we were not told about yet: rebuild from the
+                // current assignment, which includes it.
+                self.on_rebalance(consumer)?;
+                match self.by_id.get(&msg.partition()) {
+                    Some(&src) => src,
+                    None => return Ok(()), // not ours (anymore): not counted
+                }
+            }
+        };
+        let now = Instant::now();
+        self.last_message = now;
+        self.open_flushed = false;
+        let part = &mut self.partitions[src];
+        part.next_offset = Some(msg.offset() + 1);
+        part.last_event = now;
+        part.eof = false;
+        part.idle = false;
+        if self.shared.broker_down.swap(false, Ordering::Relaxed) {
+            eprintln!("distinctly: broker reachable again");
+        }
+        let payload = msg.payload().unwrap_or(&[]);
+        self.summary.messages += 1;
+        self.summary.bytes += payload.len() as u64;
+        let result = if payload.len() > self.core.max_message_bytes {
+            Err(Reject::TooLarge)
+        } else {
+            match self.decoder.decode(payload) {
+                Ok(event) => {
+                    let hash = uid_hash(event.uid);
+                    self.windower.push_from(
+                        src,
+                        event.ts,
+                        event.uid,
+                        hash,
+                        msg.offset(),
+                        &mut self.records,
+                    );
+                    Ok(())
+                }
+                Err(reason) => Err(reason),
+            }
+        };
+        if let Err(reason) = result {
+            self.summary.rejected.add(reason);
+            if let Some(dlq) = &self.kafka.env.service_dlq_topic {
+                let partition = msg.partition().to_string();
+                let offset = msg.offset().to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(header("distinctly.reason", reason.as_str()))
+                    .insert(header("distinctly.source.topic", msg.topic()))
+                    .insert(header("distinctly.source.partition", &partition))
+                    .insert(header("distinctly.source.offset", &offset));
+                // A too-large message is not copied whole: its first
+                // 64 KiB show what it was.
+                let (payload, headers) = if reason == Reject::TooLarge {
+                    let len = payload.len().to_string();
+                    let headers = headers.insert(header("distinctly.original.bytes", &len));
+                    (&payload[..payload.len().min(DLQ_TRUNCATE)], headers)
+                } else {
+                    (payload, headers)
+                };
+                let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
+                    .payload(payload)
+                    .headers(headers);
+                if let Some(key) = msg.key() {
+                    record = record.key(key);
+                }
+                match send(&self.producer, record) {
+                    Ok(()) => self.summary.dlq_produced += 1,
+                    Err(e) => {
+                        self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_eof(&mut self, partition: i32) {
+        if let Some(&src) = self.by_id.get(&partition) {
+            self.partitions[src].eof = true;
+        }
+        if self.shared.broker_down.swap(false, Ordering::Relaxed) {
+            eprintln!("distinctly: broker reachable again");
+        }
+    }
+
+    fn on_consume_error(&mut self, e: KafkaError) {
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve,
+            ) => {
+                if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
+                    eprintln!("distinctly: consumer: broker unreachable, retrying: {e}");
+                }
+            }
+            _ => eprintln!("distinctly: consumer: {e}"),
+        }
+    }
+
+    /// Sends every record emitted so far, keyed by window start.
+    fn produce_records(&mut self) -> Result<(), ServiceError> {
+        let topic = &self.kafka.env.service_output_topic;
+        for r in self.records.drain(..) {
+            self.record_buf.clear();
+            r.write_json(&mut self.record_buf);
+            let key = r.start_ts.to_string();
+            send(
+                &self.producer,
+                BaseRecord::<str, [u8]>::to(topic)
+                    .key(&key)
+                    .payload(&self.record_buf),
+            )?;
+            self.summary.records_produced += 1;
+        }
+        Ok(())
+    }
+
+    /// Periodic work; returns true when the service should exit.
+    fn tick(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        opts: RunOptions,
+    ) -> Result<bool, ServiceError> {
+        if !self.assigned {
+            return Ok(false);
+        }
+        let idle_after = Duration::from_secs(self.kafka.service.idle_partition_seconds);
+        for (src, part) in self.partitions.iter_mut().enumerate() {
+            if !part.idle && part.last_event.elapsed() >= idle_after {
+                part.idle = true;
+                self.windower.set_idle(src, true, &mut self.records);
+            }
+        }
+        if !self.open_flushed && self.partitions.iter().all(|p| p.idle) {
+            // The whole input is idle: the last minutes come out now.
+            self.windower.flush_open(&mut self.records);
+            self.open_flushed = true;
+        }
+        let caught_up = self.partitions.iter().all(|p| p.eof);
+        if caught_up {
+            self.windower.release_held(&mut self.records);
+        }
+        self.produce_records()?;
+        if opts.exit_when_idle && caught_up && self.last_message.elapsed() >= EXIT_QUIET {
+            // Commit as if stopping (open windows stay replayable), then
+            // emit everything.
+            let safe = self.safe_offsets();
+            self.windower.finish(&mut self.records);
+            self.produce_records()?;
+            self.commit(consumer, CommitMode::Sync, Some(safe))?;
+            eprintln!("distinctly: input drained, exiting");
+            return Ok(true);
+        }
+        if self.last_commit.elapsed()
+            >= Duration::from_secs(self.kafka.service.commit_interval_seconds)
+        {
+            self.commit(consumer, CommitMode::Async, None)?;
+        }
+        Ok(false)
+    }
+
+    /// Safe offset and metadata of every partition read since the assignment.
+    fn safe_offsets(&self) -> TopicPartitionList {
+        let topic = &self.kafka.env.service_input_topic;
+        let mut tpl = TopicPartitionList::new();
+        for (src, part) in self.partitions.iter().enumerate() {
+            let Some(next) = part.next_offset else {
+                continue;
+            };
+            let safe = self
+                .windower
+                .min_offset_needed(src)
+                .map_or(next, |o| o.min(next));
+            let mut elem = tpl.add_partition(topic, part.id);
+            let _ = elem.set_offset(Offset::Offset(safe));
+            elem.set_metadata(offsets::encode(self.windower.stream_time(src)));
+        }
+        tpl
+    }
+
+    /// Flushes the producer (every emitted record acknowledged), then commits
+    /// the safe offsets (`precomputed` or computed now).
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        mode: CommitMode,
+        precomputed: Option<TopicPartitionList>,
+    ) -> Result<(), ServiceError> {
+        self.last_commit = Instant::now();
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
+            return Ok(());
+        }
+        if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
+            let (topic, reason) = self
+                .shared
+                .last_delivery_error
+                .lock()
+                .expect("not poisoned")
+                .clone()
+                .unwrap_or_default();
+            return Err(ServiceError::Delivery { topic, reason });
+        }
+        self.check_fatal()?;
+        let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {}
+            Err(e) if matches!(mode, CommitMode::Async) => {
+                eprintln!("distinctly: commit failed, will retry: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        *self.shared.safe.lock().expect("not poisoned") = Some(tpl);
+        Ok(())
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full.
+fn send<K, P>(
+    producer: &BaseProducer<Context>,
+    mut record: BaseRecord<'_, K, P>,
+) -> Result<(), ServiceError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
