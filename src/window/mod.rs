@@ -199,14 +199,16 @@ impl Windower {
         }
     }
 
-    /// Watermark over the sources that are not idle and have a stream time.
+    /// Watermark: the minimum over the sources that are not idle. A source
+    /// without a stream time yet (nothing read, or its first events still
+    /// held by the guard) holds it back until it delivers or goes idle.
     fn global_watermark(&self) -> Option<u64> {
-        self.sources
-            .iter()
-            .filter(|s| !s.idle)
-            .filter_map(|s| s.guard.stream_time())
-            .min()
-            .map(|t| t.saturating_sub(self.cfg.allowed_lateness_seconds))
+        let mut min: Option<u64> = None;
+        for s in self.sources.iter().filter(|s| !s.idle) {
+            let t = s.guard.stream_time()?;
+            min = Some(min.map_or(t, |m| m.min(t)));
+        }
+        min.map(|t| t.saturating_sub(self.cfg.allowed_lateness_seconds))
     }
 
     pub fn stats(&self) -> WindowStats {

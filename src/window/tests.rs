@@ -274,3 +274,98 @@ fn memory_is_bounded_by_open_and_retained_windows() {
     assert!(max_held <= 12, "held {max_held} windows");
     assert_eq!(out.len(), 20_000 / 60);
 }
+
+fn push_src(
+    w: &mut Windower,
+    src: usize,
+    ts: u64,
+    uid: &str,
+    offset: i64,
+    out: &mut Vec<WindowRecord>,
+) {
+    w.push_from(
+        src,
+        ts,
+        uid.as_bytes(),
+        uid_hash(uid.as_bytes()),
+        offset,
+        out,
+    );
+}
+
+fn multi(n: usize) -> Windower {
+    let mut w = Windower::new(cfg(), CounterKind::Exact);
+    w.reset(n);
+    w
+}
+
+#[test]
+fn a_slow_source_holds_windows_open_until_it_catches_up_or_idles() {
+    let mut w = multi(2);
+    let mut out = Vec::new();
+    for s in 0..200 {
+        push_src(&mut w, 0, T0 + s, "fast", s as i64, &mut out);
+    }
+    // (A source's time counts once its guard has seen enough agreeing events.)
+    for i in 0..20 {
+        push_src(&mut w, 1, T0 + 10, "slow", i, &mut out);
+    }
+    assert!(out.is_empty(), "source 1 is at T0+10: nothing may close");
+    // The slow source catches up: windows up to its watermark close.
+    push_src(&mut w, 1, T0 + 130, "slow", 20, &mut out);
+    let starts: Vec<u64> = out.iter().map(|r| r.start_ts).collect();
+    assert_eq!(starts, [T0, T0 + 60]);
+    assert_eq!(out[0].unique_users, 2);
+    // It goes idle: the fast source alone drives the watermark.
+    w.set_idle(1, true, &mut out);
+    assert_eq!(out.last().unwrap().start_ts, T0 + 120);
+}
+
+#[test]
+fn min_offset_needed_covers_every_held_window_and_held_event() {
+    let mut w = multi(2);
+    let mut out = Vec::new();
+    for s in 0..100 {
+        push_src(&mut w, 0, T0 + s, "a", 1000 + s as i64, &mut out);
+        push_src(&mut w, 1, T0 + s, "b", 50 + s as i64, &mut out);
+    }
+    assert_eq!(w.min_offset_needed(0), Some(1000));
+    assert_eq!(w.min_offset_needed(1), Some(50));
+    // Long after retention, only the recent windows pin offsets.
+    for s in 100..1000 {
+        push_src(&mut w, 0, T0 + s, "a", 1000 + s as i64, &mut out);
+        push_src(&mut w, 1, T0 + s, "b", 50 + s as i64, &mut out);
+    }
+    let wm = w.watermark().unwrap();
+    let oldest_held = (wm - 600 - 60) / 60 * 60 + 60;
+    let needed = w.min_offset_needed(0).unwrap();
+    assert!(needed >= 1000 + (oldest_held - T0) as i64 - 60, "{needed}");
+    assert!(needed <= 1000 + (oldest_held - T0) as i64 + 60, "{needed}");
+    // A held (quarantined) event pins its own offset.
+    push_src(&mut w, 0, T0 + 90_000, "jump", 5, &mut out);
+    assert_eq!(w.min_offset_needed(0), Some(5));
+}
+
+#[test]
+fn restored_time_holds_back_closed_windows_until_released() {
+    let mut w = multi(1);
+    let mut out = Vec::new();
+    // Stream time restored to T0+300: the watermark is T0+295, so windows
+    // ending by then (here [T0+180, T0+240)) were closed before the restart.
+    w.restore(0, T0 + 300);
+    for s in 200..300 {
+        push_src(&mut w, 0, T0 + s, "u", s as i64, &mut out);
+    }
+    assert!(out.is_empty(), "replayed closed windows must wait: {out:?}");
+    // Replay goes on past the restored time: new windows close normally...
+    for s in 300..400 {
+        push_src(&mut w, 0, T0 + s, "u", s as i64, &mut out);
+    }
+    let starts: Vec<u64> = out.iter().map(|r| r.start_ts).collect();
+    assert_eq!(starts, [T0 + 240, T0 + 300]);
+    // ...and the held one comes out once replay has caught up.
+    out.clear();
+    w.release_held(&mut out);
+    let released: Vec<(u64, u64)> = out.iter().map(|r| (r.start_ts, r.events)).collect();
+    assert_eq!(released, [(T0 + 180, 40)]);
+}
