@@ -309,6 +309,8 @@ impl Service<'_> {
 
     fn on_consume_error(&mut self, e: KafkaError) {
         match e.rdkafka_error_code() {
+            // Also reported per partition as `KafkaError::PartitionEOF`.
+            Some(RDKafkaErrorCode::PartitionEOF) => {}
             Some(
                 RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::BrokerTransportFailure
