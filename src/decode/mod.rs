@@ -68,7 +68,7 @@ impl Decoder {
             uid_buf,
             inner_buf,
         } = self;
-        if simdutf8::basic::from_utf8(msg).is_err() {
+        if !is_utf8(msg) {
             return Err(Reject::NotUtf8);
         }
         match parse(msg, index)? {
@@ -88,6 +88,24 @@ impl Decoder {
             Root::Other => Err(Reject::NotObject),
         }
     }
+}
+
+/// UTF-8 validation: SIMD for frames of a block or more; short frames are
+/// usually ASCII, checked a word at a time before any slower path.
+#[inline]
+fn is_utf8(msg: &[u8]) -> bool {
+    if msg.len() >= 64 {
+        return simdutf8::basic::from_utf8(msg).is_ok();
+    }
+    let mut words = msg.chunks_exact(8);
+    let high = words.by_ref().fold(0u64, |acc, w| {
+        acc | u64::from_le_bytes(w.try_into().expect("8 bytes"))
+    });
+    let tail = words.remainder().iter().fold(0u8, |acc, &b| acc | b);
+    if high & 0x8080_8080_8080_8080 == 0 && tail < 0x80 {
+        return true;
+    }
+    std::str::from_utf8(msg).is_ok()
 }
 
 /// Both parser stages over one complete message.
@@ -116,7 +134,8 @@ fn event<'a>(
         Some(_) => return Err(Reject::BadTs),
     };
     let raw = &msg[uid.start..uid.end];
-    let uid = if memchr::memchr(b'\\', raw).is_some() {
+    // uids are short: a plain loop beats a memchr call here.
+    let uid = if raw.contains(&b'\\') {
         uid_buf.clear();
         unescape::unescape_into(raw, uid_buf).map_err(|_| Reject::BadUid)?;
         &uid_buf[..]

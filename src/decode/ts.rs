@@ -12,7 +12,24 @@ use crate::reject::Reject;
 pub const MAX_TS: u64 = 253_402_300_799;
 
 /// Parses a number token already validated by the scanner.
+#[inline]
 pub fn parse_ts(token: &[u8]) -> Result<u64, Reject> {
+    // Fast path: a plain integer of up to 12 digits (every real timestamp).
+    if token.len() <= 12 && token.iter().all(u8::is_ascii_digit) {
+        let v = token
+            .iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        return if v > MAX_TS {
+            Err(Reject::TsOutOfRange)
+        } else {
+            Ok(v)
+        };
+    }
+    parse_general(token)
+}
+
+/// Any other number form: fraction, exponent, sign, many digits.
+fn parse_general(token: &[u8]) -> Result<u64, Reject> {
     let (negative, body) = match token.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, token),
