@@ -1,10 +1,14 @@
 //! The offline `count` command: JSON lines in, one JSON record per emitted
 //! window out, a summary at the end. No broker needed.
 //!
-//! One thread does everything in a tight loop per input block: split lines,
-//! decode, hash, window. Counts are kept in locals and plain arrays; records
-//! are written to a buffered writer as windows close, so output appears while
-//! a long input is still being read.
+//! Per input block: split lines, decode, hash, window. Counts are kept in
+//! locals and plain arrays; records are written to a buffered writer as
+//! windows close, so output appears while a long input is still being read.
+//! A large plain file is decoded on all cores and windowed in file order on
+//! this thread ([`parallel`]); stdin and gzip are decoded on this thread
+//! (decompression is their bottleneck).
+
+mod parallel;
 
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
@@ -137,6 +141,23 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
             source,
         };
         let mut source = Source::open(path, cfg.max_message_bytes).map_err(read_err)?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Source::Mapped { map, .. } = &source {
+            if parallel::worth_it(map.len(), workers) {
+                let mut write_error = None;
+                parallel::decode_in_order(map, cfg.max_message_bytes, workers, |decoded| {
+                    counting.apply(&decoded);
+                    if write_error.is_none() {
+                        write_error = counting.write_records(&mut out).err();
+                    }
+                });
+                if let Some(e) = write_error {
+                    return Err(CountError::Write(e));
+                }
+                counting.summary.bytes += map.len() as u64;
+                continue;
+            }
+        }
         while source
             .next_batch(cfg.max_message_bytes, |line| counting.line(line))
             .map_err(read_err)?
@@ -191,6 +212,17 @@ impl Counting {
                     .push(event.ts, event.uid, hash, &mut self.records);
             }
             Err(reason) => self.summary.rejected.add(reason),
+        }
+    }
+
+    /// Windows a chunk decoded by [`parallel`].
+    fn apply(&mut self, d: &parallel::Decoded) {
+        self.summary.messages += d.messages;
+        self.summary.decoded += d.events.len() as u64;
+        self.summary.rejected.merge(&d.rejects);
+        for e in &d.events {
+            let uid = &d.uids[e.uid.start as usize..e.uid.end as usize];
+            self.windower.push(e.ts, uid, e.hash, &mut self.records);
         }
     }
 
