@@ -492,3 +492,43 @@ fn rejected_messages_go_to_the_dead_letter_topic_with_their_origin() {
     }
     assert_eq!(output_windows(&t.output)[&1_767_225_600], (1, 2)); // "a" twice
 }
+
+#[test]
+fn a_rebalance_mid_stream_loses_and_double_counts_nothing() {
+    let _b = broker();
+    let mut args = GEN.to_vec();
+    args.extend(["--events", "30000", "--seed", "26"]);
+    let (lines, truth) = generate(&args);
+    let t = topics("rebalance", 3);
+    let half = lines.len() / 2;
+    produce(&t.input, 3, &lines[..half]);
+    let child = service(&t, &[], &[]).spawn().unwrap();
+    wait_for_records(&t.output, 3, Duration::from_secs(60));
+    // Another member joins the group, takes partitions away, then leaves:
+    // distinctly is revoked and assigned twice while data keeps coming.
+    let intruder: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BOOTSTRAP)
+        .set("group.id", &t.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    intruder.subscribe(&[t.input.as_str()]).unwrap();
+    let joined = Instant::now();
+    while joined.elapsed() < Duration::from_secs(8) {
+        intruder.poll(Duration::from_millis(100)); // reads, commits nothing
+    }
+    produce(&t.input, 3, &lines[half..]);
+    drop(intruder); // leaves the group
+    std::thread::sleep(Duration::from_secs(6));
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.matches("assigned partitions").count() >= 3,
+        "{stderr}"
+    );
+    drain(&t, &[]);
+    assert_eq!(output_windows(&t.output), truth);
+}

@@ -72,6 +72,11 @@ struct Service<'a> {
     record_buf: Vec<u8>,
     summary: RunSummary,
     assigned: bool,
+    /// All partitions of the input topic are assigned to this instance.
+    /// Only then are records produced and offsets committed: a window
+    /// counted from some partitions is partial, and committing past its
+    /// events would lose the others' share for good.
+    complete: bool,
     open_flushed: bool,
     last_message: Instant,
     last_commit: Instant,
@@ -121,6 +126,7 @@ pub fn run(
         record_buf: Vec::with_capacity(256),
         summary: RunSummary::default(),
         assigned: false,
+        complete: false,
         open_flushed: false,
         last_message: Instant::now(),
         last_commit: Instant::now(),
@@ -196,6 +202,23 @@ impl Service<'_> {
             .collect();
         self.assigned = !ids.is_empty();
         self.open_flushed = false;
+        let total = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))?
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic.as_str())
+            .map_or(0, |t| t.partitions().len());
+        self.complete = self.assigned && ids.len() == total;
+        if self.assigned && !self.complete {
+            // Nothing is committed or produced until all partitions are back
+            // (run one instance per consumer group).
+            *self.shared.safe.lock().expect("not poisoned") = None;
+            eprintln!(
+                "distinctly: holding {} of {total} partitions of {topic}: output and commits \
+                 paused until all are assigned (run one instance per consumer group)",
+                ids.len()
+            );
+        }
         if self.assigned {
             let committed = consumer.committed_offsets(assignment, Duration::from_secs(30))?;
             for e in committed.elements_for_topic(topic) {
@@ -324,8 +347,13 @@ impl Service<'_> {
         }
     }
 
-    /// Sends every record emitted so far, keyed by window start.
+    /// Sends every record emitted so far, keyed by window start (none while
+    /// the assignment is partial: those counts would be partial).
     fn produce_records(&mut self) -> Result<(), ServiceError> {
+        if !self.complete {
+            self.records.clear();
+            return Ok(());
+        }
         let topic = &self.kafka.env.service_output_topic;
         for r in self.records.drain(..) {
             self.record_buf.clear();
@@ -414,6 +442,9 @@ impl Service<'_> {
         precomputed: Option<TopicPartitionList>,
     ) -> Result<(), ServiceError> {
         self.last_commit = Instant::now();
+        if !self.complete {
+            return Ok(());
+        }
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
             eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
             return Ok(());
