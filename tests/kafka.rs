@@ -216,6 +216,9 @@ fn service(t: &Topics, extra_env: &[(&str, &str)], args: &[&str]) -> Command {
         .env("KAFKA_SERVICE_OUTPUT_TOPIC", &t.output)
         .env("KAFKA_SERVICE_GROUP_ID", &t.group)
         .env("DISTINCTLY_COMMIT_INTERVAL_SECONDS", "1")
+        // A killed member leaves the group after this (the broker's minimum),
+        // not librdkafka's 45 s default; also exercises pass-through settings.
+        .env("DISTINCTLY_RDKAFKA_CONSUMER_SESSION_TIMEOUT_MS", "6000")
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -270,6 +270,10 @@ impl KafkaConfig {
         // End-of-partition events mark the end of catch-up and idleness.
         c.set("enable.partition.eof", "true");
         c.set("statistics.interval.ms", "0");
+        // When its local queue is full librdkafka pauses a partition's
+        // fetching for this long (default 1 s): a consumer that is briefly
+        // slower than the fetcher would then sit idle. Keep the pause short.
+        c.set("fetch.queue.backoff.ms", "10");
         for (k, v) in &self.consumer_props {
             c.set(k, v);
         }

@@ -48,6 +48,8 @@ impl ClientContext for Context {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
                 set_fatal(&self.shared, FatalError::Authentication(reason.to_string()));
             }
+            // Also delivered per partition through `poll`; not an error.
+            Some(RDKafkaErrorCode::PartitionEOF) => {}
             Some(RDKafkaErrorCode::Fatal) => {
                 set_fatal(&self.shared, FatalError::Other(reason.to_string()));
             }

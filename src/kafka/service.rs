@@ -47,6 +47,9 @@ struct Partition {
     /// Next offset to read, once anything was read since the assignment.
     next_offset: Option<i64>,
     last_event: Instant,
+    /// A message arrived since the last tick (the clock is read per tick,
+    /// not per message: on some VMs reading it costs a syscall).
+    active: bool,
     /// Reached the end of the partition since the last message.
     eof: bool,
     idle: bool,
@@ -79,6 +82,8 @@ struct Service<'a> {
     complete: bool,
     open_flushed: bool,
     last_message: Instant,
+    /// A message arrived since the last tick.
+    active: bool,
     last_commit: Instant,
 }
 
@@ -129,9 +134,11 @@ pub fn run(
         complete: false,
         open_flushed: false,
         last_message: Instant::now(),
+        active: false,
         last_commit: Instant::now(),
     };
     let mut last_tick = Instant::now();
+    let mut polls: u32 = 0;
     loop {
         if shutdown.load(Ordering::Relaxed) {
             eprintln!("distinctly: stopping: committing what is safe");
@@ -139,23 +146,32 @@ pub fn run(
             svc.commit(&consumer, CommitMode::Sync, None)?;
             break;
         }
-        svc.check_fatal()?;
         let polled = consumer.poll(TICK);
         // Rebalance callbacks run inside `poll`: rebuild state before
         // handling a message that may belong to the new assignment.
         if svc.shared.rebalanced.swap(false, Ordering::SeqCst) {
             svc.on_rebalance(&consumer)?;
         }
+        let mut was_message = false;
         match polled {
             None => {}
-            Some(Ok(msg)) => svc.on_message(&consumer, &msg)?,
+            Some(Ok(msg)) => {
+                svc.on_message(&consumer, &msg)?;
+                was_message = true;
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => svc.on_eof(p),
             Some(Err(e)) => svc.on_consume_error(e),
         }
-        svc.produce_records()?;
-        svc.producer.poll(Duration::ZERO);
-        if last_tick.elapsed() >= TICK {
+        // Per message only what is needed; the rest once per tick.
+        if !svc.records.is_empty() {
+            svc.produce_records()?;
+            svc.producer.poll(Duration::ZERO);
+        }
+        polls = polls.wrapping_add(1);
+        if (!was_message || polls % 16 == 0) && last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
+            svc.check_fatal()?;
+            svc.producer.poll(Duration::ZERO);
             if svc.tick(&consumer, opts)? {
                 break;
             }
@@ -196,6 +212,7 @@ impl Service<'_> {
                 id,
                 next_offset: None,
                 last_event: now,
+                active: false,
                 eof: false,
                 idle: false,
             })
@@ -251,12 +268,11 @@ impl Service<'_> {
                 }
             }
         };
-        let now = Instant::now();
-        self.last_message = now;
+        self.active = true;
         self.open_flushed = false;
         let part = &mut self.partitions[src];
         part.next_offset = Some(msg.offset() + 1);
-        part.last_event = now;
+        part.active = true;
         part.eof = false;
         part.idle = false;
         if self.shared.broker_down.swap(false, Ordering::Relaxed) {
@@ -379,8 +395,15 @@ impl Service<'_> {
         if !self.assigned {
             return Ok(false);
         }
+        let now = Instant::now();
+        if std::mem::take(&mut self.active) {
+            self.last_message = now;
+        }
         let idle_after = Duration::from_secs(self.kafka.service.idle_partition_seconds);
         for (src, part) in self.partitions.iter_mut().enumerate() {
+            if std::mem::take(&mut part.active) {
+                part.last_event = now;
+            }
             if !part.idle && part.last_event.elapsed() >= idle_after {
                 part.idle = true;
                 self.windower.set_idle(src, true, &mut self.records);
@@ -391,7 +414,9 @@ impl Service<'_> {
             self.windower.flush_open(&mut self.records);
             self.open_flushed = true;
         }
-        let caught_up = self.partitions.iter().all(|p| p.eof);
+        // Caught up: every partition of the topic is ours and at its end (a
+        // partial assignment can be "at its end" with data still elsewhere).
+        let caught_up = self.complete && self.partitions.iter().all(|p| p.eof);
         if caught_up {
             self.windower.release_held(&mut self.records);
         }
