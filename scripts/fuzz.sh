@@ -119,7 +119,7 @@ echo
 echo "fuzz.sh: final stats (exit $rc)"
 grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true
 grep -E '^stat::' "$log" || true
-if ls fuzz/artifacts/decode/ 2>/dev/null | grep -q .; then
+if [ -n "$(find fuzz/artifacts/decode -type f 2>/dev/null | head -n 1)" ]; then
     echo "fuzz.sh: artifacts:"
     ls -l fuzz/artifacts/decode/
 fi
