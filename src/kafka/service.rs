@@ -275,9 +275,7 @@ impl Service<'_> {
         part.active = true;
         part.eof = false;
         part.idle = false;
-        if self.shared.broker_down.swap(false, Ordering::Relaxed) {
-            eprintln!("distinctly: broker reachable again");
-        }
+        self.broker_back();
         let payload = msg.payload().unwrap_or(&[]);
         self.summary.messages += 1;
         self.summary.bytes += payload.len() as u64;
@@ -341,7 +339,15 @@ impl Service<'_> {
         if let Some(&src) = self.by_id.get(&partition) {
             self.partitions[src].eof = true;
         }
-        if self.shared.broker_down.swap(false, Ordering::Relaxed) {
+        self.broker_back();
+    }
+
+    /// Logs the end of an outage once (a plain load per message otherwise).
+    #[inline]
+    fn broker_back(&self) {
+        if self.shared.broker_down.load(Ordering::Relaxed)
+            && self.shared.broker_down.swap(false, Ordering::Relaxed)
+        {
             eprintln!("distinctly: broker reachable again");
         }
     }
