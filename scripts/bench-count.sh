@@ -18,6 +18,8 @@
 # Prints a markdown table and writes it to $BENCH_DIR/bench-count.md. Everything runs in the
 # foreground, one run at a time; nothing is left running.
 set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/distinctly-bench}
@@ -99,13 +101,7 @@ fi
 
 # --- runs ------------------------------------------------------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-# Processes busy right now (second top frame: the first one averages since start).
-busy=unknown
-command -v top >/dev/null && busy=$(top -bn2 -d1 | awk '/^top -/{frame++} frame==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 20 {print $1, $9}' |
-  while read -r pid pcpu; do
-    name=$(ps -o comm= -p "$pid" 2>/dev/null) || continue
-    [[ $name == top ]] || printf '%s (pid %s) %s%%, ' "$name" "$pid" "$pcpu"
-  done | sed 's/, $//') || busy=unknown
+busy=$(busy_processes) || busy=unknown
 
 printf 'run\tinput\trep\telapsed\tcpu\tbytes\n' >"$RESULTS"
 

@@ -46,6 +46,8 @@
 # Prints a markdown table and writes it to $BENCH_DIR/bench-kafka.md. Starts the broker if it
 # is not running and stops it at exit only in that case; nothing else is left running.
 set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/distinctly-bench}
@@ -210,12 +212,7 @@ done
 
 # --- runs ------------------------------------------------------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-# Processes busy right now (second top frame: the first one averages since boot).
-busy=$(top -bn2 -d1 | awk '/^top -/{frame++} frame==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 20 {print $1, $9}' |
-  while read -r pid pcpu; do
-    name=$(ps -o comm= -p "$pid" 2>/dev/null) || continue
-    [[ $name == top ]] || printf '%s (pid %s) %s%%, ' "$name" "$pid" "$pcpu"
-  done | sed 's/, $//') || busy=unknown
+busy=$(busy_processes) || busy=unknown
 
 printf 'name\tkind\tseconds\trss_kb\tcpu_s\tbroker_cpu_s\n' >"$RESULTS"
 

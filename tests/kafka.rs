@@ -238,6 +238,17 @@ fn drain(t: &Topics, extra_env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// SIGTERM, then the exit status and output.
+fn terminate(child: Child) -> Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
+}
+
 fn kill9(mut child: Child) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -339,14 +350,8 @@ fn sigterm_exits_cleanly_and_the_next_run_resumes() {
     produce(&t.input, 2, &lines[..half]);
     let child = service(&t, &[], &[]).spawn().unwrap();
     wait_for_records(&t.output, 3, Duration::from_secs(60));
-    let pid = child.id().to_string();
     let sent = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     assert!(
         out.status.success(),
         "{}",
@@ -378,9 +383,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     script(&["start"]);
     produce(&t.input, 3, &lines[half..]);
     std::thread::sleep(Duration::from_secs(3));
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("broker unreachable"), "{stderr}");
@@ -523,9 +526,7 @@ fn a_rebalance_mid_stream_loses_and_double_counts_nothing() {
     produce(&t.input, 3, &lines[half..]);
     drop(intruder); // leaves the group
     std::thread::sleep(Duration::from_secs(6));
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
