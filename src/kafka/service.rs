@@ -433,7 +433,13 @@ impl Service<'_> {
             let safe = self.safe_offsets();
             self.windower.finish(&mut self.records);
             self.produce_records()?;
-            self.commit(consumer, CommitMode::Sync, Some(safe))?;
+            if !self.commit(consumer, CommitMode::Sync, Some(safe))? {
+                return Err(ServiceError::Fatal(
+                    "input drained, but the output was not acknowledged in time; \
+                     nothing committed, a rerun resumes"
+                        .into(),
+                ));
+            }
             eprintln!("distinctly: input drained, exiting");
             return Ok(true);
         }
@@ -465,20 +471,21 @@ impl Service<'_> {
     }
 
     /// Flushes the producer (every emitted record acknowledged), then commits
-    /// the safe offsets (`precomputed` or computed now).
+    /// the safe offsets (`precomputed` or computed now). Returns whether the
+    /// output was acknowledged (nothing is committed otherwise).
     fn commit(
         &mut self,
         consumer: &BaseConsumer<Context>,
         mode: CommitMode,
         precomputed: Option<TopicPartitionList>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         self.last_commit = Instant::now();
         if !self.complete {
-            return Ok(());
+            return Ok(false);
         }
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
             eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
-            return Ok(());
+            return Ok(false);
         }
         if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
             let (topic, reason) = self
@@ -493,7 +500,7 @@ impl Service<'_> {
         self.check_fatal()?;
         let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
         if tpl.count() == 0 {
-            return Ok(());
+            return Ok(true);
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) => {}
@@ -503,7 +510,7 @@ impl Service<'_> {
             Err(e) => return Err(e.into()),
         }
         *self.shared.safe.lock().expect("not poisoned") = Some(tpl);
-        Ok(())
+        Ok(true)
     }
 }
 
