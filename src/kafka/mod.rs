@@ -33,6 +33,7 @@
 pub mod config;
 mod context;
 pub mod offsets;
+mod pipeline;
 mod service;
 
 pub use service::{run, RunOptions, RunSummary};
