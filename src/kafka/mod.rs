@@ -33,7 +33,6 @@
 pub mod config;
 mod context;
 pub mod offsets;
-mod pipeline;
 mod service;
 
 pub use service::{run, RunOptions, RunSummary};

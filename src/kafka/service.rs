@@ -3,9 +3,10 @@
 
 use super::config::KafkaConfig;
 use super::context::{Context, FatalError, Shared};
-use super::pipeline::{Batch, Item, Outcome, Pipeline, MAX_IN_FLIGHT};
 use super::{offsets, ServiceError};
 use crate::config::CoreConfig;
+use crate::decode::Decoder;
+use crate::hash::uid_hash;
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::{WindowStats, Windower};
@@ -62,15 +63,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const DLQ_TRUNCATE: usize = 64 << 10;
 
 struct Service<'a> {
+    core: &'a CoreConfig,
     kafka: &'a KafkaConfig,
     shared: Arc<Shared>,
     producer: BaseProducer<Context>,
-    /// Decoding happens on this pipeline's thread; `batch` collects polled
-    /// messages until it is handed over.
-    pipeline: Pipeline,
-    batch: Batch,
-    /// Assignment generation: batches of an older one are discarded.
-    generation: u64,
+    decoder: Decoder,
     windower: Windower,
     partitions: Vec<Partition>,
     by_id: HashMap<i32, usize>,
@@ -122,12 +119,11 @@ pub fn run(
         core.counter_kind()?,
     );
     let mut svc = Service {
+        core,
         kafka,
         shared,
         producer,
-        pipeline: Pipeline::start(core.max_message_bytes),
-        batch: Batch::default(),
-        generation: 0,
+        decoder: Decoder::new(),
         windower: Windower::new(core.window_config(), core.counter_kind()?),
         partitions: Vec::new(),
         by_id: HashMap::new(),
@@ -146,7 +142,6 @@ pub fn run(
     loop {
         if shutdown.load(Ordering::Relaxed) {
             eprintln!("distinctly: stopping: committing what is safe");
-            svc.drain_pipeline();
             svc.produce_records()?;
             svc.commit(&consumer, CommitMode::Sync, None)?;
             break;
@@ -159,16 +154,13 @@ pub fn run(
         }
         let mut was_message = false;
         match polled {
-            None => svc.dispatch(), // idle: decode what was collected
+            None => {}
             Some(Ok(msg)) => {
                 svc.on_message(&consumer, &msg)?;
                 was_message = true;
             }
             Some(Err(KafkaError::PartitionEOF(p))) => svc.on_eof(p),
             Some(Err(e)) => svc.on_consume_error(e),
-        }
-        while let Some(batch) = svc.pipeline.receive(false) {
-            svc.apply(batch);
         }
         // Per message only what is needed; the rest once per tick.
         if !svc.records.is_empty() {
@@ -211,10 +203,6 @@ impl Service<'_> {
             .map(|e| e.partition())
             .collect();
         ids.sort_unstable();
-        // Whatever was polled for the old assignment is dropped: the new
-        // one is rebuilt by replay from the committed offsets.
-        self.generation += 1;
-        self.batch = self.pipeline.fresh(self.generation);
         self.windower.reset(ids.len());
         self.by_id = ids.iter().enumerate().map(|(i, &p)| (p, i)).collect();
         let now = Instant::now();
@@ -280,147 +268,76 @@ impl Service<'_> {
                 }
             }
         };
+        self.active = true;
+        self.open_flushed = false;
+        let part = &mut self.partitions[src];
+        part.next_offset = Some(msg.offset() + 1);
+        part.active = true;
+        part.eof = false;
+        part.idle = false;
         self.broker_back();
-        self.batch.push_message(
-            src,
-            msg.partition(),
-            msg.offset(),
-            msg.payload().unwrap_or(&[]),
-            msg.key(),
-        );
-        if self.batch.is_full() {
-            self.dispatch();
+        let payload = msg.payload().unwrap_or(&[]);
+        self.summary.messages += 1;
+        self.summary.bytes += payload.len() as u64;
+        let result = if payload.len() > self.core.max_message_bytes {
+            Err(Reject::TooLarge)
+        } else {
+            match self.decoder.decode(payload) {
+                Ok(event) => {
+                    let hash = uid_hash(event.uid);
+                    self.windower.push_from(
+                        src,
+                        event.ts,
+                        event.uid,
+                        hash,
+                        msg.offset(),
+                        &mut self.records,
+                    );
+                    Ok(())
+                }
+                Err(reason) => Err(reason),
+            }
+        };
+        if let Err(reason) = result {
+            self.summary.rejected.add(reason);
+            if let Some(dlq) = &self.kafka.env.service_dlq_topic {
+                let partition = msg.partition().to_string();
+                let offset = msg.offset().to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(header("distinctly.reason", reason.as_str()))
+                    .insert(header("distinctly.source.topic", msg.topic()))
+                    .insert(header("distinctly.source.partition", &partition))
+                    .insert(header("distinctly.source.offset", &offset));
+                // A too-large message is not copied whole: its first
+                // 64 KiB show what it was.
+                let (payload, headers) = if reason == Reject::TooLarge {
+                    let len = payload.len().to_string();
+                    let headers = headers.insert(header("distinctly.original.bytes", &len));
+                    (&payload[..payload.len().min(DLQ_TRUNCATE)], headers)
+                } else {
+                    (payload, headers)
+                };
+                let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
+                    .payload(payload)
+                    .headers(headers);
+                if let Some(key) = msg.key() {
+                    record = record.key(key);
+                }
+                match send(&self.producer, record) {
+                    Ok(()) => self.summary.dlq_produced += 1,
+                    Err(e) => {
+                        self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    /// Hands the collected batch to the decoder thread, first applying a
-    /// decoded one if the decoder is full.
-    fn dispatch(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        if self.pipeline.in_flight() >= MAX_IN_FLIGHT {
-            if let Some(done) = self.pipeline.receive(true) {
-                self.apply(done);
-            }
-        }
-        let fresh = self.pipeline.fresh(self.generation);
-        let batch = std::mem::replace(&mut self.batch, fresh);
-        self.pipeline.dispatch(batch);
-    }
-
-    /// Decodes and applies everything polled so far.
-    fn drain_pipeline(&mut self) {
-        self.dispatch();
-        while let Some(batch) = self.pipeline.receive(true) {
-            self.apply(batch);
-        }
-    }
-
-    /// Applies a decoded batch in poll order: offsets, windows, dead letters.
-    fn apply(&mut self, batch: Batch) {
-        if batch.generation != self.generation {
-            self.pipeline.recycle(batch);
-            return;
-        }
-        let mut outcomes = batch.outcomes.iter();
-        for item in &batch.items {
-            let (src, partition, offset, payload, key) = match item {
-                Item::Eof { src } => {
-                    self.partitions[*src].eof = true;
-                    continue;
-                }
-                Item::Message {
-                    src,
-                    partition,
-                    offset,
-                    payload,
-                    key,
-                } => (*src, *partition, *offset, payload, key),
-            };
-            let outcome = outcomes.next().expect("one outcome per message");
-            self.active = true;
-            self.open_flushed = false;
-            let part = &mut self.partitions[src];
-            part.next_offset = Some(offset + 1);
-            part.active = true;
-            part.eof = false;
-            part.idle = false;
-            self.summary.messages += 1;
-            self.summary.bytes += payload.len() as u64;
-            match outcome {
-                Outcome::Event { ts, hash, uid } => {
-                    self.windower.push_from(
-                        src,
-                        *ts,
-                        &batch.uids[uid.clone()],
-                        *hash,
-                        offset,
-                        &mut self.records,
-                    );
-                }
-                Outcome::Rejected(reason) => {
-                    self.summary.rejected.add(*reason);
-                    let payload = &batch.arena[payload.clone()];
-                    let key = key.as_ref().map(|k| &batch.arena[k.clone()]);
-                    self.dead_letter(*reason, partition, offset, payload, key);
-                }
-            }
-        }
-        self.pipeline.recycle(batch);
-    }
-
-    /// Copies a rejected message to the dead-letter topic, if one is set.
-    fn dead_letter(
-        &mut self,
-        reason: Reject,
-        partition: i32,
-        offset: i64,
-        payload: &[u8],
-        key: Option<&[u8]>,
-    ) {
-        let Some(dlq) = &self.kafka.env.service_dlq_topic else {
-            return;
-        };
-        let partition = partition.to_string();
-        let offset = offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(header("distinctly.reason", reason.as_str()))
-            .insert(header(
-                "distinctly.source.topic",
-                &self.kafka.env.service_input_topic,
-            ))
-            .insert(header("distinctly.source.partition", &partition))
-            .insert(header("distinctly.source.offset", &offset));
-        // A too-large message is not copied whole: its first 64 KiB show
-        // what it was.
-        let (payload, headers) = if reason == Reject::TooLarge {
-            let len = payload.len().to_string();
-            let headers = headers.insert(header("distinctly.original.bytes", &len));
-            (&payload[..payload.len().min(DLQ_TRUNCATE)], headers)
-        } else {
-            (payload, headers)
-        };
-        let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
-            .payload(payload)
-            .headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        match send(&self.producer, record) {
-            Ok(()) => self.summary.dlq_produced += 1,
-            Err(e) => {
-                self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
-                eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
-            }
-        }
-    }
-
     fn on_eof(&mut self, partition: i32) {
         if let Some(&src) = self.by_id.get(&partition) {
-            // In order with the messages before it.
-            self.batch.push_eof(src);
+            self.partitions[src].eof = true;
         }
         self.broker_back();
     }
@@ -513,7 +430,6 @@ impl Service<'_> {
         if opts.exit_when_idle && caught_up && self.last_message.elapsed() >= EXIT_QUIET {
             // Commit as if stopping (open windows stay replayable), then
             // emit everything.
-            self.drain_pipeline();
             let safe = self.safe_offsets();
             self.windower.finish(&mut self.records);
             self.produce_records()?;
