@@ -76,19 +76,7 @@ if [[ ${SKIP_DUCKDB:-0} != 1 ]]; then
 fi
 
 # --- data ------------------------------------------------------------------------------
-# generate NAME FRAME EVENTS USERS: cached, clean data (no invalid lines, no bit-flipped
-# timestamps; late events stay in) plus the generator's exact per-window truth.
-generate() {
-  local file=$BENCH_DIR/$1.jsonl truth=$BENCH_DIR/$1.truth.jsonl
-  if [[ ${REGENERATE:-0} == 1 || ! -s $file || ! -s $truth ]]; then
-    say "generating $file"
-    tmp_files+=("$file.tmp" "$truth.tmp")
-    "$BIN" generate --frame "$2" --events "$3" --users "$4" \
-      --invalid-share 0 --outlier-share 0 --truth "$truth.tmp" -o "$file.tmp"
-    mv "$truth.tmp" "$truth"
-    mv "$file.tmp" "$file"
-  fi
-}
+# generate(): see bench-lib.sh
 REAL=realistic-e$REALISTIC_EVENTS-u200000
 MINI=minimal-e$MINIMAL_EVENTS-u1000000
 generate "$REAL" realistic "$REALISTIC_EVENTS" 200000

@@ -159,18 +159,7 @@ BOOTSTRAP=$("$KAFKA" bootstrap)
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- data ------------------------------------------------------------------------------
-# generate NAME FRAME EVENTS USERS: cached data file and the generator's per-window truth.
-generate() {
-  local file=$BENCH_DIR/$1.jsonl truth=$BENCH_DIR/$1.truth.jsonl
-  if [[ ${REGENERATE:-0} == 1 || ! -s $file || ! -s $truth ]]; then
-    say "generating $file"
-    tmp_files+=("$file.tmp" "$truth.tmp")
-    "$BIN" generate --frame "$2" --events "$3" --users "$4" \
-      --invalid-share 0 --outlier-share 0 --truth "$truth.tmp" -o "$file.tmp"
-    mv "$truth.tmp" "$truth"
-    mv "$file.tmp" "$file"
-  fi
-}
+# generate(): see bench-lib.sh
 REAL=realistic-e$BENCH_EVENTS-u$BENCH_USERS
 MINI=minimal-e$BENCH_MINIMAL_EVENTS-u$BENCH_MINIMAL_USERS
 generate "$REAL" realistic "$BENCH_EVENTS" "$BENCH_USERS"

@@ -12,3 +12,19 @@ busy_processes() {
       [[ $name == top ]] || printf '%s (pid %s) %s%%, ' "$name" "$pid" "$pcpu"
     done | sed 's/, $//'
 }
+
+# generate NAME FRAME EVENTS USERS: cached, clean benchmark data in $BENCH_DIR
+# (no invalid lines, no bit-flipped timestamps; late events stay in) plus the
+# generator's exact per-window truth. Uses the caller's $BIN, `say` and
+# `tmp_files` (removed on exit).
+generate() {
+  local file=$BENCH_DIR/$1.jsonl truth=$BENCH_DIR/$1.truth.jsonl
+  if [[ ${REGENERATE:-0} == 1 || ! -s $file || ! -s $truth ]]; then
+    say "generating $file"
+    tmp_files+=("$file.tmp" "$truth.tmp")
+    "$BIN" generate --frame "$2" --events "$3" --users "$4" \
+      --invalid-share 0 --outlier-share 0 --truth "$truth.tmp" -o "$file.tmp"
+    mv "$truth.tmp" "$truth"
+    mv "$file.tmp" "$file"
+  fi
+}
