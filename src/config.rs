@@ -141,7 +141,7 @@ impl CoreConfig {
     ) -> Result<Self, ConfigError> {
         envy::prefixed("DISTINCTLY_")
             .from_iter(vars)
-            .map_err(|e| ConfigError::Env(env_error(e)))
+            .map_err(|e| env_error("DISTINCTLY_", e))
     }
 
     /// The counter kind these settings select.
@@ -213,18 +213,19 @@ impl CoreConfig {
     }
 }
 
-/// envy names the field (`window_seconds`); we name the variable.
-fn env_error(e: envy::Error) -> String {
-    match e {
+/// Turns an envy error into one line naming the variable: envy names the
+/// field (`window_seconds`) or the variable without its prefix.
+pub(crate) fn env_error(prefix: &str, e: envy::Error) -> ConfigError {
+    ConfigError::Env(match e {
         envy::Error::MissingValue(field) => {
-            format!("DISTINCTLY_{} is required", field.to_uppercase())
+            format!("{prefix}{} is required", field.to_uppercase())
         }
         // envy reports "... provided by WINDOW_SECONDS" (prefix stripped).
         envy::Error::Custom(msg) => match msg.rsplit_once(" provided by ") {
-            Some((what, var)) => format!("DISTINCTLY_{var}: {what}"),
+            Some((what, var)) => format!("{prefix}{var}: {what}"),
             None => msg,
         },
-    }
+    })
 }
 
 #[cfg(test)]

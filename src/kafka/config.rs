@@ -6,7 +6,7 @@
 //! and the expected form. The password is held in [`Secret`], whose `Debug`
 //! and `Display` never show it.
 
-use crate::config::ConfigError;
+use crate::config::{env_error, ConfigError};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::fmt;
@@ -291,18 +291,6 @@ impl KafkaConfig {
             c.set(k, v);
         }
         c
-    }
-}
-
-fn env_error(prefix: &str, e: envy::Error) -> ConfigError {
-    match e {
-        envy::Error::MissingValue(field) => {
-            ConfigError::Env(format!("{prefix}{} is required", field.to_uppercase()))
-        }
-        envy::Error::Custom(msg) => ConfigError::Env(match msg.rsplit_once(" provided by ") {
-            Some((what, var)) => format!("{prefix}{var}: {what}"),
-            None => msg,
-        }),
     }
 }
 
