@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// are emitted and acknowledged (benchmarks, tests, back-fills).
     #[arg(long)]
     pub exit_when_idle: bool,
+    /// Serve Prometheus metrics on this address (overrides
+    /// DISTINCTLY_METRICS_ADDR; default 0.0.0.0:9464, empty disables).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +50,10 @@ pub struct CountArgs {
     /// Summary on stderr: text, json or none.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
+    /// Serve Prometheus metrics on this address while counting (overrides
+    /// DISTINCTLY_METRICS_ADDR; off unless one of them is set).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

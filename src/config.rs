@@ -19,6 +19,9 @@ pub mod defaults {
     pub const MAX_BEHIND_SECONDS: u64 = 86_400;
     pub const JUMP_CONFIRM_EVENTS: u64 = 16;
     pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+    /// `DISTINCTLY_METRICS_ADDR` when `run` is not told otherwise (all
+    /// interfaces: a container's port must be reachable from Prometheus).
+    pub const METRICS_ADDR: &str = "0.0.0.0:9464";
 
     // serde's `default = "..."` needs functions.
     pub(super) fn counter() -> String {

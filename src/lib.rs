@@ -28,6 +28,10 @@
 //!   context.rs   librdkafka callbacks: errors, rebalances
 //!   offsets.rs   commit metadata (stream time) for restarts
 //!   service.rs   the consume -> window -> produce -> commit loop
+//! metrics/    Prometheus exporter (DISTINCTLY_METRICS_ADDR)
+//!   names.rs     every metric name, unit, help text, histogram buckets
+//!   events.rs    counted where they happen: Kafka errors, deliveries
+//!   publish.rs   hot-path totals copied into metrics once per tick/batch
 //! generate/   reproducible event generator (tests, benches, sample data)
 //!   mod.rs       options, the line loop, the exact truth
 //!   frame.rs     minimal / realistic / wrapped / invalid frames
@@ -45,6 +49,7 @@ pub mod generate;
 pub mod hash;
 pub mod input;
 pub mod kafka;
+pub mod metrics;
 pub mod record;
 pub mod reject;
 pub mod window;

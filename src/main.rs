@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use distinctly::cli::{Cli, Command, CountArgs, GenerateArgs, RunArgs, SummaryFormat};
 use distinctly::config::CoreConfig;
+use distinctly::metrics::{MetricsConfig, Mode};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ fn main() -> ExitCode {
 fn count(args: CountArgs) -> anyhow::Result<()> {
     let mut cfg = CoreConfig::from_env()?;
     args.core.apply(&mut cfg);
+    cfg.validate()?;
+    serve_metrics(args.metrics_addr, Mode::Count)?;
     let summary = distinctly::count::count(&cfg, &args.files, std::io::stdout().lock())?;
     match args.summary {
         SummaryFormat::Text => eprint!("{}", summary.to_text()),
@@ -41,6 +44,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     args.core.apply(&mut core);
     core.validate()?;
     let kafka = distinctly::kafka::config::KafkaConfig::from_env()?;
+    serve_metrics(args.metrics_addr, Mode::Run)?;
     let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())?;
@@ -60,6 +64,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         s.windows.windows_emitted,
         s.windows.corrections_emitted,
     );
+    Ok(())
+}
+
+/// Starts the Prometheus exporter if configured (flag over variable).
+fn serve_metrics(flag: Option<String>, mode: Mode) -> anyhow::Result<()> {
+    let mut cfg = MetricsConfig::from_env()?;
+    if flag.is_some() {
+        cfg.metrics_addr = flag;
+    }
+    if let Some(addr) = distinctly::metrics::install(&cfg, mode)? {
+        eprintln!("distinctly: serving Prometheus metrics on http://{addr}/metrics");
+    }
     Ok(())
 }
 

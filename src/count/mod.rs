@@ -14,6 +14,7 @@ use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
 use crate::input::{Line, Source};
+use crate::metrics::{Publisher, Totals};
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::{WindowStats, Windower};
@@ -145,8 +146,16 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
         if let Source::Mapped { map, .. } = &source {
             if parallel::worth_it(map.len(), workers) {
                 let mut write_error = None;
+                let mut chunk_started = Instant::now();
                 parallel::decode_in_order(map, cfg.max_message_bytes, workers, |decoded| {
                     counting.apply(&decoded);
+                    if let Some(m) = &mut counting.metrics {
+                        // Decoded on other threads: a chunk's time is the
+                        // pipeline's, from the previous chunk to this one.
+                        m.record_batch(chunk_started.elapsed(), decoded.messages);
+                        chunk_started = Instant::now();
+                    }
+                    counting.publish();
                     if write_error.is_none() {
                         write_error = counting.write_records(&mut out).err();
                     }
@@ -158,6 +167,7 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
                 continue;
             }
         }
+        let bytes_before = counting.summary.bytes;
         while source
             .next_batch(cfg.max_message_bytes, |line| counting.line(line))
             .map_err(read_err)?
@@ -165,10 +175,13 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
             counting
                 .write_records(&mut out)
                 .map_err(CountError::Write)?;
+            counting.summary.bytes = bytes_before + source.bytes_read();
+            counting.publish();
         }
-        counting.summary.bytes += source.bytes_read();
+        counting.summary.bytes = bytes_before + source.bytes_read();
     }
     counting.finish(&mut out).map_err(CountError::Write)?;
+    counting.publish();
     out.flush().map_err(CountError::Write)?;
     counting.summary.elapsed = started.elapsed();
     Ok(counting.summary)
@@ -181,6 +194,8 @@ struct Counting {
     records: Vec<WindowRecord>,
     line_buf: Vec<u8>,
     summary: Summary,
+    /// Exported metrics, when `DISTINCTLY_METRICS_ADDR` is set.
+    metrics: Option<Publisher>,
 }
 
 impl Counting {
@@ -191,12 +206,18 @@ impl Counting {
             records: Vec::new(),
             line_buf: Vec::with_capacity(256),
             summary: Summary::default(),
+            metrics: Publisher::if_enabled(cfg.counter_kind()?),
         })
     }
 
     #[inline]
     fn line(&mut self, line: Line<'_>) {
         self.summary.messages += 1;
+        if let Some(m) = &mut self.metrics {
+            if m.batch_message() {
+                m.batch_end();
+            }
+        }
         let msg = match line {
             Line::Message(m) => m,
             Line::TooLarge => {
@@ -226,7 +247,25 @@ impl Counting {
         }
     }
 
+    /// Copies the totals into the exported metrics (once per input batch).
+    fn publish(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.batch_end();
+            m.publish(
+                Totals {
+                    messages: self.summary.messages,
+                    bytes: self.summary.bytes,
+                    rejected: &self.summary.rejected,
+                },
+                &self.windower,
+            );
+        }
+    }
+
     fn write_records(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.observe(&self.records);
+        }
         for r in self.records.drain(..) {
             self.line_buf.clear();
             r.write_json(&mut self.line_buf);

@@ -73,6 +73,14 @@ impl CounterKind {
         }
     }
 
+    /// The backend's precision setting, if it has one (`build_info`).
+    pub fn precision(self) -> Option<u8> {
+        match self {
+            CounterKind::Exact | CounterKind::Roaring => None,
+            CounterKind::Hll { precision } => Some(precision),
+        }
+    }
+
     /// Builds a kind from a backend name and the HLL precision setting.
     pub fn from_backend(name: &str, hll_precision: u8) -> Result<Self, CounterError> {
         match name {

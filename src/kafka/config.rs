@@ -269,7 +269,9 @@ impl KafkaConfig {
         c.set("enable.auto.offset.store", "false");
         // End-of-partition events mark the end of catch-up and idleness.
         c.set("enable.partition.eof", "true");
-        c.set("statistics.interval.ms", "0");
+        // Statistics feed the consumer-lag gauges (parsed in
+        // `context::stats_raw`; a few kB of JSON every 5 s).
+        c.set("statistics.interval.ms", "5000");
         // When its local queue is full librdkafka pauses a partition's
         // fetching for this long (default 1 s): a consumer that is briefly
         // slower than the fetcher would then sit idle. Keep the pause short.

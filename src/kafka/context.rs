@@ -1,11 +1,15 @@
 //! librdkafka callbacks. They run inside `poll`, on the service thread, and
 //! only touch the small [`Shared`] state.
 
+use crate::metrics::events::{self as metric_events, KafkaErrorKind, ProducedTo};
+use crate::metrics::names as metric_names;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,11 +50,13 @@ impl ClientContext for Context {
         let code = error.rdkafka_error_code();
         match code {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                metric_events::kafka_error(KafkaErrorKind::Authentication);
                 set_fatal(&self.shared, FatalError::Authentication(reason.to_string()));
             }
             // Also delivered per partition through `poll`; not an error.
             Some(RDKafkaErrorCode::PartitionEOF) => {}
             Some(RDKafkaErrorCode::Fatal) => {
+                metric_events::kafka_error(KafkaErrorKind::Fatal);
                 set_fatal(&self.shared, FatalError::Other(reason.to_string()));
             }
             Some(
@@ -59,6 +65,7 @@ impl ClientContext for Context {
                 | RDKafkaErrorCode::Resolve
                 | RDKafkaErrorCode::MessageTimedOut,
             ) => {
+                metric_events::kafka_error(KafkaErrorKind::BrokerUnreachable);
                 if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
                     eprintln!(
                         "distinctly: {}: broker unreachable, retrying: {reason}",
@@ -66,13 +73,69 @@ impl ClientContext for Context {
                     );
                 }
             }
-            _ => eprintln!("distinctly: {}: {error}: {reason}", self.role),
+            _ => {
+                metric_events::kafka_error(KafkaErrorKind::Other);
+                eprintln!("distinctly: {}: {error}: {reason}", self.role);
+            }
+        }
+    }
+
+    /// Consumer lag per partition from librdkafka's statistics (every
+    /// `statistics.interval.ms`). Parsed into a small struct of its own:
+    /// the full statistics object is large and only four offsets matter.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<Stats>(statistics) else {
+            return;
+        };
+        for (topic, t) in &stats.topics {
+            for p in t.partitions.values() {
+                if p.partition < 0 || !p.desired || p.hi_offset < 0 {
+                    continue;
+                }
+                let partition = p.partition.to_string();
+                if p.app_offset >= 0 {
+                    metrics::gauge!(metric_names::CONSUMER_LAG,
+                        "topic" => topic.clone(), "partition" => partition.clone())
+                    .set((p.hi_offset - p.app_offset).max(0) as f64);
+                }
+                if p.committed_offset >= 0 {
+                    metrics::gauge!(metric_names::COMMITTED_LAG,
+                        "topic" => topic.clone(), "partition" => partition)
+                    .set((p.hi_offset - p.committed_offset).max(0) as f64);
+                }
+            }
         }
     }
 
     fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _msg: &str) {
         // librdkafka's own logs are noisy; errors arrive through `error`.
     }
+}
+
+/// The part of librdkafka's statistics JSON that the lag gauges need.
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+#[derive(Deserialize)]
+struct PartitionStats {
+    partition: i32,
+    #[serde(default)]
+    desired: bool,
+    /// High watermark (end of the partition).
+    hi_offset: i64,
+    /// Next offset handed to the application (negative: none yet).
+    app_offset: i64,
+    /// Last committed offset (negative: none).
+    committed_offset: i64,
 }
 
 fn set_fatal(shared: &Shared, err: FatalError) {
@@ -108,12 +171,14 @@ impl ConsumerContext for Context {
 }
 
 impl ProducerContext for Context {
-    type DeliveryOpaque = ();
+    /// When the record was enqueued ([`metric_events::delivery_stamp`]).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, stamp: usize) {
         if let Err((err, msg)) = result {
             if msg.topic() != self.shared.output_topic {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
+                metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
                 eprintln!(
                     "distinctly: dead-letter copy to {} failed: {err}",
                     msg.topic()
@@ -121,6 +186,7 @@ impl ProducerContext for Context {
                 return;
             }
             self.shared.delivery_failures.fetch_add(1, Ordering::SeqCst);
+            metric_events::kafka_error(KafkaErrorKind::Delivery);
             *self
                 .shared
                 .last_delivery_error
@@ -132,8 +198,18 @@ impl ProducerContext for Context {
             {
                 set_fatal(&self.shared, FatalError::Authentication(err.to_string()));
             }
-        } else if self.shared.broker_down.swap(false, Ordering::Relaxed) {
-            eprintln!("distinctly: broker reachable again");
+        } else {
+            if let Ok(msg) = result {
+                let to = if msg.topic() == self.shared.output_topic {
+                    ProducedTo::Output
+                } else {
+                    ProducedTo::DeadLetter
+                };
+                metric_events::delivered(to, stamp);
+            }
+            if self.shared.broker_down.swap(false, Ordering::Relaxed) {
+                eprintln!("distinctly: broker reachable again");
+            }
         }
     }
 }

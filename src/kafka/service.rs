@@ -7,6 +7,8 @@ use super::{offsets, ServiceError};
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
+use crate::metrics::events::{self as metric_events, KafkaErrorKind, ProducedTo};
+use crate::metrics::{names as metric_names, Publisher};
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::{WindowStats, Windower};
@@ -85,6 +87,8 @@ struct Service<'a> {
     /// A message arrived since the last tick.
     active: bool,
     last_commit: Instant,
+    /// Exported metrics, when an exporter runs.
+    metrics: Option<Publisher>,
 }
 
 /// Runs until `shutdown` is set (SIGTERM/SIGINT), a fatal error, or, with
@@ -136,6 +140,7 @@ pub fn run(
         last_message: Instant::now(),
         active: false,
         last_commit: Instant::now(),
+        metrics: Publisher::if_enabled(core.counter_kind()?),
     };
     let mut last_tick = Instant::now();
     let mut polls: u32 = 0;
@@ -146,7 +151,17 @@ pub fn run(
             svc.commit(&consumer, CommitMode::Sync, None)?;
             break;
         }
-        let polled = consumer.poll(TICK);
+        // A batch is what the consumer hands over without waiting: once
+        // its queue is empty the batch ends, before blocking for more.
+        let polled = match consumer.poll(Duration::ZERO) {
+            Some(m) => Some(m),
+            None => {
+                if let Some(m) = &mut svc.metrics {
+                    m.batch_end();
+                }
+                consumer.poll(TICK)
+            }
+        };
         // Rebalance callbacks run inside `poll`: rebuild state before
         // handling a message that may belong to the new assignment.
         if svc.shared.rebalanced.swap(false, Ordering::SeqCst) {
@@ -177,12 +192,31 @@ pub fn run(
             }
         }
     }
+    svc.publish();
     svc.summary.windows = svc.windower.stats();
     svc.summary.elapsed = started.elapsed();
     Ok(svc.summary)
 }
 
 impl Service<'_> {
+    /// Copies the loop's totals into the exported metrics.
+    fn publish(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.batch_end();
+            m.publish(
+                crate::metrics::Totals {
+                    messages: self.summary.messages,
+                    bytes: self.summary.bytes,
+                    rejected: &self.summary.rejected,
+                },
+                &self.windower,
+            );
+            metrics::gauge!(metric_names::ASSIGNED_PARTITIONS).set(self.partitions.len() as f64);
+            let paused = self.assigned && !self.complete;
+            metrics::gauge!(metric_names::OUTPUT_PAUSED).set(if paused { 1.0 } else { 0.0 });
+        }
+    }
+
     fn check_fatal(&self) -> Result<(), ServiceError> {
         match self.shared.fatal.lock().expect("not poisoned").clone() {
             None => Ok(()),
@@ -270,6 +304,11 @@ impl Service<'_> {
         };
         self.active = true;
         self.open_flushed = false;
+        if let Some(m) = &mut self.metrics {
+            if m.batch_message() {
+                m.batch_end();
+            }
+        }
         let part = &mut self.partitions[src];
         part.next_offset = Some(msg.offset() + 1);
         part.active = true;
@@ -317,16 +356,20 @@ impl Service<'_> {
                 } else {
                     (payload, headers)
                 };
-                let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
+                let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, self.stamp())
                     .payload(payload)
                     .headers(headers);
                 if let Some(key) = msg.key() {
                     record = record.key(key);
                 }
                 match send(&self.producer, record) {
-                    Ok(()) => self.summary.dlq_produced += 1,
+                    Ok(()) => {
+                        self.summary.dlq_produced += 1;
+                        metric_events::produced(ProducedTo::DeadLetter);
+                    }
                     Err(e) => {
                         self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
+                        metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
                         eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
                     }
                 }
@@ -361,11 +404,15 @@ impl Service<'_> {
                 | RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::Resolve,
             ) => {
+                metric_events::kafka_error(KafkaErrorKind::BrokerUnreachable);
                 if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
                     eprintln!("distinctly: consumer: broker unreachable, retrying: {e}");
                 }
             }
-            _ => eprintln!("distinctly: consumer: {e}"),
+            _ => {
+                metric_events::kafka_error(KafkaErrorKind::Consume);
+                eprintln!("distinctly: consumer: {e}");
+            }
         }
     }
 
@@ -376,6 +423,10 @@ impl Service<'_> {
             self.records.clear();
             return Ok(());
         }
+        if let Some(m) = &mut self.metrics {
+            m.observe(&self.records);
+        }
+        let stamp = self.stamp();
         let topic = &self.kafka.env.service_output_topic;
         for r in self.records.drain(..) {
             self.record_buf.clear();
@@ -383,11 +434,12 @@ impl Service<'_> {
             let key = r.start_ts.to_string();
             send(
                 &self.producer,
-                BaseRecord::<str, [u8]>::to(topic)
+                BaseRecord::<str, [u8], usize>::with_opaque_to(topic, stamp)
                     .key(&key)
                     .payload(&self.record_buf),
             )?;
             self.summary.records_produced += 1;
+            metric_events::produced(ProducedTo::Output);
         }
         Ok(())
     }
@@ -398,6 +450,7 @@ impl Service<'_> {
         consumer: &BaseConsumer<Context>,
         opts: RunOptions,
     ) -> Result<bool, ServiceError> {
+        self.publish();
         if !self.assigned {
             return Ok(false);
         }
@@ -503,14 +556,29 @@ impl Service<'_> {
             return Ok(true);
         }
         match consumer.commit(&tpl, mode) {
-            Ok(()) => {}
+            Ok(()) => metrics::counter!(metric_names::COMMITS).increment(1),
             Err(e) if matches!(mode, CommitMode::Async) => {
+                metric_events::kafka_error(KafkaErrorKind::Commit);
                 eprintln!("distinctly: commit failed, will retry: {e}");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                metric_events::kafka_error(KafkaErrorKind::Commit);
+                return Err(e.into());
+            }
         }
         *self.shared.safe.lock().expect("not poisoned") = Some(tpl);
         Ok(true)
+    }
+}
+
+impl Service<'_> {
+    /// Delivery-latency stamp for a record (0, "unstamped", without metrics).
+    fn stamp(&self) -> usize {
+        if self.metrics.is_some() {
+            metric_events::delivery_stamp()
+        } else {
+            0
+        }
     }
 }
 
@@ -524,7 +592,7 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
 /// Enqueues a record, waiting while librdkafka's queue is full.
 fn send<K, P>(
     producer: &BaseProducer<Context>,
-    mut record: BaseRecord<'_, K, P>,
+    mut record: BaseRecord<'_, K, P, usize>,
 ) -> Result<(), ServiceError>
 where
     K: rdkafka::message::ToBytes + ?Sized,

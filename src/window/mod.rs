@@ -234,6 +234,15 @@ impl Windower {
         self.slots.iter().flatten().count()
     }
 
+    /// Windows not emitted yet.
+    pub fn windows_open(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|w| w.revision.is_none())
+            .count()
+    }
+
     /// Heap bytes of all held counters.
     pub fn counter_heap_bytes(&self) -> usize {
         self.slots

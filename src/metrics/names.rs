@@ -1,0 +1,187 @@
+//! Every metric distinctly exports: name, type, unit and help text, in one
+//! place (the README's metrics table is this list). Names follow Prometheus
+//! conventions: `distinctly_` prefix, base units (seconds, bytes), `_total`
+//! on counters. Labels are closed sets (outcome, reason, kind, partition):
+//! never a user or uid.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Gauge, always 1; labels `version`, `counter` (e.g. `hll-p14`),
+/// `backend`, `precision` (empty for exact backends).
+pub const BUILD_INFO: &str = "distinctly_build_info";
+/// Counter; label `outcome`: `counted`, `late_corrected`, `late_dropped`,
+/// `rejected`.
+pub const EVENTS: &str = "distinctly_events_total";
+/// Counter; label `reason`: one of the rejection reasons.
+pub const EVENTS_REJECTED: &str = "distinctly_events_rejected_total";
+/// Counter: messages (lines) read.
+pub const MESSAGES: &str = "distinctly_messages_total";
+/// Counter: message bytes read (after decompression).
+pub const BYTES: &str = "distinctly_consumed_bytes_total";
+/// Counter: windows emitted for the first time (revision 0).
+pub const WINDOWS_EMITTED: &str = "distinctly_windows_emitted_total";
+/// Counter: corrections emitted (revision > 0).
+pub const CORRECTIONS_EMITTED: &str = "distinctly_window_corrections_total";
+/// Gauge: windows not emitted yet.
+pub const WINDOWS_OPEN: &str = "distinctly_windows_open";
+/// Gauge: windows emitted and kept for late corrections.
+pub const WINDOWS_RETAINED: &str = "distinctly_windows_retained";
+/// Gauge: start (Unix seconds) of the newest window emitted.
+pub const LAST_WINDOW_START: &str = "distinctly_last_window_start_seconds";
+/// Gauge: unique users of the newest window emitted (latest revision).
+pub const LAST_WINDOW_UNIQUE: &str = "distinctly_last_window_unique_users";
+/// Gauge: heap bytes of every held counter (open and retained windows).
+pub const COUNTER_HEAP: &str = "distinctly_windows_heap_bytes";
+/// Gauge: resident set size of the process.
+pub const RESIDENT_MEMORY: &str = "distinctly_process_resident_memory_bytes";
+/// Gauge: the watermark, Unix seconds.
+pub const WATERMARK: &str = "distinctly_watermark_seconds";
+/// Gauge: wall clock minus watermark.
+pub const EVENT_TIME_DELAY: &str = "distinctly_event_time_delay_seconds";
+/// Histogram: time to process one batch of messages.
+pub const BATCH_DURATION: &str = "distinctly_batch_processing_seconds";
+/// Histogram: messages per batch.
+pub const BATCH_MESSAGES: &str = "distinctly_batch_messages";
+/// Gauge; labels `topic`, `partition`: high watermark minus the next offset
+/// the service will read (librdkafka statistics).
+pub const CONSUMER_LAG: &str = "distinctly_consumer_lag_messages";
+/// Gauge; labels `topic`, `partition`: high watermark minus the committed
+/// (safe) offset: what a restart replays.
+pub const COMMITTED_LAG: &str = "distinctly_consumer_committed_lag_messages";
+/// Gauge: input partitions assigned to this instance.
+pub const ASSIGNED_PARTITIONS: &str = "distinctly_assigned_partitions";
+/// Gauge: 1 while output and commits are paused (partial assignment).
+pub const OUTPUT_PAUSED: &str = "distinctly_output_paused";
+/// Counter; label `topic`: `output` or `dead_letter`.
+pub const RECORDS_PRODUCED: &str = "distinctly_records_produced_total";
+/// Histogram; label `topic`: `output` or `dead_letter`. From enqueueing a
+/// record to its acknowledgement by the broker.
+pub const DELIVERY_LATENCY: &str = "distinctly_delivery_latency_seconds";
+/// Counter: offset commits.
+pub const COMMITS: &str = "distinctly_commits_total";
+/// Counter; label `kind`: see [`KafkaErrorKind`](super::events::KafkaErrorKind).
+pub const KAFKA_ERRORS: &str = "distinctly_kafka_errors_total";
+
+/// Every name, for the README check and the dashboard test.
+pub const ALL: &[&str] = &[
+    BUILD_INFO,
+    EVENTS,
+    EVENTS_REJECTED,
+    MESSAGES,
+    BYTES,
+    WINDOWS_EMITTED,
+    CORRECTIONS_EMITTED,
+    WINDOWS_OPEN,
+    WINDOWS_RETAINED,
+    LAST_WINDOW_START,
+    LAST_WINDOW_UNIQUE,
+    COUNTER_HEAP,
+    RESIDENT_MEMORY,
+    WATERMARK,
+    EVENT_TIME_DELAY,
+    BATCH_DURATION,
+    BATCH_MESSAGES,
+    CONSUMER_LAG,
+    COMMITTED_LAG,
+    ASSIGNED_PARTITIONS,
+    OUTPUT_PAUSED,
+    RECORDS_PRODUCED,
+    DELIVERY_LATENCY,
+    COMMITS,
+    KAFKA_ERRORS,
+];
+
+/// Histogram buckets, seconds: 50 µs … 2.5 s (a batch is up to
+/// [`BATCH_MAX_MESSAGES`](super::BATCH_MAX_MESSAGES) messages).
+pub const BATCH_DURATION_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+pub const BATCH_MESSAGES_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0];
+/// Histogram buckets, seconds: 1 ms … 60 s (`linger.ms` is 5; `acks=all`
+/// and an outage stretch it).
+pub const DELIVERY_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Registers help text and units (shown as `# HELP` in the scrape).
+pub fn describe() {
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; labels carry the version and the counter backend"
+    );
+    describe_counter!(EVENTS, "Decoded or rejected events, by outcome");
+    describe_counter!(EVENTS_REJECTED, "Rejected messages, by reason");
+    describe_counter!(MESSAGES, "Messages read");
+    describe_counter!(
+        BYTES,
+        Unit::Bytes,
+        "Message bytes read (after decompression)"
+    );
+    describe_counter!(WINDOWS_EMITTED, "Windows emitted for the first time");
+    describe_counter!(
+        CORRECTIONS_EMITTED,
+        "Corrections of already emitted windows"
+    );
+    describe_gauge!(WINDOWS_OPEN, "Windows not yet emitted");
+    describe_gauge!(
+        WINDOWS_RETAINED,
+        "Windows emitted and kept for late corrections"
+    );
+    describe_gauge!(
+        LAST_WINDOW_START,
+        Unit::Seconds,
+        "Start of the newest emitted window, Unix seconds"
+    );
+    describe_gauge!(
+        LAST_WINDOW_UNIQUE,
+        "Unique users of the newest emitted window (latest revision)"
+    );
+    describe_gauge!(
+        COUNTER_HEAP,
+        Unit::Bytes,
+        "Heap bytes held by the counters of all open and retained windows"
+    );
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident set size of the process"
+    );
+    describe_gauge!(
+        WATERMARK,
+        Unit::Seconds,
+        "Event-time watermark, Unix seconds"
+    );
+    describe_gauge!(
+        EVENT_TIME_DELAY,
+        Unit::Seconds,
+        "Wall clock minus the watermark"
+    );
+    describe_histogram!(
+        BATCH_DURATION,
+        Unit::Seconds,
+        "Time to decode, count and window one batch of messages"
+    );
+    describe_histogram!(BATCH_MESSAGES, "Messages per processed batch");
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages in the partition not yet read by this instance"
+    );
+    describe_gauge!(
+        COMMITTED_LAG,
+        "Messages in the partition after the committed (safe) offset"
+    );
+    describe_gauge!(ASSIGNED_PARTITIONS, "Input partitions assigned");
+    describe_gauge!(
+        OUTPUT_PAUSED,
+        "1 while output and commits are paused: not every partition is assigned here"
+    );
+    describe_counter!(RECORDS_PRODUCED, "Records enqueued to Kafka, by topic");
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "From enqueueing a record to the broker's acknowledgement"
+    );
+    describe_counter!(COMMITS, "Offset commits");
+    describe_counter!(KAFKA_ERRORS, "Kafka client errors, by kind");
+}
