@@ -248,7 +248,8 @@ timed() {
 }
 
 # distinctly_run NAME KIND COUNTER [VAR=VALUE... WRAPPER...]: fresh group, fresh compacted
-# output topic; the extra words go between `env` and the binary.
+# output topic; the extra words go between `env` and the binary. Metrics are
+# served (on a free port) as in production, so their cost is measured.
 distinctly_run() {
   local name=$1 kind=$2 counter=$3 out=$PREFIX-out-$1
   shift 3
@@ -258,7 +259,7 @@ distinctly_run() {
   timed "$name" "$kind" -- env KAFKA_SERVICE_INTERNAL_HOST="$BOOTSTRAP" \
     KAFKA_SERVICE_INPUT_TOPIC="${TOPIC[$kind]}" KAFKA_SERVICE_OUTPUT_TOPIC="$out" \
     KAFKA_SERVICE_GROUP_ID="$PREFIX-group-$name" DISTINCTLY_COUNTER="$counter" \
-    "$@" "$BIN" run --exit-when-idle
+    DISTINCTLY_METRICS_ADDR=127.0.0.1:0 "$@" "$BIN" run --exit-when-idle
 }
 
 python_run() {

@@ -142,6 +142,9 @@ pub fn run(
         last_commit: Instant::now(),
         metrics: Publisher::if_enabled(core.counter_kind()?),
     };
+    if svc.metrics.is_some() {
+        metric_events::register_kafka();
+    }
     let mut last_tick = Instant::now();
     let mut polls: u32 = 0;
     loop {

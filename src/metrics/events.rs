@@ -101,3 +101,15 @@ pub fn delivered(to: ProducedTo, stamp: usize) {
 pub fn produced(to: ProducedTo) {
     metrics::counter!(names::RECORDS_PRODUCED, "topic" => to.as_str()).increment(1);
 }
+
+/// Creates every Kafka series at zero, so dashboards and `rate()` see them
+/// (as 0) before the first error, record or commit.
+pub fn register_kafka() {
+    for kind in KafkaErrorKind::ALL {
+        metrics::counter!(names::KAFKA_ERRORS, "kind" => kind.as_str()).increment(0);
+    }
+    for to in [ProducedTo::Output, ProducedTo::DeadLetter] {
+        metrics::counter!(names::RECORDS_PRODUCED, "topic" => to.as_str()).increment(0);
+    }
+    metrics::counter!(names::COMMITS).increment(0);
+}

@@ -1,0 +1,269 @@
+//! Helpers shared by the tests that need the real Kafka broker started by
+//! `scripts/kafka-local.sh` (each test binary includes this module; not
+//! every binary uses every helper).
+#![allow(dead_code)]
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_distinctly");
+pub const BOOTSTRAP: &str = "127.0.0.1:9092";
+
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// start_ts -> (unique_users, events)
+pub type Windows = BTreeMap<u64, (u64, u64)>;
+
+/// A consumed message: key, payload, headers.
+pub type Consumed = (Option<Vec<u8>>, Vec<u8>, Vec<(String, String)>);
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn script(args: &[&str]) {
+    let out = Command::new(root().join("scripts/kafka-local.sh"))
+        .args(args)
+        .output()
+        .expect("run kafka-local.sh");
+    assert!(
+        out.status.success(),
+        "kafka-local.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Serializes the tests and makes sure the broker runs.
+pub fn broker() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    script(&["start"]);
+    guard
+}
+
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+pub struct Topics {
+    pub input: String,
+    pub output: String,
+    pub group: String,
+}
+
+pub fn topics(name: &str, partitions: u32) -> Topics {
+    let t = Topics {
+        input: unique(&format!("{name}-in")),
+        output: unique(&format!("{name}-out")),
+        group: unique(&format!("{name}-group")),
+    };
+    script(&["topic-create", &t.input, &partitions.to_string()]);
+    script(&["topic-create", &t.output, "1", "cleanup.policy=compact"]);
+    t
+}
+
+/// Generated lines and the per-window truth.
+pub fn generate(args: &[&str]) -> (Vec<Vec<u8>>, Windows) {
+    let truth = std::env::temp_dir().join(unique("truth"));
+    let out = Command::new(BIN)
+        .arg("generate")
+        .args(args)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let t = records(&std::fs::read(&truth).unwrap());
+    std::fs::remove_file(truth).unwrap();
+    (lines, t)
+}
+
+/// start_ts -> (unique_users, events), the last record per window.
+pub fn records(jsonl: &[u8]) -> Windows {
+    let mut m = BTreeMap::new();
+    for line in jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        m.insert(
+            v["start_ts"].as_u64().unwrap(),
+            (
+                v["unique_users"].as_u64().unwrap(),
+                v["events"].as_u64().unwrap(),
+            ),
+        );
+    }
+    m
+}
+
+/// Produces `lines` round-robin over `partitions` (order kept per partition).
+pub fn produce(topic: &str, partitions: i32, lines: &[Vec<u8>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", BOOTSTRAP)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let mut rec = BaseRecord::<(), [u8]>::to(topic)
+            .payload(line)
+            .partition(i as i32 % partitions);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Every message of `topic` (all partitions, from the beginning).
+pub fn consume_all(topic: &str) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BOOTSTRAP)
+        .set("group.id", unique("reader"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut eof = 0;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while eof < parts && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                ));
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => eof += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(eof, parts, "did not reach the end of {topic}");
+    out
+}
+
+/// The last record per window in the output topic; checks keys on the way.
+pub fn output_windows(topic: &str) -> Windows {
+    let mut jsonl = Vec::new();
+    for (key, payload, _) in consume_all(topic) {
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            key.as_deref(),
+            Some(v["start_ts"].to_string().as_bytes()),
+            "records are keyed by start_ts"
+        );
+        jsonl.extend_from_slice(&payload);
+        jsonl.push(b'\n');
+    }
+    records(&jsonl)
+}
+
+pub fn service(t: &Topics, extra_env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("run")
+        .args(args)
+        .env("KAFKA_SERVICE_INTERNAL_HOST", BOOTSTRAP)
+        .env("KAFKA_SERVICE_INPUT_TOPIC", &t.input)
+        // Several instances run at once in some tests; tests/metrics.rs
+        // covers the exporter.
+        .env("DISTINCTLY_METRICS_ADDR", "")
+        .env("KAFKA_SERVICE_OUTPUT_TOPIC", &t.output)
+        .env("KAFKA_SERVICE_GROUP_ID", &t.group)
+        .env("DISTINCTLY_COMMIT_INTERVAL_SECONDS", "1")
+        // A killed member leaves the group after this (the broker's minimum),
+        // not librdkafka's 45 s default; also exercises pass-through settings.
+        .env("DISTINCTLY_RDKAFKA_CONSUMER_SESSION_TIMEOUT_MS", "6000")
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+pub fn drain(t: &Topics, extra_env: &[(&str, &str)]) -> Output {
+    let out = service(t, extra_env, &["--exit-when-idle"])
+        .output()
+        .expect("run distinctly");
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// SIGTERM, then the exit status and output.
+pub fn terminate(child: Child) -> Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
+}
+
+pub fn kill9(mut child: Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+pub fn wait_for_records(topic: &str, at_least: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if consume_all(topic).len() >= at_least {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("fewer than {at_least} records in {topic}");
+}
