@@ -6,30 +6,19 @@
 //! Also checks that `docker-compose-kafka-connect.yml` and the `Dockerfile`
 //! are well-formed and wired up as documented.
 
+mod common;
+
+use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_distinctly");
-const BOOTSTRAP: &str = "127.0.0.1:9092";
 const COMPOSE_FILE: &str = "docker-compose-kafka-connect.yml";
 
-/// One Connect test at a time (each starts a worker and loads ~40 MB).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// start_ts -> (unique_users, events)
-type Windows = BTreeMap<u64, (u64, u64)>;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// Runs one of the project's scripts (here: `kafka-connect.sh`).
 fn run_script(script: &str, args: &[&str]) {
     let out = Command::new(root().join("scripts").join(script))
         .args(args)
@@ -44,30 +33,6 @@ fn run_script(script: &str, args: &[&str]) {
     );
 }
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
-
-/// start_ts -> (unique_users, events), the last record per window.
-fn records(jsonl: &[u8]) -> Windows {
-    let mut m = BTreeMap::new();
-    for line in jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-        m.insert(
-            v["start_ts"].as_u64().unwrap(),
-            (
-                v["unique_users"].as_u64().unwrap(),
-                v["events"].as_u64().unwrap(),
-            ),
-        );
-    }
-    m
-}
-
 fn consumer() -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", BOOTSTRAP)
@@ -78,48 +43,21 @@ fn consumer() -> BaseConsumer {
         .unwrap()
 }
 
-fn partitions(c: &BaseConsumer, topic: &str) -> i32 {
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0].partitions().len() as i32
-}
-
 /// Sum of the high watermarks of `topic`: the number of records in it.
 fn record_count(c: &BaseConsumer, topic: &str) -> i64 {
-    (0..partitions(c, topic))
+    let parts = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len() as i32;
+    (0..parts)
         .map(|p| {
             c.fetch_watermarks(topic, p, Duration::from_secs(10))
                 .unwrap()
                 .1
         })
         .sum()
-}
-
-/// Every payload of `topic` and the key of each (all partitions, from the beginning).
-fn consume_all(topic: &str) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let c = consumer();
-    let parts = partitions(&c, topic);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let (mut eof, mut out) = (0, Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while eof < parts && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push((
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-            )),
-            Some(Err(KafkaError::PartitionEOF(_))) => eof += 1,
-            _ => {}
-        }
-    }
-    assert_eq!(eof, parts, "did not reach the end of {topic}");
-    out
 }
 
 fn log_tail(path: &Path) -> String {
@@ -195,8 +133,7 @@ impl Drop for Worker {
 
 #[test]
 fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    run_script("kafka-local.sh", &["start"]);
+    let _b = broker();
     // Before the clock starts: fetches the jars on a fresh machine.
     run_script("kafka-connect.sh", &["fetch"]);
 
@@ -231,11 +168,8 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
 
     let input = unique("connect-in");
     let output = unique("connect-out");
-    run_script("kafka-local.sh", &["topic-create", &input, "3"]);
-    run_script(
-        "kafka-local.sh",
-        &["topic-create", &output, "1", "cleanup.policy=compact"],
-    );
+    script(&["topic-create", &input, "3"]);
+    script(&["topic-create", &output, "1", "cleanup.policy=compact"]);
 
     // Load the file with Connect until every line is in the topic.
     let started = Instant::now();
@@ -282,7 +216,7 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     // What Connect wrote: every line once, as a JSON string (JsonConverter,
     // schemas disabled), without a key; spread over the partitions.
     let mut wrapped = Vec::with_capacity(lines.len());
-    for (key, payload) in consume_all(&input) {
+    for (key, payload, _) in consume_all(&input) {
         assert_eq!(key, None);
         assert_eq!(payload.first(), Some(&b'"'), "not JSON-string-wrapped");
         match serde_json::from_slice(&payload).unwrap() {
@@ -319,7 +253,7 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "run failed: {stderr}");
     let mut jsonl = Vec::new();
-    for (key, payload) in consume_all(&output) {
+    for (key, payload, _) in consume_all(&output) {
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(key.as_deref(), Some(v["start_ts"].to_string().as_bytes()));
         assert_eq!(v["counter"], "exact");
@@ -329,18 +263,15 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     assert_eq!(records(&jsonl), truth);
     std::fs::remove_dir_all(&dir).unwrap();
     // The input is ~40 MB; the broker keeps data for ever.
-    run_script(
-        "kafka-local.sh",
-        &[
-            "tool",
-            "org.apache.kafka.tools.TopicCommand",
-            "--bootstrap-server",
-            BOOTSTRAP,
-            "--delete",
-            "--topic",
-            &format!("{input}|{output}"),
-        ],
-    );
+    script(&[
+        "tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        BOOTSTRAP,
+        "--delete",
+        "--topic",
+        &format!("{input}|{output}"),
+    ]);
 }
 
 /// The blocks of a normalized YAML mapping (as `docker-compose config`
@@ -439,6 +370,11 @@ fn compose_file_is_valid() {
     // Bind mounts, checked as source and target (docker-compose 1.x prints
     // `source:target:ro`, 2.x a mapping with `source:` and `target:`).
     let mount = |name: &str, source: &Path, target: &str| {
+        assert!(
+            source.exists(),
+            "{name} mounts {}, which is missing",
+            source.display()
+        );
         has(name, &source.display().to_string());
         has(name, target);
     };
@@ -465,6 +401,11 @@ fn compose_file_is_valid() {
         "prometheus",
         &dash.join("prometheus.yml"),
         "/etc/prometheus/prometheus.yml",
+    );
+    mount(
+        "prometheus",
+        &dash.join("alerts.yml"),
+        "/etc/prometheus/alerts.yml",
     );
     mount(
         "grafana",
