@@ -42,7 +42,7 @@ pub struct BenchArgs {
     /// only if two windows fit in available memory).
     #[arg(long)]
     pub with_1e8: bool,
-    /// Windows per workload [default: 64 at <= 10^4 down to 3 at 10^7].
+    /// Windows per workload [default: 256 at 10^3 down to 3 at 10^7].
     #[arg(long)]
     pub windows: Option<u64>,
     /// Zipf exponents of repeat visits, comma-separated; 0 = uniform.

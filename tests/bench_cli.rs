@@ -12,7 +12,13 @@ const SKEWS: usize = 2;
 
 fn bench(extra: &[&str]) -> (String, String) {
     let out = Command::new(BIN)
-        .args(["bench", "--cardinalities", &CARDINALITIES.join(","), "--windows", "4"])
+        .args([
+            "bench",
+            "--cardinalities",
+            &CARDINALITIES.join(","),
+            "--windows",
+            "4",
+        ])
         .args(["--counters", COUNTERS, "--skews", "0,1"])
         .args(extra)
         .output()
@@ -56,7 +62,14 @@ fn the_table_has_one_row_per_backend_and_workload() {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
     );
-    for col in ["counter", "err mean", "err p99", "err max", "heap/window", "serialized"] {
+    for col in [
+        "counter",
+        "err mean",
+        "err p99",
+        "err max",
+        "heap/window",
+        "serialized",
+    ] {
         assert!(header.iter().any(|h| h == col), "missing {col}");
     }
     let body = &rows[2..];
@@ -122,10 +135,16 @@ fn out_writes_markdown_csv_and_svg_charts() {
             svg.matches("</text>").count(),
             "{name}"
         );
-        assert!(svg.contains("<polyline") && svg.contains("<circle"), "{name}");
+        assert!(
+            svg.contains("<polyline") && svg.contains("<circle"),
+            "{name}"
+        );
         // One legend entry per counter (uniform visits are charted).
         for counter in COUNTERS.split(',') {
-            assert!(svg.contains(&format!("{counter} (uniform)")), "{name}: {counter}");
+            assert!(
+                svg.contains(&format!("{counter} (uniform)")),
+                "{name}: {counter}"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -188,7 +188,15 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
 
     // The flags override the variables and name the setting in the output.
     let out = Command::new(BIN)
-        .args(["count", "--summary", "none", "--counter", "cpc", "--sketch-lgk", "11"])
+        .args([
+            "count",
+            "--summary",
+            "none",
+            "--counter",
+            "cpc",
+            "--sketch-lgk",
+            "11",
+        ])
         .arg(&gz_path)
         .env("DISTINCTLY_COUNTER", "exact")
         .output()

@@ -22,7 +22,8 @@ struct Spec<'a> {
     y_desc: &'a str,
 }
 
-/// Groups rows by counter (in first-seen order) into sorted (x, y) points.
+/// Groups rows by counter (in first-seen order) into (x, y) points, in row
+/// order: by cardinality, so a line follows a backend as windows grow.
 fn series(rows: &[Row], x: impl Fn(&Row) -> f64, y: impl Fn(&Row) -> f64) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for row in rows {
@@ -35,9 +36,6 @@ fn series(rows: &[Row], x: impl Fn(&Row) -> f64, y: impl Fn(&Row) -> f64) -> Vec
                 points: vec![point],
             }),
         }
-    }
-    for s in &mut out {
-        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
 }
@@ -150,6 +148,13 @@ fn render(svg: &mut String, spec: &Spec<'_>, series: &[Series]) -> Result<(), St
         .x_desc(spec.x_desc)
         .y_desc(spec.y_desc)
         .x_label_formatter(&|x| si(*x))
+        .y_label_formatter(&|y| {
+            if y1 >= 20.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.1}")
+            }
+        })
         .draw()
         .map_err(|e| err(&e))?;
     for (i, s) in series.iter().enumerate() {

@@ -70,11 +70,13 @@ pub fn default_counters() -> Vec<CounterKind> {
 }
 
 /// Windows per workload: many where they are cheap (error is a
-/// distribution), few where one window is tens of millions of events, so the
-/// default run takes minutes on 2 cores in a release build.
+/// distribution; over 100 windows, p99 is not just the maximum), few where
+/// one window is tens of millions of events, so the default run takes
+/// minutes on 2 cores in a release build.
 pub fn default_windows(distinct: u64) -> u64 {
     match distinct {
-        0..=10_000 => 64,
+        0..=1_000 => 256,
+        1_001..=10_000 => 128,
         10_001..=100_000 => 24,
         100_001..=1_000_000 => 8,
         1_000_001..=10_000_000 => 3,

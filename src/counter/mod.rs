@@ -76,7 +76,7 @@ pub const BACKENDS: &str = "exact, roaring, hll, cpc, hll4";
 
 /// Default lgK of `cpc` and `hll4` (`DISTINCTLY_SKETCH_LGK`); see the
 /// README's Performance section for the measurements behind it.
-pub const DEFAULT_SKETCH_LG_K: u8 = 12;
+pub const DEFAULT_SKETCH_LG_K: u8 = 14;
 
 impl CounterKind {
     /// Backend name as used by `DISTINCTLY_COUNTER`.
