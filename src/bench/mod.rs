@@ -227,7 +227,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 
     let mut rows = Vec::new();
     for (workload, windows) in plan {
-        let kinds = runnable_kinds(&opts.counters, workload.distinct, &mut notes);
+        let kinds = runnable_kinds(
+            &opts.counters,
+            workload.distinct,
+            measure::mem_available_bytes(),
+            &mut notes,
+        );
         bar.set_message(format!(
             "{} distinct, {}",
             workload.distinct,
@@ -284,14 +289,15 @@ fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
     bar
 }
 
-/// The requested kinds that fit in memory at this cardinality; `exact` at
-/// 10^8 is skipped (with a note) when two windows of it would not fit.
+/// The requested kinds that fit in `available` memory at this cardinality;
+/// `exact` (at 10^8, say) is skipped with a note when two windows of it (the
+/// merge needs both) would not fit.
 fn runnable_kinds(
     kinds: &[CounterKind],
     distinct: u64,
+    available: Option<u64>,
     notes: &mut Vec<String>,
 ) -> Vec<CounterKind> {
-    let available = measure::mem_available_bytes();
     kinds
         .iter()
         .copied()
@@ -438,6 +444,22 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&v, 1.0), 100.0);
         assert_eq!(percentile(&[3.0, 1.0], 0.99), 3.0);
+    }
+
+    #[test]
+    fn exact_is_skipped_with_a_note_when_it_does_not_fit() {
+        let kinds = [CounterKind::Exact, CounterKind::Cpc { lg_k: 14 }];
+        let mut notes = Vec::new();
+        let gb = 1_000_000_000;
+        let fits = runnable_kinds(&kinds, 100_000_000, Some(24 * gb), &mut notes);
+        assert_eq!(fits, kinds);
+        assert!(notes.is_empty());
+        let fits = runnable_kinds(&kinds, 100_000_000, Some(8 * gb), &mut notes);
+        assert_eq!(fits, [CounterKind::Cpc { lg_k: 14 }]);
+        assert!(
+            notes[0].starts_with("exact skipped at 100000000 distinct"),
+            "{notes:?}"
+        );
     }
 
     #[test]
