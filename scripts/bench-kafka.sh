@@ -273,7 +273,7 @@ for kind in tiny real mini; do
   if [[ $kind == tiny ]]; then
     distinctly_run "hll.$kind" "$kind" hll
   else
-    for counter in exact roaring hll; do
+    for counter in exact roaring hll cpc hll4; do
       distinctly_run "$counter.$kind" "$kind" "$counter"
     done
   fi
@@ -358,6 +358,7 @@ def summary_messages(name):
 
 labels = {"kcat": "kcat -C (read and discard)", "exact": "distinctly run, exact",
           "roaring": "distinctly run, roaring", "hll": "distinctly run, hll",
+          "cpc": "distinctly run, cpc", "hll4": "distinctly run, hll4",
           "python": "Python confluent-kafka + sets (old app)",
           "kcattuned": "tuned: kcat -C -X queued.min.messages=1000000",
           "hlltuned": "tuned: distinctly run, hll, fetch.queue.backoff.ms=10"}
@@ -400,7 +401,8 @@ print("\nTimes are wall clock from process start to exit (one run each), so they
 def net(name, kind):
     """Events/s with the tiny-topic time of the same tool (its fixed overhead) taken off."""
     tool = name.split(".")[0]
-    base = {"kcattuned": "kcat", "exact": "hll", "roaring": "hll", "hlltuned": "hll"}.get(tool, tool)
+    base = {"kcattuned": "kcat", "exact": "hll", "roaring": "hll", "cpc": "hll", "hll4": "hll",
+            "hlltuned": "hll"}.get(tool, tool)
     return frames[kind] / max(sec[name] - sec[f"{base}.tiny"], 1e-3)
 
 

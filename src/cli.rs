@@ -1,7 +1,9 @@
 //! Command-line interface. Every counting flag mirrors a `DISTINCTLY_*`
 //! variable: the variable sets the value, the flag overrides it.
 
+use crate::bench::{BenchError, BenchOptions};
 use crate::config::CoreConfig;
+use crate::counter::CounterKind;
 use crate::generate::{FrameKind, GenerateOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -25,6 +27,44 @@ pub enum Command {
     /// The Kafka service: consume, count, produce (settings: KAFKA_* and
     /// DISTINCTLY_* variables, see the README).
     Run(RunArgs),
+    /// Measure every counter backend on reproducible workloads: error, heap
+    /// and serialized bytes, throughput, estimate and merge times (markdown
+    /// table on stdout; CSV and SVG charts with --out).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Distinct users per window, comma-separated [default: 10^3 .. 10^7].
+    #[arg(long, value_delimiter = ',')]
+    pub cardinalities: Vec<u64>,
+    /// Also run 10^8 distinct users per window (minutes per window; `exact`
+    /// only if two windows fit in available memory).
+    #[arg(long)]
+    pub with_1e8: bool,
+    /// Windows per workload [default: 256 at 10^3 down to 3 at 10^7].
+    #[arg(long)]
+    pub windows: Option<u64>,
+    /// Zipf exponents of repeat visits, comma-separated; 0 = uniform.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 1.0])]
+    pub skews: Vec<f64>,
+    /// Counters to run, comma-separated, as in output records (exact,
+    /// roaring, hll-p14, cpc-lgk12, hll4-lgk12, ...) [default: all backends,
+    /// cpc and hll4 at lgK 11, 12, 14].
+    #[arg(long, value_delimiter = ',')]
+    pub counters: Vec<String>,
+    /// A small, fast run: 10^3 and 10^4 distinct, 4 windows (unless given).
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of the workloads: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Also write bench.md, bench.csv and SVG charts into this directory.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// No progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,12 +106,15 @@ pub enum SummaryFormat {
 /// Overrides for the core settings (see `config::CoreConfig`).
 #[derive(Debug, Args, Default)]
 pub struct CoreArgs {
-    /// Counter backend: exact, roaring or hll [env: DISTINCTLY_COUNTER].
+    /// Counter backend: exact, roaring, hll, cpc or hll4 [env: DISTINCTLY_COUNTER].
     #[arg(long)]
     pub counter: Option<String>,
     /// HLL precision 4..=18 [env: DISTINCTLY_HLL_PRECISION].
     #[arg(long)]
     pub hll_precision: Option<u8>,
+    /// lgK of cpc and hll4, 4..=21 [env: DISTINCTLY_SKETCH_LGK].
+    #[arg(long)]
+    pub sketch_lgk: Option<u8>,
     /// Window length in seconds [env: DISTINCTLY_WINDOW_SECONDS].
     #[arg(long)]
     pub window_seconds: Option<u64>,
@@ -110,6 +153,7 @@ impl CoreArgs {
         }
         set!(
             hll_precision,
+            sketch_lgk,
             window_seconds,
             allowed_lateness_seconds,
             late_retention_seconds,
@@ -118,6 +162,41 @@ impl CoreArgs {
             jump_confirm_events,
             max_message_bytes
         );
+    }
+}
+
+impl BenchArgs {
+    /// The run these flags ask for.
+    pub fn options(&self) -> Result<BenchOptions, BenchError> {
+        let mut cardinalities = if !self.cardinalities.is_empty() {
+            self.cardinalities.clone()
+        } else if self.quick {
+            vec![1_000, 10_000]
+        } else {
+            crate::bench::DEFAULT_CARDINALITIES.to_vec()
+        };
+        if self.with_1e8 && !cardinalities.contains(&100_000_000) {
+            cardinalities.push(100_000_000);
+        }
+        let counters = if self.counters.is_empty() {
+            crate::bench::default_counters()
+        } else {
+            self.counters
+                .iter()
+                .map(|c| {
+                    c.parse::<CounterKind>()
+                        .map_err(|e| BenchError::InvalidOption(format!("--counters: {e}")))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(BenchOptions {
+            cardinalities,
+            windows: self.windows.or(self.quick.then_some(4)),
+            skews: self.skews.clone(),
+            counters,
+            seed: self.seed,
+            progress: !self.no_progress,
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! Loaded with `envy`; a malformed or inconsistent value stops start-up with
 //! one line that names the variable and the expected form.
 
-use crate::counter::{hll, CounterKind};
+use crate::counter::{cpc, hll, CounterKind, BACKENDS};
 use crate::window::WindowConfig;
 use serde::Deserialize;
 
@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub mod defaults {
     pub const COUNTER: &str = "exact";
     pub const HLL_PRECISION: u8 = 14;
+    /// lgK of `cpc` and `hll4`; why this value: README, Performance.
+    pub const SKETCH_LGK: u8 = crate::counter::DEFAULT_SKETCH_LG_K;
     pub const WINDOW_SECONDS: u64 = 60;
     pub const ALLOWED_LATENESS_SECONDS: u64 = 5;
     pub const LATE_RETENTION_SECONDS: u64 = 600;
@@ -29,6 +31,9 @@ pub mod defaults {
     }
     pub(super) fn hll_precision() -> u8 {
         HLL_PRECISION
+    }
+    pub(super) fn sketch_lgk() -> u8 {
+        SKETCH_LGK
     }
     pub(super) fn window_seconds() -> u64 {
         WINDOW_SECONDS
@@ -57,13 +62,18 @@ pub mod defaults {
 /// `DISTINCTLY_FOO`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CoreConfig {
-    /// `DISTINCTLY_COUNTER`: `exact` (default), `roaring` or `hll`.
+    /// `DISTINCTLY_COUNTER`: `exact` (default), `roaring`, `hll`, `cpc` or
+    /// `hll4`.
     #[serde(default = "defaults::counter")]
     pub counter: String,
     /// `DISTINCTLY_HLL_PRECISION`: HyperLogLog++ precision, 4..=18 (default
     /// 14: 2^14 registers, ~0.81 % standard error). Only used by `hll`.
     #[serde(default = "defaults::hll_precision")]
     pub hll_precision: u8,
+    /// `DISTINCTLY_SKETCH_LGK`: log2 of K for the DataSketches backends
+    /// `cpc` and `hll4`, 4..=21 (2^lgK registers or rows). Only used by them.
+    #[serde(default = "defaults::sketch_lgk")]
+    pub sketch_lgk: u8,
     /// `DISTINCTLY_WINDOW_SECONDS`: tumbling window length (default 60).
     #[serde(default = "defaults::window_seconds")]
     pub window_seconds: u64,
@@ -101,6 +111,7 @@ impl Default for CoreConfig {
         CoreConfig {
             counter: defaults::counter(),
             hll_precision: defaults::HLL_PRECISION,
+            sketch_lgk: defaults::SKETCH_LGK,
             window_seconds: defaults::WINDOW_SECONDS,
             allowed_lateness_seconds: defaults::ALLOWED_LATENESS_SECONDS,
             late_retention_seconds: defaults::LATE_RETENTION_SECONDS,
@@ -155,12 +166,25 @@ impl CoreConfig {
                 format!("{} is outside 4..=18", self.hll_precision),
             ));
         }
-        CounterKind::from_backend(&self.counter, self.hll_precision).map_err(|_| {
-            invalid(
-                "DISTINCTLY_COUNTER",
-                format!("{:?} is not one of exact, roaring, hll", self.counter),
-            )
-        })
+        if !(cpc::MIN_LG_K..=cpc::MAX_LG_K).contains(&self.sketch_lgk) {
+            return Err(invalid(
+                "DISTINCTLY_SKETCH_LGK",
+                format!(
+                    "{} is outside {}..={}",
+                    self.sketch_lgk,
+                    cpc::MIN_LG_K,
+                    cpc::MAX_LG_K
+                ),
+            ));
+        }
+        CounterKind::from_backend(&self.counter, self.hll_precision, self.sketch_lgk).map_err(
+            |_| {
+                invalid(
+                    "DISTINCTLY_COUNTER",
+                    format!("{:?} is not one of {BACKENDS}", self.counter),
+                )
+            },
+        )
     }
 
     /// Checks every field and their relations.
@@ -263,6 +287,18 @@ mod tests {
             CounterKind::Hll { precision: 12 }
         );
         assert_eq!(c.window_seconds, 300);
+        for (backend, kind) in [
+            ("cpc", CounterKind::Cpc { lg_k: 11 }),
+            ("hll4", CounterKind::Hll4 { lg_k: 11 }),
+        ] {
+            let c = CoreConfig::from_vars(vars(&[
+                ("DISTINCTLY_COUNTER", backend),
+                ("DISTINCTLY_SKETCH_LGK", "11"),
+            ]))
+            .unwrap();
+            assert_eq!(c.counter_kind().unwrap(), kind);
+            assert_eq!(kind.to_string(), format!("{backend}-lgk11"));
+        }
     }
 
     #[test]
@@ -280,6 +316,17 @@ mod tests {
                     ("DISTINCTLY_HLL_PRECISION", "20"),
                 ],
                 "DISTINCTLY_HLL_PRECISION",
+            ),
+            (
+                vec![
+                    ("DISTINCTLY_COUNTER", "cpc"),
+                    ("DISTINCTLY_SKETCH_LGK", "22"),
+                ],
+                "DISTINCTLY_SKETCH_LGK",
+            ),
+            (
+                vec![("DISTINCTLY_SKETCH_LGK", "3")],
+                "DISTINCTLY_SKETCH_LGK",
             ),
             (
                 vec![("DISTINCTLY_WINDOW_SECONDS", "0")],

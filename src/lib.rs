@@ -15,6 +15,8 @@
 //!   exact.rs     uids in an arena + u32 hash table
 //!   roaring.rs   RoaringBitmap over 32-bit hashes, batched, collision-corrected
 //!   hll.rs       HyperLogLog++ (hyperloglogplus)
+//!   cpc.rs       DataSketches CPC (datasketches)
+//!   hll4.rs      DataSketches HLL with 4-bit registers (datasketches)
 //! window/     tumbling event-time windows
 //!   mod.rs       Windower: watermark, emission, late corrections, retention
 //!   guard.rs     plausibility guard against bit-flipped timestamps
@@ -28,6 +30,12 @@
 //!   context.rs   librdkafka callbacks: errors, rebalances
 //!   offsets.rs   commit metadata (stream time) for restarts
 //!   service.rs   the consume -> window -> produce -> commit loop
+//! bench/      the `bench` command: every backend over reproducible workloads
+//!   mod.rs       options, the run loop, aggregation into rows
+//!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits
+//!   measure.rs   counting global allocator (heap bytes), /proc memory
+//!   report.rs    markdown table and CSV
+//!   chart.rs     SVG charts (plotters)
 //! metrics/    Prometheus exporter (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
 //!   events.rs    counted where they happen: Kafka errors, deliveries
@@ -40,6 +48,7 @@
 //!
 //! `main.rs` only parses the command line and calls into this crate.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod count;
@@ -53,3 +62,9 @@ pub mod metrics;
 pub mod record;
 pub mod reject;
 pub mod window;
+
+/// The unit tests measure heap bytes (counter tests, bench tests), so their
+/// binary counts allocations like the `distinctly` binary does.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: bench::measure::CountingAlloc = bench::measure::CountingAlloc;

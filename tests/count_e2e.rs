@@ -150,6 +150,8 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
         ("exact", 0.0),
         ("roaring", 1e-4),
         ("hll", 4.0 * 1.04 / 128.0),
+        ("cpc", 4.0 * 0.6 / sketch_k_sqrt()),
+        ("hll4", 4.0 * 1.04 / sketch_k_sqrt()),
     ] {
         let out = Command::new(BIN)
             .args(["count", "--summary", "none"])
@@ -175,9 +177,46 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
         }
         let first = out.stdout.split(|&b| b == b'\n').next().unwrap();
         let v: serde_json::Value = serde_json::from_slice(first).unwrap();
-        let want = if backend == "hll" { "hll-p14" } else { backend };
-        assert_eq!(v["counter"], want);
+        let lg_k = distinctly::config::defaults::SKETCH_LGK;
+        let want = match backend {
+            "hll" => "hll-p14".to_string(),
+            "cpc" | "hll4" => format!("{backend}-lgk{lg_k}"),
+            other => other.to_string(),
+        };
+        assert_eq!(v["counter"], want.as_str());
     }
+
+    // The flags override the variables and name the setting in the output.
+    let out = Command::new(BIN)
+        .args([
+            "count",
+            "--summary",
+            "none",
+            "--counter",
+            "cpc",
+            "--sketch-lgk",
+            "11",
+        ])
+        .arg(&gz_path)
+        .env("DISTINCTLY_COUNTER", "exact")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let first = out.stdout.split(|&b| b == b'\n').next().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(first).unwrap();
+    assert_eq!(v["counter"], "cpc-lgk11");
+    let out = Command::new(BIN)
+        .args(["count", "--counter", "hll4", "--sketch-lgk", "22"])
+        .arg(&gz_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DISTINCTLY_SKETCH_LGK"));
+}
+
+/// sqrt(2^lgK) at the default lgK of the DataSketches backends.
+fn sketch_k_sqrt() -> f64 {
+    f64::from(1u32 << distinctly::config::defaults::SKETCH_LGK).sqrt()
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! | `exact` | [`exact`] | the uids themselves | none |
 //! | `roaring` | [`roaring`] | a bitmap of 32-bit uid hashes | hash collisions, corrected in expectation |
 //! | `hll` | [`hll`] | HyperLogLog++ registers | ~1.04/sqrt(2^p) standard error |
+//! | `cpc` | [`cpc`] | DataSketches CPC (compressed probabilistic counting) | ~0.6/sqrt(2^lgK) |
+//! | `hll4` | [`hll4`] | DataSketches HLL with 4-bit registers | ~0.84/sqrt(2^lgK) |
 //!
 //! Every backend can merge with another of the same kind and settings (which
 //! is how partial counts from several instances combine) and serialize to a
@@ -14,21 +16,25 @@
 //! offset size  field
 //! 0      4     magic "DSTC"
 //! 4      1     format version (1)
-//! 5      1     kind: 1 exact, 2 roaring, 3 hll
-//! 6      1     setting: HLL precision, else 0
+//! 5      1     kind: 1 exact, 2 roaring, 3 hll, 4 cpc, 5 hll4
+//! 6      1     setting: HLL precision, lgK of cpc/hll4, else 0
 //! 7      1     uid hash: 1 = XXH3-64, seed "distinct" (see crate::hash)
 //! 8      ..    payload, kind-specific (documented in each file)
 //! ```
 
+pub mod cpc;
 pub mod exact;
 pub mod hll;
+pub mod hll4;
 pub mod roaring;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use cpc::CpcCounter;
 pub use exact::ExactCounter;
 pub use hll::HllCounter;
+pub use hll4::Hll4Counter;
 pub use roaring::RoaringCounter;
 
 /// The operations every backend provides.
@@ -61,7 +67,16 @@ pub enum CounterKind {
     Exact,
     Roaring,
     Hll { precision: u8 },
+    Cpc { lg_k: u8 },
+    Hll4 { lg_k: u8 },
 }
+
+/// Backend names accepted by `DISTINCTLY_COUNTER`, for messages.
+pub const BACKENDS: &str = "exact, roaring, hll, cpc, hll4";
+
+/// Default lgK of `cpc` and `hll4` (`DISTINCTLY_SKETCH_LGK`); see the
+/// README's Performance section for the measurements behind it.
+pub const DEFAULT_SKETCH_LG_K: u8 = 14;
 
 impl CounterKind {
     /// Backend name as used by `DISTINCTLY_COUNTER`.
@@ -70,19 +85,35 @@ impl CounterKind {
             CounterKind::Exact => "exact",
             CounterKind::Roaring => "roaring",
             CounterKind::Hll { .. } => "hll",
+            CounterKind::Cpc { .. } => "cpc",
+            CounterKind::Hll4 { .. } => "hll4",
         }
     }
 
-    /// The backend's precision setting, if it has one (`build_info`).
+    /// The backend's precision setting (HLL precision or lgK), if it has
+    /// one (`distinctly_build_info`).
     pub fn precision(self) -> Option<u8> {
         match self {
             CounterKind::Exact | CounterKind::Roaring => None,
             CounterKind::Hll { precision } => Some(precision),
+            CounterKind::Cpc { lg_k } | CounterKind::Hll4 { lg_k } => Some(lg_k),
         }
     }
 
-    /// Builds a kind from a backend name and the HLL precision setting.
-    pub fn from_backend(name: &str, hll_precision: u8) -> Result<Self, CounterError> {
+    /// Builds a kind from a backend name, the HLL precision and the lgK of
+    /// the DataSketches backends (each used only by its backend).
+    pub fn from_backend(
+        name: &str,
+        hll_precision: u8,
+        sketch_lg_k: u8,
+    ) -> Result<Self, CounterError> {
+        let lg_k = || {
+            if (cpc::MIN_LG_K..=cpc::MAX_LG_K).contains(&sketch_lg_k) {
+                Ok(sketch_lg_k)
+            } else {
+                Err(CounterError::InvalidLgK(sketch_lg_k))
+            }
+        };
         match name {
             "exact" => Ok(CounterKind::Exact),
             "roaring" => Ok(CounterKind::Roaring),
@@ -94,6 +125,8 @@ impl CounterKind {
                     precision: hll_precision,
                 })
             }
+            "cpc" => Ok(CounterKind::Cpc { lg_k: lg_k()? }),
+            "hll4" => Ok(CounterKind::Hll4 { lg_k: lg_k()? }),
             other => Err(CounterError::UnknownBackend(other.to_string())),
         }
     }
@@ -103,15 +136,20 @@ impl CounterKind {
             CounterKind::Exact => (1, 0),
             CounterKind::Roaring => (2, 0),
             CounterKind::Hll { precision } => (3, precision),
+            CounterKind::Cpc { lg_k } => (4, lg_k),
+            CounterKind::Hll4 { lg_k } => (5, lg_k),
         }
     }
 }
 
-/// `exact`, `roaring`, or `hll-p14`: the `counter` field of output records.
+/// `exact`, `roaring`, `hll-p14`, `cpc-lgk12` or `hll4-lgk12`: the `counter`
+/// field of output records (kind and the setting that must match to merge).
 impl fmt::Display for CounterKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CounterKind::Hll { precision } => write!(f, "hll-p{precision}"),
+            CounterKind::Cpc { lg_k } => write!(f, "cpc-lgk{lg_k}"),
+            CounterKind::Hll4 { lg_k } => write!(f, "hll4-lgk{lg_k}"),
             other => f.write_str(other.backend()),
         }
     }
@@ -120,26 +158,34 @@ impl fmt::Display for CounterKind {
 impl FromStr for CounterKind {
     type Err = CounterError;
 
-    /// Parses the `Display` form (`hll` alone means the default precision).
+    /// Parses the `Display` form (`hll`, `cpc`, `hll4` alone mean the
+    /// default setting).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.strip_prefix("hll-p") {
-            Some(p) => {
-                let p = p
-                    .parse()
-                    .map_err(|_| CounterError::UnknownBackend(s.to_string()))?;
-                CounterKind::from_backend("hll", p)
-            }
-            None => CounterKind::from_backend(s, hll::DEFAULT_PRECISION),
+        let setting = |v: &str| {
+            v.parse::<u8>()
+                .map_err(|_| CounterError::UnknownBackend(s.to_string()))
+        };
+        let (hll_p, lg_k) = (hll::DEFAULT_PRECISION, DEFAULT_SKETCH_LG_K);
+        if let Some(p) = s.strip_prefix("hll-p") {
+            CounterKind::from_backend("hll", setting(p)?, lg_k)
+        } else if let Some(k) = s.strip_prefix("cpc-lgk") {
+            CounterKind::from_backend("cpc", hll_p, setting(k)?)
+        } else if let Some(k) = s.strip_prefix("hll4-lgk") {
+            CounterKind::from_backend("hll4", hll_p, setting(k)?)
+        } else {
+            CounterKind::from_backend(s, hll_p, lg_k)
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CounterError {
-    #[error("unknown counter backend {0:?} (expected exact, roaring or hll)")]
+    #[error("unknown counter backend {0:?} (expected exact, roaring, hll, cpc or hll4)")]
     UnknownBackend(String),
     #[error("HLL precision {0} is outside 4..=18")]
     InvalidPrecision(u8),
+    #[error("sketch lgK {0} is outside 4..=21")]
+    InvalidLgK(u8),
     #[error("cannot merge a {theirs} counter into a {ours} counter")]
     KindMismatch {
         ours: CounterKind,
@@ -169,6 +215,8 @@ pub enum AnyCounter {
     Exact(ExactCounter),
     Roaring(RoaringCounter),
     Hll(HllCounter),
+    Cpc(CpcCounter),
+    Hll4(Hll4Counter),
 }
 
 macro_rules! dispatch {
@@ -177,6 +225,8 @@ macro_rules! dispatch {
             AnyCounter::Exact($c) => $body,
             AnyCounter::Roaring($c) => $body,
             AnyCounter::Hll($c) => $body,
+            AnyCounter::Cpc($c) => $body,
+            AnyCounter::Hll4($c) => $body,
         }
     };
 }
@@ -187,6 +237,8 @@ impl AnyCounter {
             CounterKind::Exact => AnyCounter::Exact(ExactCounter::new()),
             CounterKind::Roaring => AnyCounter::Roaring(RoaringCounter::new()),
             CounterKind::Hll { precision } => AnyCounter::Hll(HllCounter::new(precision)),
+            CounterKind::Cpc { lg_k } => AnyCounter::Cpc(CpcCounter::new(lg_k)),
+            CounterKind::Hll4 { lg_k } => AnyCounter::Hll4(Hll4Counter::new(lg_k)),
         }
     }
 
@@ -197,6 +249,8 @@ impl AnyCounter {
             AnyCounter::Hll(c) => CounterKind::Hll {
                 precision: c.precision(),
             },
+            AnyCounter::Cpc(c) => CounterKind::Cpc { lg_k: c.lg_k() },
+            AnyCounter::Hll4(c) => CounterKind::Hll4 { lg_k: c.lg_k() },
         }
     }
 
@@ -226,6 +280,8 @@ impl AnyCounter {
             (AnyCounter::Hll(a), AnyCounter::Hll(b)) if a.precision() == b.precision() => {
                 a.merge_from(b)
             }
+            (AnyCounter::Cpc(a), AnyCounter::Cpc(b)) if a.lg_k() == b.lg_k() => a.merge_from(b),
+            (AnyCounter::Hll4(a), AnyCounter::Hll4(b)) if a.lg_k() == b.lg_k() => a.merge_from(b),
             (a, b) => {
                 return Err(CounterError::KindMismatch {
                     ours: a.kind(),
@@ -264,6 +320,8 @@ impl AnyCounter {
             (3, p) if (hll::MIN_PRECISION..=hll::MAX_PRECISION).contains(&p) => {
                 CounterKind::Hll { precision: p }
             }
+            (4, k) if (cpc::MIN_LG_K..=cpc::MAX_LG_K).contains(&k) => CounterKind::Cpc { lg_k: k },
+            (5, k) if (cpc::MIN_LG_K..=cpc::MAX_LG_K).contains(&k) => CounterKind::Hll4 { lg_k: k },
             (k, s) => return Err(CounterError::UnknownKind(k, s)),
         };
         Ok(match kind {
@@ -272,6 +330,8 @@ impl AnyCounter {
                 AnyCounter::Roaring(RoaringCounter::read_payload(kind, payload)?)
             }
             CounterKind::Hll { .. } => AnyCounter::Hll(HllCounter::read_payload(kind, payload)?),
+            CounterKind::Cpc { .. } => AnyCounter::Cpc(CpcCounter::read_payload(kind, payload)?),
+            CounterKind::Hll4 { .. } => AnyCounter::Hll4(Hll4Counter::read_payload(kind, payload)?),
         })
     }
 }

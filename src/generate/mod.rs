@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::str::FromStr;
 
 mod frame;
-mod rng;
+pub(crate) mod rng;
 
 use frame::Gen;
 use rng::{Rng, Zipf};
@@ -263,7 +263,7 @@ pub fn uid_for(k: u64) -> String {
     s
 }
 
-pub(super) fn push_uid(s: &mut String, k: u64) {
+pub(crate) fn push_uid(s: &mut String, k: u64) {
     if k % 7 == 3 {
         s.push_str(["пользователь-", "zoë/ä-", "🦀crab-"][(k / 7 % 3) as usize]);
         let _ = write!(s, "{k}");

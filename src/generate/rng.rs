@@ -5,16 +5,16 @@ use std::f64::consts::{LN_2, LOG2_E, SQRT_2};
 /// xoshiro256** seeded through SplitMix64: tiny, fast and fully specified, so the stream never
 /// changes underneath the pinned tests.
 #[derive(Default)]
-pub(super) struct Rng([u64; 4]);
+pub(crate) struct Rng([u64; 4]);
 
 impl Rng {
-    pub(super) fn new(mut x: u64) -> Self {
+    pub(crate) fn new(mut x: u64) -> Self {
         Self([0; 4].map(|_| {
             x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
             mix64(x)
         }))
     }
-    pub(super) fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let s = &mut self.0;
         let out = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = s[1] << 17;
@@ -27,7 +27,7 @@ impl Rng {
         out
     }
     /// Uniform in `[0, n)` by multiply-shift (bias < n / 2^64, irrelevant here).
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
     /// Uniform in `[lo, hi]`.
@@ -35,7 +35,7 @@ impl Rng {
         lo + self.below((hi - lo).saturating_add(1))
     }
     /// Uniform in `[0, 1)` with 53 random bits.
-    pub(super) fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
     pub(super) fn chance(&mut self, p: f64) -> bool {
@@ -48,7 +48,7 @@ impl Rng {
 
 /// O(1) Zipf-like sampler: inverse CDF of the continuous power law `x^-s` on `[1, n + 1)`,
 /// floored to a user index. Not an exact Zipf, but fast, monotone in rank and deterministic.
-pub(super) enum Zipf {
+pub(crate) enum Zipf {
     Uniform(u64),
     /// `s == 1`: `x = (n + 1)^u`, stored as `ln(n + 1)`.
     Harmonic(u64, f64),
@@ -57,7 +57,7 @@ pub(super) enum Zipf {
 }
 
 impl Zipf {
-    pub(super) fn new(n: u64, s: f64) -> Self {
+    pub(crate) fn new(n: u64, s: f64) -> Self {
         let ln_n1 = det_ln(n as f64 + 1.0);
         if s == 0.0 {
             Self::Uniform(n)
@@ -67,7 +67,7 @@ impl Zipf {
             Self::Power(n, det_exp((1.0 - s) * ln_n1) - 1.0, 1.0 / (1.0 - s))
         }
     }
-    pub(super) fn sample(&self, r: &mut Rng) -> u64 {
+    pub(crate) fn sample(&self, r: &mut Rng) -> u64 {
         let (n, x) = match *self {
             Self::Uniform(n) => return r.below(n),
             Self::Harmonic(n, ln_n1) => (n, det_exp(r.unit() * ln_n1)),
