@@ -82,7 +82,16 @@ fn serve_metrics(flag: Option<String>, mode: Mode) -> anyhow::Result<()> {
         cfg.metrics_addr = flag;
     }
     if let Some(addr) = distinctly::metrics::install(&cfg, mode)? {
-        eprintln!("distinctly: serving Prometheus metrics on http://{addr}/metrics");
+        if addr.port() == 0 {
+            // Port 0: the system picked a free port (benchmarks); the
+            // exporter does not say which.
+            eprintln!(
+                "distinctly: serving Prometheus metrics on {} (any free port)",
+                addr.ip()
+            );
+        } else {
+            eprintln!("distinctly: serving Prometheus metrics on http://{addr}/metrics");
+        }
     }
     Ok(())
 }
