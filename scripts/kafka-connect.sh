@@ -92,7 +92,7 @@ cmd_fetch() {
       rm -rf "$LIB"
       mv "$tmp" "$LIB"
       say "fetched Kafka Connect $v ($(find "$LIB" -name '*.jar' | wc -l) jars) in $((SECONDS - t0))s"
-      exec 9>&- 2>/dev/null || true
+      exec 9>&-  # release the fetch lock (fd 9)
       return 0
     fi
     rm -rf "$tmp"

@@ -149,21 +149,23 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
                 let mut chunk_started = Instant::now();
                 parallel::decode_in_order(map, cfg.max_message_bytes, workers, |decoded| {
                     counting.apply(&decoded);
+                    counting.summary.bytes += decoded.bytes;
                     if let Some(m) = &mut counting.metrics {
                         // Decoded on other threads: a chunk's time is the
-                        // pipeline's, from the previous chunk to this one.
+                        // pipeline's, from the end of the previous chunk's
+                        // windowing to the end of this one's (writing
+                        // records, which may block on stdout, excluded).
                         m.record_batch(chunk_started.elapsed(), decoded.messages);
-                        chunk_started = Instant::now();
                     }
-                    counting.publish();
                     if write_error.is_none() {
                         write_error = counting.write_records(&mut out).err();
                     }
+                    counting.publish();
+                    chunk_started = Instant::now();
                 });
                 if let Some(e) = write_error {
                     return Err(CountError::Write(e));
                 }
-                counting.summary.bytes += map.len() as u64;
                 continue;
             }
         }
@@ -172,6 +174,10 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
             .next_batch(cfg.max_message_bytes, |line| counting.line(line))
             .map_err(read_err)?
         {
+            // The batch's time ends before writing (stdout may block).
+            if let Some(m) = &mut counting.metrics {
+                m.batch_end();
+            }
             counting
                 .write_records(&mut out)
                 .map_err(CountError::Write)?;

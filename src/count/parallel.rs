@@ -33,6 +33,8 @@ pub struct Decoded {
     pub uids: Vec<u8>,
     pub rejects: RejectCounts,
     pub messages: u64,
+    /// Input bytes of the chunk (newlines included).
+    pub bytes: u64,
 }
 
 /// Whether splitting `len` bytes over threads is worth it.
@@ -103,7 +105,10 @@ fn worker(
         let Ok((seq, chunk)) = job else {
             return;
         };
-        let mut d = Decoded::default();
+        let mut d = Decoded {
+            bytes: chunk.len() as u64,
+            ..Decoded::default()
+        };
         for line in chunk.split(|&b| b == b'\n') {
             if line.is_empty() && line.as_ptr() == chunk.as_ptr().wrapping_add(chunk.len()) {
                 break; // after the final newline

@@ -89,19 +89,28 @@ impl ClientContext for Context {
         };
         for (topic, t) in &stats.topics {
             for p in t.partitions.values() {
-                if p.partition < 0 || !p.desired || p.hi_offset < 0 {
+                // The end a consumer can reach: the last stable offset under
+                // read_committed (librdkafka's default isolation level; a
+                // transaction's markers and open transactions lie beyond it),
+                // else the high watermark.
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                if p.partition < 0 || !p.desired || end < 0 {
                     continue;
                 }
                 let partition = p.partition.to_string();
                 if p.app_offset >= 0 {
                     metrics::gauge!(metric_names::CONSUMER_LAG,
                         "topic" => topic.clone(), "partition" => partition.clone())
-                    .set((p.hi_offset - p.app_offset).max(0) as f64);
+                    .set((end - p.app_offset).max(0) as f64);
                 }
                 if p.committed_offset >= 0 {
                     metrics::gauge!(metric_names::COMMITTED_LAG,
                         "topic" => topic.clone(), "partition" => partition)
-                    .set((p.hi_offset - p.committed_offset).max(0) as f64);
+                    .set((end - p.committed_offset).max(0) as f64);
                 }
             }
         }
@@ -132,10 +141,17 @@ struct PartitionStats {
     desired: bool,
     /// High watermark (end of the partition).
     hi_offset: i64,
+    /// Last stable offset (read_committed end; negative: unknown).
+    #[serde(default = "unknown_offset")]
+    ls_offset: i64,
     /// Next offset handed to the application (negative: none yet).
     app_offset: i64,
     /// Last committed offset (negative: none).
     committed_offset: i64,
+}
+
+fn unknown_offset() -> i64 {
+    -1
 }
 
 fn set_fatal(shared: &Shared, err: FatalError) {
@@ -171,10 +187,9 @@ impl ConsumerContext for Context {
 }
 
 impl ProducerContext for Context {
-    /// When the record was enqueued ([`metric_events::delivery_stamp`]).
-    type DeliveryOpaque = usize;
+    type DeliveryOpaque = ();
 
-    fn delivery(&self, result: &DeliveryResult<'_>, stamp: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
         if let Err((err, msg)) = result {
             if msg.topic() != self.shared.output_topic {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +220,10 @@ impl ProducerContext for Context {
                 } else {
                     ProducedTo::DeadLetter
                 };
-                metric_events::delivered(to, stamp);
+                // SAFETY: the message is valid for the duration of the
+                // callback; the call only reads its timestamps.
+                let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(msg.ptr()) };
+                metric_events::delivered(to, micros);
             }
             if self.shared.broker_down.swap(false, Ordering::Relaxed) {
                 eprintln!("distinctly: broker reachable again");

@@ -359,13 +359,13 @@ impl Service<'_> {
                 } else {
                     (payload, headers)
                 };
-                let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq, self.stamp())
+                let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
                     .payload(payload)
                     .headers(headers);
                 if let Some(key) = msg.key() {
                     record = record.key(key);
                 }
-                match send(&self.producer, record) {
+                match send(&self.producer, record, || end_batch(&mut self.metrics)) {
                     Ok(()) => {
                         self.summary.dlq_produced += 1;
                         metric_events::produced(ProducedTo::DeadLetter);
@@ -429,7 +429,6 @@ impl Service<'_> {
         if let Some(m) = &mut self.metrics {
             m.observe(&self.records);
         }
-        let stamp = self.stamp();
         let topic = &self.kafka.env.service_output_topic;
         for r in self.records.drain(..) {
             self.record_buf.clear();
@@ -437,9 +436,10 @@ impl Service<'_> {
             let key = r.start_ts.to_string();
             send(
                 &self.producer,
-                BaseRecord::<str, [u8], usize>::with_opaque_to(topic, stamp)
+                BaseRecord::<str, [u8]>::to(topic)
                     .key(&key)
                     .payload(&self.record_buf),
+                || end_batch(&mut self.metrics),
             )?;
             self.summary.records_produced += 1;
             metric_events::produced(ProducedTo::Output);
@@ -574,17 +574,6 @@ impl Service<'_> {
     }
 }
 
-impl Service<'_> {
-    /// Delivery-latency stamp for a record (0, "unstamped", without metrics).
-    fn stamp(&self) -> usize {
-        if self.metrics.is_some() {
-            metric_events::delivery_stamp()
-        } else {
-            0
-        }
-    }
-}
-
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
@@ -592,20 +581,33 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
-/// Enqueues a record, waiting while librdkafka's queue is full.
+/// Ends the batch being timed (before a wait that is not processing).
+fn end_batch(metrics: &mut Option<Publisher>) {
+    if let Some(m) = metrics {
+        m.batch_end();
+    }
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full (`before_wait`
+/// runs once before the first wait).
 fn send<K, P>(
     producer: &BaseProducer<Context>,
-    mut record: BaseRecord<'_, K, P, usize>,
+    mut record: BaseRecord<'_, K, P>,
+    before_wait: impl FnOnce(),
 ) -> Result<(), ServiceError>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
 {
+    let mut before_wait = Some(before_wait);
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
+                if let Some(f) = before_wait.take() {
+                    f();
+                }
                 producer.poll(Duration::from_millis(50));
             }
             Err((e, _)) => return Err(e.into()),

@@ -3,8 +3,6 @@
 //! copies from local counters once per tick.
 
 use super::names;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 /// The closed set of `kind` labels of `distinctly_kafka_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,27 +72,15 @@ impl ProducedTo {
     }
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// A timestamp that fits librdkafka's per-record opaque (no allocation per
-/// record): nanoseconds since the first call, never 0 (0 means "not
-/// stamped").
-pub fn delivery_stamp() -> usize {
-    let base = epoch();
-    (base.elapsed().as_nanos() as usize).max(1)
-}
-
-/// Records one acknowledged delivery stamped with [`delivery_stamp`].
-pub fn delivered(to: ProducedTo, stamp: usize) {
-    if stamp == 0 {
-        return;
+/// Records one acknowledged delivery: `micros` is librdkafka's own
+/// measurement, from `produce()` to the broker's acknowledgement (so it does
+/// not include how long the delivery report waited for the next poll).
+pub fn delivered(to: ProducedTo, micros: i64) {
+    if micros < 0 {
+        return; // not measured (librdkafka reports -1)
     }
-    let now = epoch().elapsed().as_nanos() as usize;
-    let seconds = now.saturating_sub(stamp) as f64 / 1e9;
-    metrics::histogram!(names::DELIVERY_LATENCY, "topic" => to.as_str()).record(seconds);
+    metrics::histogram!(names::DELIVERY_LATENCY, "topic" => to.as_str())
+        .record(micros as f64 / 1e6);
 }
 
 /// Counts one record enqueued for `to`.

@@ -92,12 +92,17 @@ pub const ALL: &[&str] = &[
 ];
 
 /// Histogram buckets, seconds: 50 µs … 2.5 s (a batch is up to
-/// [`BATCH_MAX_MESSAGES`](super::BATCH_MAX_MESSAGES) messages).
+/// [`BATCH_MAX_MESSAGES`](super::BATCH_MAX_MESSAGES) messages, or a 4 MiB
+/// chunk of a large file in `count`).
 pub const BATCH_DURATION_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5,
 ];
-pub const BATCH_MESSAGES_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0];
+/// Up to 1024 in `run` and in `count` on a stream; `count` on a large file
+/// reports its 4 MiB chunks (thousands to ~100 000 messages).
+pub const BATCH_MESSAGES_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0,
+];
 /// Histogram buckets, seconds: 1 ms … 60 s (`linger.ms` is 5; `acks=all`
 /// and an outage stretch it).
 pub const DELIVERY_LATENCY_BUCKETS: &[f64] = &[

@@ -47,6 +47,7 @@ pub struct Publisher {
     batch_messages: Histogram,
     /// Newest window seen in the output: (start, unique users).
     last_window: Option<(u64, u64)>,
+    last_watermark: Option<u64>,
     rss_read: Option<Instant>,
     batch_started: Option<Instant>,
     batch_len: u64,
@@ -99,6 +100,7 @@ impl Publisher {
             batch_duration: metrics::histogram!(names::BATCH_DURATION),
             batch_messages: metrics::histogram!(names::BATCH_MESSAGES),
             last_window: None,
+            last_watermark: None,
             rss_read: None,
             batch_started: None,
             batch_len: 0,
@@ -166,7 +168,12 @@ impl Publisher {
         self.retained
             .set(windower.windows_held().saturating_sub(open) as f64);
         self.heap.set(windower.counter_heap_bytes() as f64);
+        // After a rebalance the windower starts without a watermark until
+        // replay delivers: keep the last one, so the delay keeps growing.
         if let Some(wm) = windower.watermark() {
+            self.last_watermark = Some(wm);
+        }
+        if let Some(wm) = self.last_watermark {
             self.watermark.set(wm as f64);
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
