@@ -33,9 +33,10 @@
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits
-//!   measure.rs   counting global allocator (heap bytes), /proc memory
+//!   measure.rs   counting global allocator (heap bytes)
 //!   report.rs    markdown table and CSV
 //!   chart.rs     SVG charts (plotters)
+//! memory.rs   process memory from /proc (metrics, bench)
 //! metrics/    Prometheus exporter (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
 //!   events.rs    counted where they happen: Kafka errors, deliveries
@@ -58,6 +59,7 @@ pub mod generate;
 pub mod hash;
 pub mod input;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod reject;

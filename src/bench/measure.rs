@@ -1,5 +1,4 @@
-//! Measuring instruments: a counting allocator for heap bytes, and the
-//! process's resident memory from `/proc`.
+//! The counting allocator behind every measured heap figure.
 //!
 //! Why a counting allocator: `heap_bytes()` is each backend's own account,
 //! and an account can be wrong (spare capacity, buffers a crate keeps, boxes
@@ -11,7 +10,7 @@
 //! additions per allocation, low enough to keep installed in the binary.
 //!
 //! The counters record requested sizes (`Layout::size`), not malloc's chunk
-//! overhead or rounding; resident memory ([`peak_rss_bytes`]) covers those.
+//! overhead or rounding; resident memory ([`crate::memory`]) covers those.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -113,36 +112,6 @@ pub fn is_counting() -> bool {
     seen
 }
 
-/// A field in kB from a `/proc` status file (`VmHWM`, `MemAvailable`, ...),
-/// in bytes.
-fn proc_kb(path: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    let kb: u64 = line[key.len()..]
-        .trim_start_matches(':')
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-/// The process's peak resident set (`VmHWM`), where `/proc` exists.
-pub fn peak_rss_bytes() -> Option<u64> {
-    proc_kb("/proc/self/status", "VmHWM")
-}
-
-/// The process's current resident set (`VmRSS`).
-pub fn rss_bytes() -> Option<u64> {
-    proc_kb("/proc/self/status", "VmRSS")
-}
-
-/// Memory the kernel could hand out now without swapping (`MemAvailable`).
-pub fn mem_available_bytes() -> Option<u64> {
-    proc_kb("/proc/meminfo", "MemAvailable")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,14 +130,5 @@ mod tests {
         let big = std::thread::spawn(|| vec![0u8; 1 << 20]).join().unwrap();
         assert!(scope.live_bytes().abs() < 4096, "{}", scope.live_bytes());
         drop(big);
-    }
-
-    #[test]
-    fn proc_fields_parse() {
-        if std::path::Path::new("/proc/self/status").exists() {
-            let rss = rss_bytes().unwrap();
-            assert!(rss > 0 && peak_rss_bytes().unwrap() >= rss);
-            assert!(mem_available_bytes().unwrap() > 0);
-        }
     }
 }

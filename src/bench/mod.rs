@@ -199,7 +199,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         )));
     }
     let started = Instant::now();
-    let baseline_rss_bytes = measure::rss_bytes().unwrap_or(0);
+    let baseline_rss_bytes = crate::memory::rss_bytes().unwrap_or(0);
     let mut notes = Vec::new();
     if cfg!(debug_assertions) {
         notes.push("debug build: times are not meaningful, use `--release`".to_string());
@@ -230,7 +230,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         let kinds = runnable_kinds(
             &opts.counters,
             workload.distinct,
-            measure::mem_available_bytes(),
+            crate::memory::mem_available_bytes(),
             &mut notes,
         );
         bar.set_message(format!(

@@ -17,7 +17,7 @@ pub mod events;
 pub mod names;
 mod publish;
 
-pub use publish::{resident_bytes, Publisher, Totals, BATCH_MAX_MESSAGES};
+pub use publish::{Publisher, Totals, BATCH_MAX_MESSAGES};
 
 use crate::config::{defaults, env_error, ConfigError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

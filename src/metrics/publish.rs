@@ -186,35 +186,9 @@ impl Publisher {
         }
         if self.rss_read.is_none_or(|t| t.elapsed() >= RSS_EVERY) {
             self.rss_read = Some(Instant::now());
-            if let Some(rss) = resident_bytes() {
+            if let Some(rss) = crate::memory::rss_bytes() {
                 self.rss.set(rss as f64);
             }
         }
-    }
-}
-
-/// Resident set size from `/proc/self/status` (`VmRSS`, in kB); `None`
-/// where there is no procfs.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resident_memory_is_read() {
-        let rss = resident_bytes().expect("procfs on Linux");
-        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
     }
 }
