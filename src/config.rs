@@ -153,9 +153,7 @@ impl CoreConfig {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        envy::prefixed("DISTINCTLY_")
-            .from_iter(vars)
-            .map_err(|e| env_error("DISTINCTLY_", e))
+        from_prefixed("DISTINCTLY_", vars)
     }
 
     /// The counter kind these settings select.
@@ -240,9 +238,20 @@ impl CoreConfig {
     }
 }
 
+/// Reads the settings struct `T` from the `prefix*` variables among `vars`
+/// (field `foo` from `{prefix}FOO`), every error naming its variable.
+pub(crate) fn from_prefixed<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    envy::prefixed(prefix)
+        .from_iter(vars)
+        .map_err(|e| env_error(prefix, e))
+}
+
 /// Turns an envy error into one line naming the variable: envy names the
 /// field (`window_seconds`) or the variable without its prefix.
-pub(crate) fn env_error(prefix: &str, e: envy::Error) -> ConfigError {
+fn env_error(prefix: &str, e: envy::Error) -> ConfigError {
     ConfigError::Env(match e {
         envy::Error::MissingValue(field) => {
             format!("{prefix}{} is required", field.to_uppercase())

@@ -6,7 +6,7 @@
 //! and the expected form. The password is held in [`Secret`], whose `Debug`
 //! and `Display` never show it.
 
-use crate::config::{env_error, ConfigError};
+use crate::config::{from_prefixed, ConfigError};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::fmt;
@@ -127,12 +127,8 @@ impl KafkaConfig {
     }
 
     pub fn from_vars(vars: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        let env: KafkaEnv = envy::prefixed("KAFKA_")
-            .from_iter(vars.iter().cloned())
-            .map_err(|e| env_error("KAFKA_", e))?;
-        let service: ServiceEnv = envy::prefixed("DISTINCTLY_")
-            .from_iter(vars.iter().cloned())
-            .map_err(|e| env_error("DISTINCTLY_", e))?;
+        let env: KafkaEnv = from_prefixed("KAFKA_", vars.iter().cloned())?;
+        let service: ServiceEnv = from_prefixed("DISTINCTLY_", vars.iter().cloned())?;
         let mut consumer_props = Vec::new();
         let mut producer_props = Vec::new();
         for (k, v) in &vars {

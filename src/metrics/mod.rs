@@ -19,7 +19,7 @@ mod publish;
 
 pub use publish::{Publisher, Totals, BATCH_MAX_MESSAGES};
 
-use crate::config::{defaults, env_error, ConfigError};
+use crate::config::{defaults, from_prefixed, ConfigError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -49,9 +49,7 @@ impl MetricsConfig {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        envy::prefixed("DISTINCTLY_")
-            .from_iter(vars)
-            .map_err(|e| env_error("DISTINCTLY_", e))
+        from_prefixed("DISTINCTLY_", vars)
     }
 
     /// The address to listen on, if any, validated.
