@@ -50,56 +50,27 @@ die() {
   say "error: $*"
   exit 1
 }
+# check_java, jars_cached, fetch_maven_jars (they use say, die, CACHE, LIB, LOGS, POM)
+# shellcheck source=scripts/maven-lib.sh
+source "$SCRIPT_DIR/maven-lib.sh"
 
 usage() {
   sed -n '/^# Usage:/,/^# Environment/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
   exit 2
 }
 
-check_java() {
-  command -v java >/dev/null 2>&1 || die "java not found on PATH (Kafka Connect 4 needs Java 17+)"
-  local out major
-  out=$(java -version 2>&1) || die "'java -version' failed: $out"
-  [[ $out =~ version\ \"([0-9]+)(\.([0-9]+))? ]] || die "cannot parse 'java -version' output: $out"
-  major=${BASH_REMATCH[1]}
-  [[ $major == 1 ]] && major=${BASH_REMATCH[3]}
-  ((major >= 17)) || die "Kafka Connect 4 needs Java 17 or newer, found Java $major"
-}
-
-jars_cached() { [[ -f $LIB/.complete ]]; }
-
 # Fetches the jars once; serialized between concurrent callers (tests).
 cmd_fetch() {
   jars_cached && return 0
-  mkdir -p "$CACHE" "$LOGS"
+  mkdir -p "$CACHE"
   if command -v flock >/dev/null 2>&1; then
     exec 9>>"$CACHE/.lock"
     flock -w 600 9 || die "timed out waiting for another kafka-connect.sh ($CACHE/.lock)"
     jars_cached && { exec 9>&-; return 0; }
   fi
-  command -v mvn >/dev/null 2>&1 || die "mvn not found on PATH (needed once to fetch the Kafka Connect jars)"
-  [[ -f $POM ]] || die "missing $POM"
-  local versions=("${DEFAULT_VERSIONS[@]}") v tmp="$CACHE/lib.tmp.$$" t0=$SECONDS
-  [[ -n ${KAFKA_CONNECT_VERSION:-} ]] && versions=("$KAFKA_CONNECT_VERSION")
-  for v in "${versions[@]}"; do
-    say "fetching Kafka Connect $v jars with Maven into $LIB ..."
-    rm -rf "$tmp"
-    if (cd "$CACHE" && mvn -B -q -Dstyle.color=never -f "$POM" \
-      -Dkafka.version="$v" -DincludeScope=runtime -DoutputDirectory="$tmp" \
-      dependency:copy-dependencies) >"$LOGS/mvn.log" 2>&1 &&
-      [[ -f $tmp/connect-runtime-$v.jar && -f $tmp/connect-file-$v.jar ]]; then
-      printf '%s\n' "$v" >"$tmp/.complete"
-      rm -rf "$LIB"
-      mv "$tmp" "$LIB"
-      say "fetched Kafka Connect $v ($(find "$LIB" -name '*.jar' | wc -l) jars) in $((SECONDS - t0))s"
-      exec 9>&-  # release the fetch lock (fd 9)
-      return 0
-    fi
-    rm -rf "$tmp"
-    say "fetching Kafka Connect $v failed; Maven said:"
-    tail -n 20 "$LOGS/mvn.log" | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
-  done
-  die "could not fetch the Kafka Connect jars (full Maven output: $LOGS/mvn.log)"
+  local versions="${DEFAULT_VERSIONS[*]}"
+  fetch_maven_jars "Kafka Connect" "${KAFKA_CONNECT_VERSION:-$versions}" connect-runtime connect-file
+  exec 9>&- # release the fetch lock (fd 9)
 }
 
 write_log_config() {
@@ -134,7 +105,7 @@ cmd_run() {
   for f in "$worker" "${connectors[@]}"; do
     [[ -f $f ]] || die "no such properties file: $f"
   done
-  check_java
+  check_java "Kafka Connect 4"
   cmd_fetch
 
   export CONNECT_BOOTSTRAP_SERVERS="${CONNECT_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_LOCAL_PORT:-9092}}"
@@ -167,7 +138,7 @@ main() {
   local cmd=$1
   shift
   case $cmd in
-    fetch) (($# == 0)) || usage; check_java; cmd_fetch ;;
+    fetch) (($# == 0)) || usage; check_java "Kafka Connect 4"; cmd_fetch ;;
     run) cmd_run "$@" ;;
     classpath) (($# == 0)) || usage; cmd_fetch; printf '%s/*\n' "$LIB" ;;
     -h | --help | help) usage ;;

@@ -68,6 +68,9 @@ die() {
   say "error: $*"
   exit 1
 }
+# check_java, jars_cached, fetch_maven_jars (they use say, die, CACHE, LIB, LOGS, POM)
+# shellcheck source=scripts/maven-lib.sh
+source "$SCRIPT_DIR/maven-lib.sh"
 
 usage() {
   sed -n '/^# Usage:/,/^# Environment:/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
@@ -189,43 +192,10 @@ take_lock() {
 
 # --- java and jars -----------------------------------------------------------
 
-check_java() {
-  command -v java >/dev/null 2>&1 || die "java not found on PATH (Kafka 4 needs Java 17+)"
-  local out major
-  out=$(java -version 2>&1) || die "'java -version' failed: $out"
-  [[ $out =~ version\ \"([0-9]+)(\.([0-9]+))? ]] || die "cannot parse 'java -version' output: $out"
-  major=${BASH_REMATCH[1]}
-  [[ $major == 1 ]] && major=${BASH_REMATCH[3]}
-  ((major >= 17)) || die "Kafka 4 needs Java 17 or newer, found Java $major"
-}
-
-jars_cached() { [[ -f $LIB/.complete ]]; }
-
 fetch_jars() {
   jars_cached && return 0
-  command -v mvn >/dev/null 2>&1 || die "mvn not found on PATH (needed once to fetch the Kafka jars)"
-  [[ -f $POM ]] || die "missing $POM"
-  mkdir -p "$LOGS"
-  local versions=("${DEFAULT_VERSIONS[@]}") v tmp="$CACHE/lib.tmp.$$" t0=$SECONDS
-  [[ -n ${KAFKA_LOCAL_VERSION:-} ]] && versions=("$KAFKA_LOCAL_VERSION")
-  for v in "${versions[@]}"; do
-    say "fetching Kafka $v jars with Maven into $LIB ..."
-    rm -rf "$tmp"
-    if (cd "$CACHE" && mvn -B -q -Dstyle.color=never -f "$POM" \
-      -Dkafka.version="$v" -DincludeScope=runtime -DoutputDirectory="$tmp" \
-      dependency:copy-dependencies) >"$LOGS/mvn.log" 2>&1 &&
-      [[ -f $tmp/kafka_2.13-$v.jar && -f $tmp/kafka-tools-$v.jar ]]; then
-      printf '%s\n' "$v" >"$tmp/.complete"
-      rm -rf "$LIB"
-      mv "$tmp" "$LIB"
-      say "fetched Kafka $v ($(find "$LIB" -name '*.jar' | wc -l) jars) in $((SECONDS - t0))s"
-      return 0
-    fi
-    rm -rf "$tmp"
-    say "fetching Kafka $v failed; Maven said:"
-    tail -n 20 "$LOGS/mvn.log" | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
-  done
-  die "could not fetch the Kafka jars (full Maven output: $LOGS/mvn.log)"
+  local versions="${DEFAULT_VERSIONS[*]}"
+  fetch_maven_jars Kafka "${KAFKA_LOCAL_VERSION:-$versions}" "kafka_2.13" kafka-tools
 }
 
 kafka_version() { cat "$LIB/.complete"; }
@@ -376,7 +346,7 @@ cmd_start() {
     fi
   done
 
-  check_java
+  check_java "Kafka 4"
   fetch_jars
   write_config
   format_storage_if_needed
