@@ -165,11 +165,7 @@ impl Windower {
             return;
         }
         self.sources[source].idle = idle;
-        if let Some(wm) = self.global_watermark() {
-            if self.watermark.is_none_or(|w| wm > w) {
-                self.advance(wm, out);
-            }
-        }
+        self.raise_watermark(out);
     }
 
     /// Emits every open window now (the whole input has been idle), keeping
@@ -297,6 +293,15 @@ impl Windower {
         }
     }
 
+    /// Advances to the sources' watermark if it rose (it never goes back).
+    fn raise_watermark(&mut self, out: &mut Vec<WindowRecord>) {
+        if let Some(wm) = self.global_watermark() {
+            if self.watermark.is_none_or(|w| wm > w) {
+                self.advance(wm, out);
+            }
+        }
+    }
+
     fn accept(
         &mut self,
         source: usize,
@@ -307,11 +312,7 @@ impl Windower {
         out: &mut Vec<WindowRecord>,
     ) {
         if std::mem::take(&mut self.time_moved) {
-            if let Some(watermark) = self.global_watermark() {
-                if self.watermark.is_none_or(|w| watermark > w) {
-                    self.advance(watermark, out);
-                }
-            }
+            self.raise_watermark(out);
         }
         let watermark = self.watermark.unwrap_or(0);
         let w = self.cfg.window_seconds;
