@@ -139,30 +139,39 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
 
     let dir = std::env::temp_dir().join(unique("distinctly-connect"));
     std::fs::create_dir_all(&dir).unwrap();
-    let (file, truth_file) = (dir.join("events.jsonl"), dir.join("truth.jsonl"));
+    let file = dir.join("events.jsonl");
     // ~2 KB realistic frames with late events and bit-flipped timestamps. No
     // invalid lines: FileStreamSource decodes lines as UTF-8 with replacement,
     // so a line with a stray 0xff byte would arrive repaired, and counted.
     // No pre-wrapped lines either: Connect would wrap them a second time.
-    let out = Command::new(BIN)
-        .args(["generate", "--events", "20000", "--frame", "realistic"])
-        .args(["--users", "3000", "--span-seconds", "1500", "--seed", "41"])
-        .args(["--late-share", "0.03", "--outlier-share", "0.001"])
-        .args(["--invalid-share", "0", "--wrapped-share", "0"])
-        .arg("-o")
-        .arg(&file)
-        .arg("--truth")
-        .arg(&truth_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let content = std::fs::read_to_string(&file).expect("generated lines are UTF-8");
-    let lines: Vec<&str> = content.lines().collect();
-    let truth = records(&std::fs::read(&truth_file).unwrap());
+    let (generated, truth) = generate(&[
+        "--events",
+        "20000",
+        "--frame",
+        "realistic",
+        "--users",
+        "3000",
+        "--span-seconds",
+        "1500",
+        "--seed",
+        "41",
+        "--late-share",
+        "0.03",
+        "--outlier-share",
+        "0.001",
+        "--invalid-share",
+        "0",
+        "--wrapped-share",
+        "0",
+    ]);
+    let lines: Vec<&str> = generated
+        .iter()
+        .map(|l| std::str::from_utf8(l).expect("generated lines are UTF-8"))
+        .collect();
+    // Newline-terminated: FileStreamSource holds back an unterminated line.
+    let mut text = generated.join(&b'\n');
+    text.push(b'\n');
+    std::fs::write(&file, text).unwrap();
     assert_eq!(lines.len(), 20_000);
     assert!(truth.len() > 20, "{} windows", truth.len());
 

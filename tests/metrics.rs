@@ -348,7 +348,7 @@ fn a_live_run_scraped_by_prometheus_fills_every_panel() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let scrape = format!("127.0.0.1:{}", free_port());
-    let mut run = service(
+    let run = service(
         &t,
         &[
             ("DISTINCTLY_METRICS_ADDR", &scrape),
@@ -530,12 +530,6 @@ fn a_live_run_scraped_by_prometheus_fills_every_panel() {
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
 
     // A clean stop.
-    let pid = run.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(run.wait().unwrap().success());
+    assert!(terminate(run).status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
