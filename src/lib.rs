@@ -24,12 +24,14 @@
 //! config.rs   DISTINCTLY_* settings: defaults, env loading, validation
 //! cli.rs      command-line definitions (flags mirror the variables)
 //! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
-//! count.rs    the offline `count` command: input -> decode -> windows -> stdout
+//! count/      the offline `count` command: input -> decode -> windows -> stdout
+//!   parallel.rs  large files decoded on all cores, windowed in file order
 //! kafka/      the `run` service: consume, count, produce, commit safely
 //!   config.rs    KAFKA_* settings (the old app's names), librdkafka configs
 //!   context.rs   librdkafka callbacks: errors, rebalances
 //!   offsets.rs   commit metadata (stream time) for restarts
-//!   service.rs   the consume -> window -> produce -> commit loop
+//!   service/     the consume -> window -> produce -> commit loop
+//!                (mod.rs loop and tick, produce.rs, commit.rs)
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits

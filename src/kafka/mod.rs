@@ -7,7 +7,9 @@
 //! config.rs   KAFKA_* / DISTINCTLY_* service settings, librdkafka configs
 //! context.rs  librdkafka callbacks: errors, rebalances (commit before revoke)
 //! offsets.rs  safe offsets and the commit metadata that restores time
-//! service.rs  the consume -> decode -> window -> produce -> commit loop
+//! service/    the consume -> decode -> window -> produce -> commit loop:
+//!             mod.rs (loop, tick), produce.rs (records, dead letters),
+//!             commit.rs (safe offsets, flush then commit)
 //! ```
 //!
 //! # The no-loss mechanism

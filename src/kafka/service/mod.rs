@@ -1,5 +1,14 @@
 //! The service loop of `distinctly run` (mechanism in the module docs of
-//! `kafka`).
+//! `kafka`): consume, decode, window, and the periodic tick.
+//!
+//! ```text
+//! mod.rs      the loop, per-message work, rebalances, the tick
+//! produce.rs  output records and dead-letter copies
+//! commit.rs   safe offsets, flush-then-commit
+//! ```
+
+mod commit;
+mod produce;
 
 use super::config::KafkaConfig;
 use super::context::{Context, FatalError, Shared};
@@ -7,16 +16,16 @@ use super::{offsets, ServiceError};
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
-use crate::metrics::events::{self as metric_events, KafkaErrorKind, ProducedTo};
+use crate::metrics::events::{self as metric_events, KafkaErrorKind};
 use crate::metrics::{names as metric_names, Publisher};
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::{WindowStats, Windower};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::BaseProducer;
+use rdkafka::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,9 +69,6 @@ struct Partition {
 /// How long a partition must be at its end before `--exit-when-idle` exits.
 const EXIT_QUIET: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(100);
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes of a too-large message copied to the dead-letter topic.
-const DLQ_TRUNCATE: usize = 64 << 10;
 
 struct Service<'a> {
     core: &'a CoreConfig,
@@ -342,41 +348,7 @@ impl Service<'_> {
         };
         if let Err(reason) = result {
             self.summary.rejected.add(reason);
-            if let Some(dlq) = &self.kafka.env.service_dlq_topic {
-                let partition = msg.partition().to_string();
-                let offset = msg.offset().to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(header("distinctly.reason", reason.as_str()))
-                    .insert(header("distinctly.source.topic", msg.topic()))
-                    .insert(header("distinctly.source.partition", &partition))
-                    .insert(header("distinctly.source.offset", &offset));
-                // A too-large message is not copied whole: its first
-                // 64 KiB show what it was.
-                let (payload, headers) = if reason == Reject::TooLarge {
-                    let len = payload.len().to_string();
-                    let headers = headers.insert(header("distinctly.original.bytes", &len));
-                    (&payload[..payload.len().min(DLQ_TRUNCATE)], headers)
-                } else {
-                    (payload, headers)
-                };
-                let mut record = BaseRecord::<[u8], [u8]>::to(dlq)
-                    .payload(payload)
-                    .headers(headers);
-                if let Some(key) = msg.key() {
-                    record = record.key(key);
-                }
-                match send(&self.producer, record, || end_batch(&mut self.metrics)) {
-                    Ok(()) => {
-                        self.summary.dlq_produced += 1;
-                        metric_events::produced(ProducedTo::DeadLetter);
-                    }
-                    Err(e) => {
-                        self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
-                        metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
-                        eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
-                    }
-                }
-            }
+            self.dead_letter(msg, payload, reason);
         }
         Ok(())
     }
@@ -417,34 +389,6 @@ impl Service<'_> {
                 eprintln!("distinctly: consumer: {e}");
             }
         }
-    }
-
-    /// Sends every record emitted so far, keyed by window start (none while
-    /// the assignment is partial: those counts would be partial).
-    fn produce_records(&mut self) -> Result<(), ServiceError> {
-        if !self.complete {
-            self.records.clear();
-            return Ok(());
-        }
-        if let Some(m) = &mut self.metrics {
-            m.observe(&self.records);
-        }
-        let topic = &self.kafka.env.service_output_topic;
-        for r in self.records.drain(..) {
-            self.record_buf.clear();
-            r.write_json(&mut self.record_buf);
-            let key = r.start_ts.to_string();
-            send(
-                &self.producer,
-                BaseRecord::<str, [u8]>::to(topic)
-                    .key(&key)
-                    .payload(&self.record_buf),
-                || end_batch(&mut self.metrics),
-            )?;
-            self.summary.records_produced += 1;
-            metric_events::produced(ProducedTo::Output);
-        }
-        Ok(())
     }
 
     /// Periodic work; returns true when the service should exit.
@@ -505,112 +449,5 @@ impl Service<'_> {
             self.commit(consumer, CommitMode::Async, None)?;
         }
         Ok(false)
-    }
-
-    /// Safe offset and metadata of every partition read since the assignment.
-    fn safe_offsets(&self) -> TopicPartitionList {
-        let topic = &self.kafka.env.service_input_topic;
-        let mut tpl = TopicPartitionList::new();
-        for (src, part) in self.partitions.iter().enumerate() {
-            let Some(next) = part.next_offset else {
-                continue;
-            };
-            let safe = self
-                .windower
-                .min_offset_needed(src)
-                .map_or(next, |o| o.min(next));
-            let mut elem = tpl.add_partition(topic, part.id);
-            let _ = elem.set_offset(Offset::Offset(safe));
-            elem.set_metadata(offsets::encode(self.windower.stream_time(src)));
-        }
-        tpl
-    }
-
-    /// Flushes the producer (every emitted record acknowledged), then commits
-    /// the safe offsets (`precomputed` or computed now). Returns whether the
-    /// output was acknowledged (nothing is committed otherwise).
-    fn commit(
-        &mut self,
-        consumer: &BaseConsumer<Context>,
-        mode: CommitMode,
-        precomputed: Option<TopicPartitionList>,
-    ) -> Result<bool, ServiceError> {
-        self.last_commit = Instant::now();
-        if !self.complete {
-            return Ok(false);
-        }
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
-            return Ok(false);
-        }
-        if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
-            let (topic, reason) = self
-                .shared
-                .last_delivery_error
-                .lock()
-                .expect("not poisoned")
-                .clone()
-                .unwrap_or_default();
-            return Err(ServiceError::Delivery { topic, reason });
-        }
-        self.check_fatal()?;
-        let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
-        if tpl.count() == 0 {
-            return Ok(true);
-        }
-        match consumer.commit(&tpl, mode) {
-            Ok(()) => metrics::counter!(metric_names::COMMITS).increment(1),
-            Err(e) if matches!(mode, CommitMode::Async) => {
-                metric_events::kafka_error(KafkaErrorKind::Commit);
-                eprintln!("distinctly: commit failed, will retry: {e}");
-            }
-            Err(e) => {
-                metric_events::kafka_error(KafkaErrorKind::Commit);
-                return Err(e.into());
-            }
-        }
-        *self.shared.safe.lock().expect("not poisoned") = Some(tpl);
-        Ok(true)
-    }
-}
-
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
-    Header {
-        key,
-        value: Some(value),
-    }
-}
-
-/// Ends the batch being timed (before a wait that is not processing).
-fn end_batch(metrics: &mut Option<Publisher>) {
-    if let Some(m) = metrics {
-        m.batch_end();
-    }
-}
-
-/// Enqueues a record, waiting while librdkafka's queue is full (`before_wait`
-/// runs once before the first wait).
-fn send<K, P>(
-    producer: &BaseProducer<Context>,
-    mut record: BaseRecord<'_, K, P>,
-    before_wait: impl FnOnce(),
-) -> Result<(), ServiceError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    let mut before_wait = Some(before_wait);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                if let Some(f) = before_wait.take() {
-                    f();
-                }
-                producer.poll(Duration::from_millis(50));
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
     }
 }

@@ -1,0 +1,83 @@
+//! Committing: the safe offsets (see `kafka::offsets`), committed only
+//! after the producer has flushed every record emitted so far.
+
+use super::Service;
+use crate::kafka::context::Context;
+use crate::kafka::{offsets, ServiceError};
+use crate::metrics::events::{self as metric_events, KafkaErrorKind};
+use crate::metrics::names as metric_names;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Service<'_> {
+    /// Safe offset and metadata of every partition read since the assignment.
+    pub(super) fn safe_offsets(&self) -> TopicPartitionList {
+        let topic = &self.kafka.env.service_input_topic;
+        let mut tpl = TopicPartitionList::new();
+        for (src, part) in self.partitions.iter().enumerate() {
+            let Some(next) = part.next_offset else {
+                continue;
+            };
+            let safe = self
+                .windower
+                .min_offset_needed(src)
+                .map_or(next, |o| o.min(next));
+            let mut elem = tpl.add_partition(topic, part.id);
+            let _ = elem.set_offset(Offset::Offset(safe));
+            elem.set_metadata(offsets::encode(self.windower.stream_time(src)));
+        }
+        tpl
+    }
+
+    /// Flushes the producer (every emitted record acknowledged), then commits
+    /// the safe offsets (`precomputed` or computed now). Returns whether the
+    /// output was acknowledged (nothing is committed otherwise).
+    pub(super) fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        mode: CommitMode,
+        precomputed: Option<TopicPartitionList>,
+    ) -> Result<bool, ServiceError> {
+        self.last_commit = Instant::now();
+        if !self.complete {
+            return Ok(false);
+        }
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
+            return Ok(false);
+        }
+        if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
+            let (topic, reason) = self
+                .shared
+                .last_delivery_error
+                .lock()
+                .expect("not poisoned")
+                .clone()
+                .unwrap_or_default();
+            return Err(ServiceError::Delivery { topic, reason });
+        }
+        self.check_fatal()?;
+        let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
+        if tpl.count() == 0 {
+            return Ok(true);
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => metrics::counter!(metric_names::COMMITS).increment(1),
+            Err(e) if matches!(mode, CommitMode::Async) => {
+                metric_events::kafka_error(KafkaErrorKind::Commit);
+                eprintln!("distinctly: commit failed, will retry: {e}");
+            }
+            Err(e) => {
+                metric_events::kafka_error(KafkaErrorKind::Commit);
+                return Err(e.into());
+            }
+        }
+        *self.shared.safe.lock().expect("not poisoned") = Some(tpl);
+        Ok(true)
+    }
+}
