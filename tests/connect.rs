@@ -35,7 +35,7 @@ fn run_script(script: &str, args: &[&str]) {
 
 fn consumer() -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
+        .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("connect-reader"))
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
@@ -78,7 +78,7 @@ impl Worker {
         let log = dir.join("connect.log");
         let child = Command::new(root().join("scripts/kafka-connect.sh"))
             .arg("run") // connect/worker.properties connect/file-source.properties
-            .env("CONNECT_BOOTSTRAP_SERVERS", BOOTSTRAP)
+            .env("CONNECT_BOOTSTRAP_SERVERS", bootstrap())
             .env("CONNECT_LISTENERS", "http://127.0.0.1:0") // any free port
             .env("CONNECT_OFFSET_FILE", dir.join("connect.offsets"))
             .env("CONNECT_EVENTS_FILE", file)
@@ -250,7 +250,7 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     // distinctly counts them; every window must equal the truth exactly.
     let out = Command::new(BIN)
         .args(["run", "--exit-when-idle"])
-        .env("KAFKA_SERVICE_INTERNAL_HOST", BOOTSTRAP)
+        .env("KAFKA_SERVICE_INTERNAL_HOST", bootstrap())
         .env("KAFKA_SERVICE_INPUT_TOPIC", &input)
         .env("KAFKA_SERVICE_OUTPUT_TOPIC", &output)
         .env("KAFKA_SERVICE_GROUP_ID", unique("connect-group"))
@@ -276,7 +276,7 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
         "tool",
         "org.apache.kafka.tools.TopicCommand",
         "--bootstrap-server",
-        BOOTSTRAP,
+        &bootstrap(),
         "--delete",
         "--topic",
         &format!("{input}|{output}"),

@@ -141,8 +141,9 @@ fn a_broker_restart_mid_stream_loses_nothing() {
 fn wrong_password_fails_fast_with_a_clear_message() {
     let _b = broker();
     let t = topics("sasl", 1);
+    let sasl_addr = sasl_bootstrap();
     let sasl = [
-        ("KAFKA_SERVICE_INTERNAL_HOST", "127.0.0.1:9094"),
+        ("KAFKA_SERVICE_INTERNAL_HOST", sasl_addr.as_str()),
         ("KAFKA_SERVICE_USERNAME", "distinctly"),
         ("KAFKA_SERVICE_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
     ];
@@ -190,7 +191,7 @@ fn rejected_messages_go_to_the_dead_letter_topic_with_their_origin() {
     lines.push(vec![b'x'; 10 << 20]); // 10 MB
     lines.push(br#"{"ts":1767225602,"uid":"a"}"#.to_vec());
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
+        .set("bootstrap.servers", bootstrap())
         .set("message.max.bytes", "12000000")
         .create()
         .unwrap();
@@ -259,7 +260,7 @@ fn a_rebalance_mid_stream_loses_and_double_counts_nothing() {
     // Another member joins the group, takes partitions away, then leaves:
     // distinctly is revoked and assigned twice while data keeps coming.
     let intruder: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
+        .set("bootstrap.servers", bootstrap())
         .set("group.id", &t.group)
         .set("enable.auto.commit", "false")
         .create()
@@ -281,4 +282,61 @@ fn a_rebalance_mid_stream_loses_and_double_counts_nothing() {
     );
     drain(&t, &[]);
     assert_eq!(output_windows(&t.output), truth);
+}
+
+const MINUTE: u64 = 1_767_225_600;
+
+#[test]
+fn a_window_emitted_while_the_input_is_idle_gets_its_final_count() {
+    let _b = broker();
+    let t = topics("idle", 2);
+    // The first half of a minute: 40 events per partition, 30 users.
+    produce(
+        &t.input,
+        2,
+        &events((0..80).map(|i| (MINUTE + i % 30, format!("a{}", i % 30)))),
+    );
+    let idle = [("DISTINCTLY_IDLE_PARTITION_SECONDS", "2")];
+    let child = service(&t, &idle, &[]).spawn().unwrap();
+    // Idle for longer than 2 s: the open minute comes out, provisional.
+    wait_for_window(&t.output, MINUTE, (30, 80), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    // 30 new users in the second half of the same minute.
+    produce(
+        &t.input,
+        2,
+        &events((0..30).map(|i| (MINUTE + 30 + i, format!("b{i}")))),
+    );
+    let got = wait_for_window(&t.output, MINUTE, (60, 110), Duration::from_secs(60));
+    assert_eq!(got.len(), 1);
+    let out = terminate(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output_windows(&t.output), [(MINUTE, (60, 110))].into());
+}
+
+#[test]
+fn a_quiet_start_is_counted_once_the_input_is_idle() {
+    let _b = broker();
+    let t = topics("quiet", 2);
+    // Fewer events than DISTINCTLY_JUMP_CONFIRM_EVENTS per partition: the
+    // time guards still hold them when the input goes idle.
+    produce(
+        &t.input,
+        2,
+        &events((0..10).map(|i| (MINUTE + i, format!("q{i}")))),
+    );
+    let child = service(&t, &[("DISTINCTLY_IDLE_PARTITION_SECONDS", "2")], &[])
+        .spawn()
+        .unwrap();
+    wait_for_window(&t.output, MINUTE, (10, 10), Duration::from_secs(60));
+    let out = terminate(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

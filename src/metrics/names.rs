@@ -22,9 +22,10 @@ pub const BYTES: &str = "distinctly_consumed_bytes_total";
 pub const WINDOWS_EMITTED: &str = "distinctly_windows_emitted_total";
 /// Counter: corrections emitted (revision > 0).
 pub const CORRECTIONS_EMITTED: &str = "distinctly_window_corrections_total";
-/// Gauge: windows not emitted yet.
+/// Gauge: windows not closed yet (those emitted early, provisionally,
+/// while the input was idle included).
 pub const WINDOWS_OPEN: &str = "distinctly_windows_open";
-/// Gauge: windows emitted and kept for late corrections.
+/// Gauge: windows closed and kept for late corrections.
 pub const WINDOWS_RETAINED: &str = "distinctly_windows_retained";
 /// Gauge: start (Unix seconds) of the newest window emitted.
 pub const LAST_WINDOW_START: &str = "distinctly_last_window_start_seconds";
@@ -128,10 +129,10 @@ pub fn describe() {
         CORRECTIONS_EMITTED,
         "Corrections of already emitted windows"
     );
-    describe_gauge!(WINDOWS_OPEN, "Windows not yet emitted");
+    describe_gauge!(WINDOWS_OPEN, "Windows not yet closed (provisional ones included)");
     describe_gauge!(
         WINDOWS_RETAINED,
-        "Windows emitted and kept for late corrections"
+        "Windows closed and kept for late corrections"
     );
     describe_gauge!(
         LAST_WINDOW_START,

@@ -1,4 +1,5 @@
-//! The plausibility guard: keeps bit-flipped timestamps from moving time.
+//! The plausibility guard: keeps bit-flipped timestamps from moving time,
+//! without losing valid events to them.
 //!
 //! The watermark follows the highest event time seen, so a single event with
 //! a flipped high bit (months or years ahead) would close every open window at
@@ -10,29 +11,42 @@
 //! 2. `ts < S - max_behind`: rejected as `ts_out_of_range`. Far-past times are
 //!    never followed: re-emitting windows that were closed long ago as new,
 //!    partial windows would overwrite their correct counts downstream.
-//! 3. `ts > S + max_ahead` (or no `S` yet, at the start): *held* in a small
-//!    quarantine that collects one candidate region of time. An event agrees
-//!    with the candidate when it lies within `max_ahead` of the region's
-//!    events seen so far.
-//!    - The candidate is **confirmed** (a real jump of the whole stream, e.g.
-//!      after a gap in the data) once it holds `confirm` events and more
-//!      events than arrived outside it since it opened. `S` moves to it, and
-//!      the held events are released in arrival order: nothing is lost.
-//!    - It is **abandoned** once `confirm` events arrived outside it and they
-//!      are at least as many as it holds: its events (isolated flips) are
-//!      rejected as `ts_out_of_range`.
-//!    - An event that agrees with neither `S` nor the candidate replaces a
-//!      one-event candidate (rejecting that event) or is rejected itself.
-//! 4. At the end of the input a pending candidate is confirmed if nothing has
-//!    been accepted yet (the whole input is that region), or if it holds at
-//!    least two events and the majority since it opened; otherwise it is
+//! 3. `ts > S + max_ahead`, or no `S` yet (the start): *held*. Held events
+//!    form *candidate regions* of time: an event joins the first region it
+//!    agrees with (within `max_ahead` of the region's events), or opens a new
+//!    one. Several regions are held at once, so an event that disagrees with
+//!    a pending candidate is held too, not rejected: a duplicated flip at the
+//!    start cannot cost valid events. Decisions are by majority:
+//!    - A region is **confirmed** (a real jump of the whole stream, or the
+//!      start of the input) once it holds `confirm` events, more than `S`
+//!      accepted since it opened and more than any other region. `S` moves
+//!      to it and its events are released in arrival order.
+//!    - It is **abandoned** once `S` accepted `confirm` events since it
+//!      opened and at least as many as it holds: its events (isolated flips)
+//!      are rejected as `ts_out_of_range`.
+//!    - When `S` moves, the regions are judged again: one now within
+//!      `max_ahead` of `S` is released (its events are plausible after all),
+//!      one entirely behind `S - max_behind` is rejected.
+//! 4. When the input ends or goes idle ([`Guard::settle`]) every region is
+//!    decided, largest first: with no `S` yet the largest is confirmed (the
+//!    input is that region); otherwise a region is confirmed if it holds at
+//!    least two events and more than `S` accepted since it opened, else
 //!    abandoned.
+//!
+//! Bounds: at most [`MAX_REGIONS`] regions. A new region replaces the
+//! smallest one only if that one holds a single event (which is rejected);
+//! otherwise the new event is rejected. A region never holds much more than
+//! `confirm` events (by then it is confirmed or abandoned), so the guard holds
+//! at most about `MAX_REGIONS × confirm` events.
 //!
 //! Flips smaller than `max_ahead` (low bits) cannot be told from real data:
 //! they are accepted and may make the next events of their window late (still
-//! counted, as a correction). The quarantine holds at most `confirm` events.
+//! counted, as a correction).
 
 use crate::window::WindowConfig;
+
+/// Most candidate regions held at once per source.
+pub const MAX_REGIONS: usize = 8;
 
 /// What the guard decided about one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +59,55 @@ pub enum Verdict {
     Reject,
 }
 
-/// A held event: time, hash, source offset and where its uid sits in the
-/// byte arena.
+/// A held event: time, hash, source offset, its region, and where its uid
+/// sits in the byte arena.
 #[derive(Debug, Clone, Copy)]
 pub struct HeldEvent {
     pub ts: u64,
     pub hash: u64,
     pub offset: i64,
+    /// Arrival number: released events are counted in arrival order.
+    seq: u64,
+    region: u32,
     uid_start: usize,
     uid_end: usize,
+}
+
+/// Events released by a decision, in arrival order, waiting to be counted.
+#[derive(Debug, Default)]
+pub struct Released {
+    events: Vec<HeldEvent>,
+    uids: Vec<u8>,
+}
+
+impl Released {
+    /// The released events as `(ts, uid, hash, offset)`, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8], u64, i64)> + '_ {
+        self.events
+            .iter()
+            .map(|e| (e.ts, &self.uids[e.uid_start..e.uid_end], e.hash, e.offset))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.uids.clear();
+    }
+}
+
+/// A candidate region of time.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    id: u32,
+    min: u64,
+    max: u64,
+    /// Events held in it.
+    len: u64,
+    /// Events `S` accepted since it opened (its competition).
+    accepted_since: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,18 +116,25 @@ pub struct Guard {
     max_behind: u64,
     confirm: u64,
     stream_time: Option<u64>,
-    /// Held events of the candidate region, in arrival order.
+    /// Pending regions, in opening order.
+    regions: Vec<Region>,
+    next_region: u32,
+    /// Events held so far (the next arrival number).
+    arrivals: u64,
+    /// Every held event, in arrival order.
     held: Vec<HeldEvent>,
     held_uids: Vec<u8>,
-    /// Time range of the candidate region.
-    cand_min: u64,
-    cand_max: u64,
-    /// Events that did not join the candidate since it opened.
-    others: u64,
-    /// Held events rejected since the caller last asked (abandoned candidates).
+    /// Held events rejected since the caller last asked.
     rejected_pending: u64,
-    /// True when `held` was confirmed and awaits `drain_released`.
-    released: bool,
+    /// Held events released since the caller last drained them.
+    released: Released,
+}
+
+/// What a decision does with a region's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Release,
+    Reject,
 }
 
 impl Guard {
@@ -102,6 +163,11 @@ impl Guard {
         self.held.iter().map(|e| e.offset).min()
     }
 
+    /// Events currently held.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
     /// Judges one event. On `Held` the uid is copied into the quarantine.
     #[inline]
     pub fn check(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
@@ -113,116 +179,358 @@ impl Guard {
                 if ts > s {
                     self.stream_time = Some(ts);
                 }
-                if !self.held.is_empty() {
-                    self.others += 1;
-                    self.maybe_abandon();
+                if !self.regions.is_empty() {
+                    self.on_accepted();
                 }
                 return Verdict::Accept;
             }
         }
-        self.check_outlier(ts, uid, hash, offset)
+        self.hold(ts, uid, hash, offset)
+    }
+
+    /// `S` accepted an event while regions are pending: their competition
+    /// grows, and `S` may have moved close to one of them.
+    #[cold]
+    fn on_accepted(&mut self) {
+        for r in &mut self.regions {
+            r.accepted_since += 1;
+        }
+        self.judge_against_stream_time();
     }
 
     #[cold]
-    fn check_outlier(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
-        let agrees = !self.held.is_empty()
-            && ts >= self.cand_min.saturating_sub(self.max_ahead)
-            && ts <= self.cand_max.saturating_add(self.max_ahead);
-        if !agrees {
-            if self.held.len() >= 2 {
-                self.others += 1;
-                self.maybe_abandon();
-                return Verdict::Reject;
+    fn hold(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
+        let ahead = self.max_ahead;
+        let joined = self
+            .regions
+            .iter()
+            .position(|r| ts >= r.min.saturating_sub(ahead) && ts <= r.max.saturating_add(ahead));
+        let idx = match joined {
+            Some(i) => i,
+            None => {
+                if self.regions.len() >= MAX_REGIONS {
+                    // The smallest region, the oldest among equals.
+                    let (i, smallest) = self
+                        .regions
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, r)| r.len)
+                        .map(|(i, r)| (i, *r))
+                        .expect("regions are full");
+                    if smallest.len > 1 {
+                        return Verdict::Reject;
+                    }
+                    self.decide(smallest.id, Fate::Reject);
+                    self.regions.remove(i);
+                }
+                self.next_region = self.next_region.wrapping_add(1);
+                self.regions.push(Region {
+                    id: self.next_region,
+                    min: ts,
+                    max: ts,
+                    len: 0,
+                    accepted_since: 0,
+                });
+                self.regions.len() - 1
             }
-            // Replace a lone (or no) candidate with this event.
-            self.rejected_pending += self.held.len() as u64;
-            self.held.clear();
-            self.held_uids.clear();
-            self.others = 0;
-            self.cand_min = ts;
-            self.cand_max = ts;
-        }
+        };
+        let region = &mut self.regions[idx];
+        region.min = region.min.min(ts);
+        region.max = region.max.max(ts);
+        region.len += 1;
+        let id = region.id;
         let uid_start = self.held_uids.len();
         self.held_uids.extend_from_slice(uid);
+        self.arrivals += 1;
         self.held.push(HeldEvent {
             ts,
             hash,
             offset,
+            seq: self.arrivals,
+            region: id,
             uid_start,
             uid_end: self.held_uids.len(),
         });
-        self.cand_min = self.cand_min.min(ts);
-        self.cand_max = self.cand_max.max(ts);
-        let count = self.held.len() as u64;
-        if count >= self.confirm && count > self.others {
-            self.confirm_candidate();
+        let r = self.regions[idx];
+        let leads = self
+            .regions
+            .iter()
+            .all(|other| other.id == id || other.len < r.len);
+        if r.len >= self.confirm && r.len > r.accepted_since && leads {
+            self.confirm_region(idx);
         }
         Verdict::Held
     }
 
-    fn maybe_abandon(&mut self) {
-        if self.others >= self.confirm && self.others >= self.held.len() as u64 {
-            self.rejected_pending += self.held.len() as u64;
-            self.held.clear();
-            self.held_uids.clear();
-            self.others = 0;
+    /// `S` follows the region at `idx`; its events are released, and the
+    /// other regions are judged against the new `S`.
+    fn confirm_region(&mut self, idx: usize) {
+        let r = self.regions.remove(idx);
+        self.stream_time = Some(self.stream_time.map_or(r.max, |s| s.max(r.max)));
+        self.decide(r.id, Fate::Release);
+        for other in &mut self.regions {
+            // The confirmed region's events now count for `S`.
+            other.accepted_since += r.len;
         }
+        self.judge_against_stream_time();
     }
 
-    fn confirm_candidate(&mut self) {
-        let s = self.stream_time.unwrap_or(0).max(self.cand_max);
-        self.stream_time = Some(s);
-        self.released = true;
-    }
-
-    /// End of input: settles a pending candidate (rule 4).
-    pub fn finish(&mut self) {
-        if self.held.is_empty() || self.released {
+    /// Releases regions that `S` has come close to, rejects those left far
+    /// behind, and abandons those that `S` has matched in number.
+    fn judge_against_stream_time(&mut self) {
+        let Some(s) = self.stream_time else {
             return;
-        }
-        let count = self.held.len() as u64;
-        if self.stream_time.is_none() || (count >= 2 && count > self.others) {
-            self.confirm_candidate();
-        } else {
-            self.rejected_pending += count;
-            self.held.clear();
-            self.held_uids.clear();
+        };
+        let mut i = 0;
+        while i < self.regions.len() {
+            let r = self.regions[i];
+            let fate = if r.max <= s.saturating_add(self.max_ahead) {
+                // Plausible now (events behind `S - max_behind` are dropped
+                // by `decide`).
+                Some(Fate::Release)
+            } else if r.accepted_since >= self.confirm && r.accepted_since >= r.len {
+                Some(Fate::Reject)
+            } else {
+                None
+            };
+            match fate {
+                Some(f) => {
+                    self.regions.remove(i);
+                    self.decide(r.id, f);
+                }
+                None => i += 1,
+            }
         }
     }
 
-    /// Held events rejected since the last call (abandoned candidates).
+    /// Moves the events of region `id` out of the quarantine: released (in
+    /// arrival order; those behind `S - max_behind` rejected) or rejected.
+    fn decide(&mut self, id: u32, fate: Fate) {
+        let floor = self
+            .stream_time
+            .map_or(0, |s| s.saturating_sub(self.max_behind));
+        let mut kept_uids = 0;
+        let mut kept = 0;
+        for j in 0..self.held.len() {
+            let e = self.held[j];
+            if e.region != id {
+                // Compact the survivors (buffers are reused).
+                let len = e.uid_end - e.uid_start;
+                self.held_uids
+                    .copy_within(e.uid_start..e.uid_end, kept_uids);
+                self.held[kept] = HeldEvent {
+                    uid_start: kept_uids,
+                    uid_end: kept_uids + len,
+                    ..e
+                };
+                kept_uids += len;
+                kept += 1;
+                continue;
+            }
+            if fate == Fate::Release && e.ts >= floor {
+                let start = self.released.uids.len();
+                self.released
+                    .uids
+                    .extend_from_slice(&self.held_uids[e.uid_start..e.uid_end]);
+                self.released.events.push(HeldEvent {
+                    uid_start: start,
+                    uid_end: self.released.uids.len(),
+                    ..e
+                });
+            } else {
+                self.rejected_pending += 1;
+            }
+        }
+        self.held.truncate(kept);
+        self.held_uids.truncate(kept_uids);
+    }
+
+    /// Decides every pending region (end of input, or the input went idle):
+    /// largest first, with no `S` the largest is confirmed; otherwise a
+    /// region with at least two events and the majority since it opened is
+    /// confirmed, any other is abandoned.
+    pub fn settle(&mut self) {
+        while !self.regions.is_empty() {
+            let (idx, r) = self
+                .regions
+                .iter()
+                .enumerate()
+                .max_by(|(ia, a), (ib, b)| a.len.cmp(&b.len).then(ib.cmp(ia)))
+                .map(|(i, r)| (i, *r))
+                .expect("not empty");
+            if self.stream_time.is_none() || (r.len >= 2 && r.len > r.accepted_since) {
+                self.confirm_region(idx);
+            } else {
+                self.regions.remove(idx);
+                self.decide(r.id, Fate::Reject);
+            }
+        }
+    }
+
+    /// Held events rejected since the last call.
     pub fn take_rejected(&mut self) -> u64 {
         std::mem::take(&mut self.rejected_pending)
     }
 
-    /// True when a confirmed candidate's events are waiting to be released.
+    /// True when released events wait for [`Guard::swap_released`].
     #[inline]
     pub fn has_released(&self) -> bool {
-        self.released
+        !self.released.is_empty()
     }
 
-    /// Hands the released events to `f` in arrival order and empties the
-    /// quarantine (keeping its buffers).
-    pub fn drain_released(&mut self, mut f: impl FnMut(u64, &[u8], u64, i64)) {
-        if !self.released {
-            return;
-        }
-        for e in &self.held {
-            f(
-                e.ts,
-                &self.held_uids[e.uid_start..e.uid_end],
-                e.hash,
-                e.offset,
-            );
-        }
-        self.held.clear();
-        self.held_uids.clear();
-        self.others = 0;
-        self.released = false;
+    /// True when held events were released or rejected since the caller
+    /// last took them.
+    #[inline]
+    pub fn has_decisions(&self) -> bool {
+        self.rejected_pending > 0 || !self.released.is_empty()
     }
 
-    /// Events currently held.
-    pub fn held(&self) -> usize {
-        self.held.len()
+    /// Swaps the released events with `into` (which should be empty): the
+    /// caller counts them, clears the buffer and keeps it for the next time.
+    pub fn swap_released(&mut self, into: &mut Released) {
+        // One decision can release several regions: back to arrival order.
+        self.released.events.sort_unstable_by_key(|e| e.seq);
+        std::mem::swap(&mut self.released, into);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(confirm: u64) -> Guard {
+        Guard::new(&WindowConfig {
+            window_seconds: 60,
+            allowed_lateness_seconds: 5,
+            late_retention_seconds: 600,
+            max_ahead_seconds: 300,
+            max_behind_seconds: 86_400,
+            jump_confirm_events: confirm,
+        })
+    }
+
+    /// Feeds `ts` values; returns (accepted in order, rejected count).
+    fn run(g: &mut Guard, events: &[u64], settle: bool) -> (Vec<u64>, u64) {
+        let mut accepted = Vec::new();
+        let mut rejected = 0;
+        let mut released = Released::default();
+        let mut drain = |g: &mut Guard, accepted: &mut Vec<u64>, rejected: &mut u64| {
+            *rejected += g.take_rejected();
+            g.swap_released(&mut released);
+            accepted.extend(released.iter().map(|(ts, ..)| ts));
+            released.clear();
+        };
+        for (i, &ts) in events.iter().enumerate() {
+            match g.check(ts, b"u", ts, i as i64) {
+                Verdict::Accept => accepted.push(ts),
+                Verdict::Reject => rejected += 1,
+                Verdict::Held => {}
+            }
+            drain(g, &mut accepted, &mut rejected);
+        }
+        if settle {
+            g.settle();
+            drain(g, &mut accepted, &mut rejected);
+        }
+        (accepted, rejected)
+    }
+
+    const T0: u64 = 1_767_225_600;
+    const FLIP: u64 = 10_357_160_192;
+
+    #[test]
+    fn a_duplicated_flip_at_the_start_costs_no_valid_event() {
+        let mut events = vec![FLIP, FLIP];
+        events.extend(T0..T0 + 16);
+        let (accepted, rejected) = run(&mut guard(16), &events, true);
+        assert_eq!(accepted, (T0..T0 + 16).collect::<Vec<_>>());
+        assert_eq!(rejected, 2);
+    }
+
+    #[test]
+    fn a_flipped_pair_after_the_first_event_costs_no_valid_event() {
+        let mut events = vec![T0, 0, 0];
+        events.extend(T0 + 1..T0 + 11);
+        let (accepted, rejected) = run(&mut guard(16), &events, true);
+        let mut want = vec![T0];
+        want.extend(T0 + 1..T0 + 11);
+        assert_eq!(accepted, want);
+        assert_eq!(rejected, 2);
+    }
+
+    #[test]
+    fn regions_are_bounded_and_a_singleton_gives_way() {
+        let mut g = guard(16);
+        // Eight pairs of distinct flips fill every region...
+        let mut events = Vec::new();
+        for k in 1..=8u64 {
+            events.extend([T0 + k * 1_000_000, T0 + k * 1_000_000]);
+        }
+        // ...so a ninth lone flip is refused rather than held.
+        events.push(T0 + 50_000_000);
+        let (accepted, rejected) = run(&mut g, &events, false);
+        assert!(accepted.is_empty());
+        assert_eq!(rejected, 1);
+        assert_eq!(g.held(), 16);
+        // Singletons give way to newcomers: the valid stream still forms.
+        let mut g = guard(4);
+        let mut events: Vec<u64> = (1..=8).map(|k| T0 + k * 1_000_000).collect();
+        events.extend(T0..T0 + 4);
+        let (accepted, rejected) = run(&mut g, &events, true);
+        assert_eq!(accepted, (T0..T0 + 4).collect::<Vec<_>>());
+        assert_eq!(rejected, 8);
+    }
+
+    #[test]
+    fn a_held_event_that_becomes_plausible_is_released() {
+        let mut g = guard(16);
+        g.restore(T0);
+        let mut events = vec![T0];
+        // Not yet plausible: 400 s ahead.
+        events.push(T0 + 400);
+        // The stream reaches it before 16 events passed.
+        events.extend([T0 + 50, T0 + 150]);
+        let (accepted, rejected) = run(&mut g, &events, false);
+        assert_eq!(accepted, vec![T0, T0 + 50, T0 + 150, T0 + 400]);
+        assert_eq!(rejected, 0);
+    }
+
+    #[test]
+    fn a_real_jump_is_followed_after_confirm_events() {
+        let mut g = guard(4);
+        let mut events: Vec<u64> = (T0..T0 + 10).collect();
+        events.extend(T0 + 86_400..T0 + 86_404);
+        let (accepted, rejected) = run(&mut g, &events, false);
+        assert_eq!(accepted, events);
+        assert_eq!(rejected, 0);
+        assert_eq!(g.stream_time(), Some(T0 + 86_403));
+    }
+
+    #[test]
+    fn isolated_flips_are_abandoned_once_outnumbered() {
+        let mut g = guard(4);
+        let mut events: Vec<u64> = (T0..T0 + 4).collect();
+        events.push(FLIP);
+        events.extend(T0 + 4..T0 + 8);
+        let (accepted, rejected) = run(&mut g, &events, false);
+        assert_eq!(accepted.len(), 8);
+        assert_eq!(rejected, 1);
+        assert_eq!(g.held(), 0);
+    }
+
+    #[test]
+    fn settle_confirms_the_start_and_drops_lone_flips() {
+        // A quiet start: fewer than `confirm` events, then idle.
+        let (accepted, rejected) = run(&mut guard(16), &[T0, T0 + 1, T0 + 2], true);
+        assert_eq!(accepted, vec![T0, T0 + 1, T0 + 2]);
+        assert_eq!(rejected, 0);
+        // A lone flip after established time is abandoned when settled.
+        let mut g = guard(16);
+        let (_, rejected) = run(&mut g, &[T0, T0 + 1, FLIP], true);
+        assert_eq!(rejected, 1);
+        // Two agreeing events ahead, with the majority since: a real jump.
+        let mut g = guard(16);
+        let (accepted, _) = run(&mut g, &[T0, T0 + 9_000, T0 + 9_001], true);
+        assert_eq!(accepted, vec![T0, T0 + 9_000, T0 + 9_001]);
     }
 }

@@ -7,11 +7,16 @@
 //!   highest plausible event time (see [`guard`] for what is plausible). A
 //!   window is emitted (revision 0) once the watermark reaches its end.
 //! - A late event for an emitted window still counts while the watermark is
-//!   less than `end + retention`: the window is marked dirty and emitted again
-//!   with the next revision at the next *tick* — whenever the watermark closes
-//!   another window, at [`Windower::flush_corrections`], and at the end. So
-//!   corrections are coalesced: one record per window per tick, however many
-//!   late events arrived. Later than that, the event is `late_dropped`.
+//!   less than `end + retention`: the window is marked changed and emitted
+//!   again with the next revision at the next *tick* — whenever the watermark
+//!   closes another window, at [`Windower::flush_corrections`], and at the
+//!   end. So corrections are coalesced: one record per window per tick,
+//!   however many late events arrived. Later than that, the event is
+//!   `late_dropped`.
+//! - When the whole input goes idle ([`Windower::flush_idle`]) the open
+//!   windows are emitted early, as *provisional*: events that still arrive
+//!   for them are counted, and such a window is emitted again when it closes
+//!   (or at the next idle flush), so its last record is complete.
 //! - Windows are freed once the watermark passes `end + retention`, so memory
 //!   is bounded by the open and retained windows: about
 //!   `(lateness + retention) / W + 2` of them.
@@ -27,7 +32,7 @@ pub mod guard;
 
 use crate::counter::{AnyCounter, CounterKind};
 use crate::record::WindowRecord;
-use guard::{Guard, Verdict};
+use guard::{Guard, Released, Verdict};
 use std::collections::VecDeque;
 
 /// Window and time settings (see `config` for the variables and defaults).
@@ -58,16 +63,37 @@ pub struct WindowStats {
     pub corrections_emitted: u64,
 }
 
+/// Where a window stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not emitted yet.
+    Open,
+    /// Emitted while still open (the whole input was idle); emitted again
+    /// when it closes if it changed meanwhile.
+    Provisional { revision: u32 },
+    /// Emitted at or after its close; any change is a late correction.
+    Closed { revision: u32 },
+}
+
 #[derive(Debug, Clone)]
 struct Window {
     start: u64,
     counter: AnyCounter,
     events: u64,
-    /// Revision of the last emitted record, if any.
-    revision: Option<u32>,
-    dirty: bool,
+    phase: Phase,
+    /// It has events its last record lacks and is due at the next tick (a
+    /// late correction, a changed provisional window, or a window that was
+    /// closed when it was created or held back after a restart).
+    changed: bool,
     /// Per source: lowest offset of an event in this window (`i64::MAX`: none).
     first_offset: Vec<i64>,
+}
+
+impl Window {
+    /// A record is due before it may be freed.
+    fn unsent(&self) -> bool {
+        self.phase == Phase::Open || self.changed
+    }
 }
 
 /// One input of the windower (a partition).
@@ -90,12 +116,27 @@ pub struct Windower {
     /// Windows ending at or before this are not emitted until
     /// [`Windower::release_held`] (catching up after a restart).
     hold_until: Option<u64>,
-    /// A stream time changed since the watermark was last computed.
-    time_moved: bool,
+    /// Highest event time whose window ends by 9999-12-31T23:59:59Z (the
+    /// last instant RFC 3339 can write); later ones are `ts_out_of_range`.
+    max_ts: u64,
     /// `(start, slot index)` of the last window used: most events hit it,
     /// and it saves two 64-bit divisions per event. Cleared whenever `base`
     /// moves.
     last_slot: Option<(u64, usize)>,
+    /// Events a guard released, being counted (buffers reused).
+    released: Released,
+}
+
+/// The highest event time whose `W`-second window ends by the last instant
+/// an RFC 3339 timestamp can hold.
+fn max_ts(window_seconds: u64) -> u64 {
+    let w = window_seconds.max(1);
+    let last_end = crate::decode::MAX_TS;
+    // The last window start `s` with `s + w <= last_end`.
+    match last_end.checked_sub(w) {
+        Some(s) => s - s % w + w - 1,
+        None => 0,
+    }
 }
 
 impl Windower {
@@ -106,6 +147,7 @@ impl Windower {
                 guard: Guard::new(&cfg),
                 idle: false,
             }],
+            max_ts: max_ts(cfg.window_seconds),
             cfg,
             kind,
             slots: VecDeque::new(),
@@ -114,8 +156,8 @@ impl Windower {
             stats: WindowStats::default(),
             corrections_pending: false,
             hold_until: None,
-            time_moved: false,
             last_slot: None,
+            released: Released::default(),
         }
     }
 
@@ -168,17 +210,24 @@ impl Windower {
         self.raise_watermark(out);
     }
 
-    /// Emits every open window now (the whole input has been idle), keeping
-    /// them for late corrections.
-    pub fn flush_open(&mut self, out: &mut Vec<WindowRecord>) {
+    /// The whole input has been idle: the guards decide what they hold (as
+    /// at the end of the input), and every open window is emitted now, as a
+    /// provisional record. Windows stay open: later events still count, and
+    /// a window that changed is emitted again when it closes.
+    pub fn flush_idle(&mut self, out: &mut Vec<WindowRecord>) {
+        for source in 0..self.sources.len() {
+            self.sources[source].guard.settle();
+            self.settle_guard(source, out);
+        }
         let w = self.cfg.window_seconds;
         let hold = self.hold_until;
         for window in self.slots.iter_mut().flatten() {
-            if window.revision.is_none() && hold.is_none_or(|h| window.start + w > h) {
-                out.push(emit(window, self.kind, w));
-                self.stats.windows_emitted += 1;
+            if window.phase == Phase::Open && hold.is_none_or(|h| window.start + w > h) {
+                let closed = self.watermark.is_some_and(|wm| window.start + w <= wm);
+                out.push(emit(window, self.kind, w, closed, &mut self.stats));
             }
         }
+        self.corrections_pending = true;
         self.flush_corrections(out);
     }
 
@@ -230,12 +279,12 @@ impl Windower {
         self.slots.iter().flatten().count()
     }
 
-    /// Windows not emitted yet.
+    /// Windows not closed yet (provisional ones included).
     pub fn windows_open(&self) -> usize {
         self.slots
             .iter()
             .flatten()
-            .filter(|w| w.revision.is_none())
+            .filter(|w| !matches!(w.phase, Phase::Closed { .. }))
             .count()
     }
 
@@ -266,31 +315,51 @@ impl Windower {
         offset: i64,
         out: &mut Vec<WindowRecord>,
     ) {
+        if ts > self.max_ts {
+            self.stats.ts_out_of_range += 1;
+            return;
+        }
         let src = &mut self.sources[source];
         src.idle = false;
         let before = src.guard.stream_time();
         let verdict = src.guard.check(ts, uid, hash, offset);
         // The watermark can only move when a stream time did.
-        self.time_moved |= src.guard.stream_time() != before;
+        let moved = src.guard.stream_time() != before;
+        let decided = src.guard.has_decisions();
         match verdict {
-            Verdict::Accept => self.accept(source, ts, uid, hash, offset, out),
+            Verdict::Accept => {
+                if moved {
+                    self.raise_watermark(out);
+                }
+                self.accept(source, ts, uid, hash, offset);
+            }
             Verdict::Reject => self.stats.ts_out_of_range += 1,
             Verdict::Held => {}
         }
-        self.settle_guard(source, out);
+        if decided {
+            self.settle_guard(source, out);
+        }
     }
 
-    /// Moves a guard's decisions about held events into the windows.
+    /// Moves a guard's decisions about held events into the windows. The
+    /// released events are counted against the watermark they were held
+    /// under (so holding an event never makes it late), then the watermark
+    /// catches up with the guard's new stream time.
+    #[cold]
     fn settle_guard(&mut self, source: usize, out: &mut Vec<WindowRecord>) {
         let guard = &mut self.sources[source].guard;
         self.stats.ts_out_of_range += guard.take_rejected();
-        if guard.has_released() {
-            let mut guard = std::mem::take(guard);
-            guard.drain_released(|ts, uid, hash, offset| {
-                self.accept(source, ts, uid, hash, offset, out)
-            });
-            self.sources[source].guard = guard;
+        if !guard.has_released() {
+            return;
         }
+        let mut released = std::mem::take(&mut self.released);
+        self.sources[source].guard.swap_released(&mut released);
+        for (ts, uid, hash, offset) in released.iter() {
+            self.accept(source, ts, uid, hash, offset);
+        }
+        released.clear();
+        self.released = released;
+        self.raise_watermark(out);
     }
 
     /// Advances to the sources' watermark if it rose (it never goes back).
@@ -302,18 +371,7 @@ impl Windower {
         }
     }
 
-    fn accept(
-        &mut self,
-        source: usize,
-        ts: u64,
-        uid: &[u8],
-        hash: u64,
-        offset: i64,
-        out: &mut Vec<WindowRecord>,
-    ) {
-        if std::mem::take(&mut self.time_moved) {
-            self.raise_watermark(out);
-        }
+    fn accept(&mut self, source: usize, ts: u64, uid: &[u8], hash: u64, offset: i64) {
         let watermark = self.watermark.unwrap_or(0);
         let w = self.cfg.window_seconds;
         let cached = self.last_slot.filter(|&(s, _)| ts >= s && ts - s < w);
@@ -333,10 +391,14 @@ impl Windower {
         let first = &mut window.first_offset[source];
         *first = (*first).min(offset);
         if closed {
-            window.dirty = true;
+            window.changed = true;
             self.corrections_pending = true;
             self.stats.late_corrected += 1;
         } else {
+            if let Phase::Provisional { .. } = window.phase {
+                // Emitted early: its final record must include this event.
+                window.changed = true;
+            }
             self.stats.counted += 1;
         }
     }
@@ -368,28 +430,43 @@ impl Windower {
             start,
             counter: AnyCounter::new(kind),
             events: 0,
-            revision: None,
-            dirty: false,
+            phase: Phase::Open,
+            changed: false,
             first_offset: Vec::new(),
         })
     }
 
-    /// Raises the watermark: emits windows that closed, then pending
-    /// corrections (a tick), then frees windows past retention.
+    /// Raises the watermark: emits windows that closed (a provisional one
+    /// again only if it changed), then pending corrections (a tick), then
+    /// frees windows past retention.
     fn advance(&mut self, watermark: u64, out: &mut Vec<WindowRecord>) {
         self.watermark = Some(watermark);
         let w = self.cfg.window_seconds;
         let hold = self.hold_until;
         let mut ticked = false;
         for window in self.slots.iter_mut().flatten() {
-            if window.revision.is_none() && window.start + w <= watermark {
-                if hold.is_some_and(|h| window.start + w <= h) {
-                    window.dirty = true; // emitted on release
-                    continue;
+            if window.start + w > watermark {
+                continue;
+            }
+            match window.phase {
+                Phase::Open => {
+                    if hold.is_some_and(|h| window.start + w <= h) {
+                        window.changed = true; // emitted on release
+                        self.corrections_pending = true;
+                        continue;
+                    }
+                    out.push(emit(window, self.kind, w, true, &mut self.stats));
+                    ticked = true;
                 }
-                out.push(emit(window, self.kind, w));
-                self.stats.windows_emitted += 1;
-                ticked = true;
+                Phase::Provisional { revision } => {
+                    if window.changed {
+                        out.push(emit(window, self.kind, w, true, &mut self.stats));
+                    } else {
+                        window.phase = Phase::Closed { revision };
+                    }
+                    ticked = true;
+                }
+                Phase::Closed { .. } => {}
             }
         }
         if ticked {
@@ -397,10 +474,8 @@ impl Windower {
         }
         while let Some(front) = self.slots.front() {
             let expired = self.base + w + self.cfg.late_retention_seconds <= watermark;
-            // A held-back window stays until it has been emitted.
-            let unsent = front
-                .as_ref()
-                .is_some_and(|win| win.revision.is_none() || win.dirty);
+            // A window stays until its last record has been emitted.
+            let unsent = front.as_ref().is_some_and(Window::unsent);
             if !expired || unsent {
                 break;
             }
@@ -411,28 +486,25 @@ impl Windower {
     }
 
     /// Emits a new revision of every window that changed since it was last
-    /// emitted.
+    /// emitted (except those held back after a restart).
     pub fn flush_corrections(&mut self, out: &mut Vec<WindowRecord>) {
         if !self.corrections_pending {
             return;
         }
         let w = self.cfg.window_seconds;
         let hold = self.hold_until;
+        let watermark = self.watermark;
         let mut held_back = false;
         for window in self.slots.iter_mut().flatten() {
-            if window.dirty && hold.is_some_and(|h| window.start + w <= h) {
+            if !window.changed {
+                continue;
+            }
+            if hold.is_some_and(|h| window.start + w <= h) {
                 held_back = true;
                 continue;
             }
-            if window.dirty {
-                // A late event can also create a window that was never open.
-                if window.revision.is_none() {
-                    self.stats.windows_emitted += 1;
-                } else {
-                    self.stats.corrections_emitted += 1;
-                }
-                out.push(emit(window, self.kind, w));
-            }
+            let closed = watermark.is_some_and(|wm| window.start + w <= wm);
+            out.push(emit(window, self.kind, w, closed, &mut self.stats));
         }
         self.corrections_pending = held_back;
     }
@@ -441,28 +513,47 @@ impl Windower {
     /// pending correction, and forgets all windows.
     pub fn finish(&mut self, out: &mut Vec<WindowRecord>) {
         for source in 0..self.sources.len() {
-            self.sources[source].guard.finish();
+            self.sources[source].guard.settle();
             self.settle_guard(source, out);
         }
         self.release_held(out);
         let w = self.cfg.window_seconds;
         for window in self.slots.iter_mut().flatten() {
-            if window.revision.is_none() {
-                out.push(emit(window, self.kind, w));
-                self.stats.windows_emitted += 1;
+            if window.phase == Phase::Open || window.changed {
+                out.push(emit(window, self.kind, w, true, &mut self.stats));
             }
         }
-        self.flush_corrections(out);
+        self.corrections_pending = false;
         self.slots.clear();
         self.last_slot = None;
     }
 }
 
-/// Builds the record for a window's next revision and marks it clean.
-fn emit(window: &mut Window, kind: CounterKind, window_seconds: u64) -> WindowRecord {
-    let revision = window.revision.map_or(0, |r| r + 1);
-    window.revision = Some(revision);
-    window.dirty = false;
+/// Builds the record for a window's next revision, counts it, and moves the
+/// window to its next phase (`closed`: the watermark has passed its end).
+fn emit(
+    window: &mut Window,
+    kind: CounterKind,
+    window_seconds: u64,
+    closed: bool,
+    stats: &mut WindowStats,
+) -> WindowRecord {
+    let revision = match window.phase {
+        Phase::Open => {
+            stats.windows_emitted += 1;
+            0
+        }
+        Phase::Provisional { revision } | Phase::Closed { revision } => {
+            stats.corrections_emitted += 1;
+            revision + 1
+        }
+    };
+    window.phase = if closed {
+        Phase::Closed { revision }
+    } else {
+        Phase::Provisional { revision }
+    };
+    window.changed = false;
     WindowRecord {
         start_ts: window.start,
         window_seconds,

@@ -369,3 +369,172 @@ fn restored_time_holds_back_closed_windows_until_released() {
     let released: Vec<(u64, u64)> = out.iter().map(|r| (r.start_ts, r.events)).collect();
     assert_eq!(released, [(T0 + 180, 40)]);
 }
+
+#[test]
+fn a_window_emitted_while_idle_gets_its_final_count() {
+    let mut run = Run::new();
+    let mut events = Vec::new();
+    // The first half of a minute, then the input goes idle.
+    for i in 0..40 {
+        events.push((T0 + i % 30, format!("early{i}")));
+    }
+    for (ts, uid) in &events {
+        run.push(*ts, uid);
+    }
+    run.w.flush_idle(&mut run.out);
+    let provisional: Vec<(u64, u64, u32)> = run
+        .out
+        .iter()
+        .map(|r| (r.start_ts, r.unique_users, r.revision))
+        .collect();
+    assert_eq!(provisional, [(T0, 40, 0)]);
+    // 30 new users in the second half of the same minute, then the stream
+    // moves on and closes it.
+    for i in 0..30 {
+        events.push((T0 + 30 + i, format!("late{i}")));
+    }
+    events.push((T0 + 70, "next".to_string()));
+    for (ts, uid) in &events[40..] {
+        run.push(*ts, uid);
+    }
+    assert_eq!(
+        latest(&run.out)[&T0].unique_users,
+        70,
+        "emitted again when it closes: {:?}",
+        run.out
+    );
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.late_corrected, 0, "nothing here was late");
+}
+
+#[test]
+fn idle_flushes_repeat_while_the_window_stays_open() {
+    let mut run = Run::new();
+    run.push(T0, "a");
+    run.w.flush_idle(&mut run.out);
+    run.push(T0 + 1, "b");
+    run.w.flush_idle(&mut run.out);
+    run.w.flush_idle(&mut run.out); // nothing changed: no record
+    let seen: Vec<(u64, u32)> = run
+        .out
+        .iter()
+        .map(|r| (r.unique_users, r.revision))
+        .collect();
+    assert_eq!(seen, [(1, 0), (2, 1)]);
+    let (records, _) = run.finish();
+    assert_eq!(records.len(), 2, "unchanged since the last idle flush");
+}
+
+#[test]
+fn idle_settles_a_quiet_start_held_by_the_guards() {
+    let mut w = multi(2);
+    let mut out = Vec::new();
+    for i in 0..10 {
+        push_src(
+            &mut w,
+            i % 2,
+            T0 + i as u64,
+            &format!("u{i}"),
+            i as i64,
+            &mut out,
+        );
+    }
+    assert!(out.is_empty(), "fewer than confirm events: still held");
+    w.set_idle(0, true, &mut out);
+    w.set_idle(1, true, &mut out);
+    w.flush_idle(&mut out);
+    let l = latest(&out);
+    assert_eq!(l[&T0].unique_users, 10);
+    assert_eq!(l[&T0].events, 10);
+    assert_eq!(w.min_offset_needed(0), Some(0));
+}
+
+#[test]
+fn a_repeated_flip_before_valid_events_loses_none_of_them() {
+    let mut events: Vec<(u64, String)> = Vec::new();
+    let mut run = Run::new();
+    run.push(10_357_160_192, "dup");
+    run.push(10_357_160_192, "dup");
+    for i in 0..3600 {
+        let e = (T0 + i, format!("u{i}"));
+        run.push(e.0, &e.1);
+        events.push(e);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range, 2);
+    // One valid event, then two copies of a flip to 1970, then ten more.
+    let mut run = Run::new();
+    let mut events = vec![(T0, "v0".to_string())];
+    run.push(T0, "v0");
+    run.push(0, "z");
+    run.push(0, "z");
+    for i in 1..11 {
+        let e = (T0 + i, format!("v{i}"));
+        run.push(e.0, &e.1);
+        events.push(e);
+    }
+    let (records, stats) = run.finish();
+    assert_matches_truth(&records, &events);
+    assert_eq!(stats.ts_out_of_range, 2);
+}
+
+#[test]
+fn windows_that_would_end_after_year_9999_are_out_of_range() {
+    let last_end = crate::decode::MAX_TS; // 9999-12-31T23:59:59
+    let mut run = Run::new();
+    // The last whole minute that ends by then, and one event after it.
+    let last_start = (last_end - 60) / 60 * 60;
+    for ts in [last_start, last_start + 59, last_start + 60, last_end] {
+        run.push(ts, "u");
+    }
+    let (records, stats) = run.finish();
+    assert_eq!(stats.ts_out_of_range, 2);
+    assert_eq!(records.len(), 1);
+    assert!(records[0].end_ts() <= last_end);
+    assert_eq!(max_ts(1), last_end - 1);
+    assert_eq!(max_ts(60), last_start + 59);
+    assert_eq!(max_ts(u64::MAX), 0);
+}
+
+mod laws {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whenever the input goes idle, and however often, the last record
+        /// of every window equals the exact count of its events, and
+        /// revisions only grow.
+        #[test]
+        fn idle_flushes_never_change_the_final_counts(
+            jitter in proptest::collection::vec(0u64..4, 200..600),
+            users in 1u64..80,
+            flushes in proptest::collection::vec(any::<u16>(), 0..12),
+            flips in proptest::collection::vec((any::<u16>(), 30u32..40), 0..4),
+        ) {
+            let events: Vec<(u64, String)> = jitter
+                .iter()
+                .enumerate()
+                .map(|(i, j)| ((T0 + i as u64 / 2).saturating_sub(*j).max(T0), format!("u{}", i as u64 % users)))
+                .collect();
+            let flush_at: HashSet<usize> = flushes.iter().map(|&f| f as usize % events.len()).collect();
+            let flip_at: BTreeMap<usize, u32> = flips.iter().map(|&(at, bit)| (at as usize % events.len(), bit)).collect();
+            let mut run = Run::new();
+            for (i, (ts, uid)) in events.iter().enumerate() {
+                if let Some(bit) = flip_at.get(&i) {
+                    run.push(ts ^ (1 << bit), "flipped");
+                }
+                run.push(*ts, uid);
+                if flush_at.contains(&i) {
+                    run.w.flush_idle(&mut run.out);
+                }
+            }
+            let (records, stats) = run.finish();
+            assert_matches_truth(&records, &events);
+            prop_assert_eq!(stats.ts_out_of_range, flip_at.len() as u64);
+        }
+    }
+}

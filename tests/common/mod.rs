@@ -16,7 +16,22 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_distinctly");
-pub const BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// The local broker's PLAINTEXT address: `scripts/kafka-local.sh` listens on
+/// `KAFKA_LOCAL_PORT` (default 9092), and so do the tests.
+pub fn bootstrap() -> String {
+    local_addr("KAFKA_LOCAL_PORT", 9092)
+}
+
+/// The SASL_PLAINTEXT listener (`KAFKA_LOCAL_SASL_PORT`, default 9094).
+pub fn sasl_bootstrap() -> String {
+    local_addr("KAFKA_LOCAL_SASL_PORT", 9094)
+}
+
+fn local_addr(var: &str, default: u16) -> String {
+    let port = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    format!("127.0.0.1:{port}")
+}
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -116,7 +131,7 @@ pub fn records(jsonl: &[u8]) -> Windows {
 /// Produces `lines` round-robin over `partitions` (order kept per partition).
 pub fn produce(topic: &str, partitions: i32, lines: &[Vec<u8>]) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
+        .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "20")
         .set("enable.idempotence", "true")
         .create()
@@ -141,7 +156,7 @@ pub fn produce(topic: &str, partitions: i32, lines: &[Vec<u8>]) {
 /// Every message of `topic` (all partitions, from the beginning).
 pub fn consume_all(topic: &str) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
+        .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("reader"))
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
@@ -211,7 +226,7 @@ pub fn service(t: &Topics, extra_env: &[(&str, &str)], args: &[&str]) -> Command
     let mut c = Command::new(BIN);
     c.arg("run")
         .args(args)
-        .env("KAFKA_SERVICE_INTERNAL_HOST", BOOTSTRAP)
+        .env("KAFKA_SERVICE_INTERNAL_HOST", bootstrap())
         .env("KAFKA_SERVICE_INPUT_TOPIC", &t.input)
         // Several instances run at once in some tests; tests/metrics.rs
         // covers the exporter.
@@ -266,4 +281,29 @@ pub fn wait_for_records(topic: &str, at_least: usize, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(300));
     }
     panic!("fewer than {at_least} records in {topic}");
+}
+
+/// Waits until the output topic's last record for `start` is `want`;
+/// returns every window's last record then (or panics with what it saw).
+pub fn wait_for_window(topic: &str, start: u64, want: (u64, u64), timeout: Duration) -> Windows {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = output_windows(topic);
+        if got.get(&start) == Some(&want) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "window {start}: want {want:?}, last records {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Minimal events `{"ts":…,"uid":…}`.
+pub fn events(pairs: impl IntoIterator<Item = (u64, String)>) -> Vec<Vec<u8>> {
+    pairs
+        .into_iter()
+        .map(|(ts, uid)| format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes())
+        .collect()
 }
