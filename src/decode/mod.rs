@@ -6,7 +6,11 @@
 //!   and a root `uid` (a non-empty JSON string), any other keys, in any order,
 //!   at any depth; nested `uid`/`ts` keys are decoys and are ignored;
 //! - a JSON string whose content is such an object (Kafka Connect's
-//!   JsonConverter with schemas disabled writes that).
+//!   JsonConverter with schemas disabled writes that). A string is unwrapped
+//!   once, and its content gets the reason it would get as a message of its
+//!   own (`""` is `empty`, `"{…} x"` is `not_json`, `"[1,2]"` is
+//!   `not_object`); a string inside it is not unwrapped again
+//!   (`not_object`), and an unpaired surrogate escape is `not_utf8`.
 //!
 //! The whole message is validated (UTF-8 and JSON grammar, up to the last
 //! byte), so a frame truncated after its `uid` is refused rather than counted.
@@ -78,9 +82,12 @@ impl Decoder {
                 inner_buf.clear();
                 unescape::unescape_into(&msg[span.start..span.end], inner_buf)
                     .map_err(|_| Reject::NotUtf8)?;
+                // The content gets the reason it would get as a message of
+                // its own; a string is not unwrapped twice.
                 match parse(inner_buf, index) {
                     Ok(Root::Object(fields)) => event(inner_buf, fields, uid_buf),
-                    Ok(Root::Empty) | Err(_) => Err(Reject::NotJson),
+                    Ok(Root::Empty) => Err(Reject::Empty),
+                    Err(reason) => Err(reason),
                     Ok(Root::String(_) | Root::Other) => Err(Reject::NotObject),
                 }
             }

@@ -108,6 +108,12 @@ fn wrapped_in_a_json_string() {
     rejected(br#""{\"ts\":1,\"uid\":\"a\"}" x"#, Reject::NotJson);
     rejected(br#""{\"ts\":1,\"uid\":\"a\"""#, Reject::NotJson);
     rejected(br#""\ud800""#, Reject::NotUtf8);
+    // The content's reason is the one it would get as a message.
+    rejected(br#""""#, Reject::Empty);
+    rejected(br#"" \t ""#, Reject::Empty);
+    rejected(br#""42""#, Reject::NotObject);
+    rejected(br#""{\"ts\":1}""#, Reject::MissingUid);
+    rejected(br#""{\"ts\":\"x\",\"uid\":\"a\"}""#, Reject::BadTs);
 }
 
 #[test]
