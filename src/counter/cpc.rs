@@ -8,13 +8,26 @@
 //! then a 2^lgK-byte sliding window plus a small table of surprising values.
 //!
 //! Hashing: the sketch is fed the crate-wide uid hash
-//! ([`crate::hash::uid_hash`]) as 8 little-endian bytes, which the crate
+//! ([`crate::hash::uid_hash`]) as its 8 little-endian bytes, which the crate
 //! hashes again with its own MurmurHash3 (seed 9001, the DataSketches
 //! default). Feeding our stable hash rather than the uid keeps every
 //! instance consistent with the other backends; feeding it as raw bytes
 //! (not through Rust's `Hash` for `u64`, which is native-endian) makes the
-//! result the same on every platform and equal to a Java or C++ sketch
-//! updated with the same 64-bit value as a little-endian byte array.
+//! result the same on every platform.
+//!
+//! Interoperability (tests/sketch_interop.rs, against images made by
+//! DataSketches C++ 5.2.0 with scripts/golden-sketches.py): a reference CPC
+//! sketch updated with the same 64-bit values is byte-for-byte our sketch,
+//! with the same estimate, and a union of the two counts each uid once. On
+//! the reference side "the same 64-bit value" means the same 8 bytes: C++
+//! `update(uint64_t)` or `update(int64_t)` (little-endian machines), Java
+//! `update(long)`, or any API hashing those 8 bytes. In Python,
+//! `cpc_sketch.update(h)` takes `h` as an *unsigned* int (0 ≤ h < 2^64): the
+//! binding has a `uint64` and a `float` overload, and a negative int (the
+//! signed reading of a hash ≥ 2^63) silently goes through `float`, hashing a
+//! double's bytes instead. Half the hashes then become other values; the
+//! union with ours reads ~1.5 n (the test keeps that image as a witness).
+//! `hll_sketch.update` is the opposite: it takes a *signed* int (`int64`).
 //!
 //! Estimate: HIP while the sketch has only seen inserts; after a merge the
 //! crate switches to its ICON estimator (HIP does not survive unions), so a

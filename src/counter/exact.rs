@@ -15,7 +15,9 @@
 //! `roaring` long before that.
 //!
 //! Payload: varint number of uids, then per uid a varint length and its bytes,
-//! in first-seen order.
+//! in first-seen order; then, only if some uids did not fit the arena, a
+//! varint count of them (so a round trip keeps the upper bound, and payloads
+//! without overflow are unchanged).
 
 use super::{varint, Counter, CounterError, CounterKind};
 use crate::hash::uid_hash;
@@ -141,6 +143,9 @@ impl Counter for ExactCounter {
     fn write_payload(&self, out: &mut Vec<u8>) {
         varint::write(out, self.table.len() as u64);
         out.extend_from_slice(&self.arena);
+        if self.overflowed > 0 {
+            varint::write(out, self.overflowed);
+        }
     }
 
     fn read_payload(_kind: CounterKind, payload: &[u8]) -> Result<Self, CounterError> {
@@ -148,6 +153,9 @@ impl Counter for ExactCounter {
         let n = varint::read(&mut rest)?;
         let mut c = ExactCounter::new();
         for _ in 0..n {
+            if rest.is_empty() {
+                return Err(CounterError::Corrupt("fewer uids than announced"));
+            }
             let len = varint::read(&mut rest)? as usize;
             if len == 0 || len > rest.len() {
                 return Err(CounterError::Corrupt("uid length"));
@@ -157,11 +165,61 @@ impl Counter for ExactCounter {
             rest = tail;
         }
         if !rest.is_empty() {
-            return Err(CounterError::Corrupt("trailing bytes after uids"));
+            c.overflowed = varint::read(&mut rest)?;
+            if c.overflowed == 0 || !rest.is_empty() {
+                return Err(CounterError::Corrupt("trailing bytes after uids"));
+            }
         }
         if c.len() as u64 != n {
             return Err(CounterError::Corrupt("duplicate uids"));
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(uids: &[&str]) -> ExactCounter {
+        let mut c = ExactCounter::new();
+        for u in uids {
+            c.insert(u.as_bytes(), uid_hash(u.as_bytes()));
+        }
+        c
+    }
+
+    #[test]
+    fn the_overflow_count_survives_a_round_trip() {
+        // Filling 4 GiB is not a unit test: set what the arena limit does.
+        let mut c = counter(&["a", "b", "c"]);
+        c.overflowed = 7;
+        assert_eq!(c.estimate(), 10.0);
+        let mut payload = Vec::new();
+        c.write_payload(&mut payload);
+        let mut back = ExactCounter::read_payload(CounterKind::Exact, &payload).unwrap();
+        assert_eq!(back.estimate(), 10.0);
+        assert_eq!(back.uids().collect::<Vec<_>>(), [b"a", b"b", b"c"]);
+        // Without overflow the payload has no trailer.
+        let plain = counter(&["a", "b", "c"]);
+        let mut short = Vec::new();
+        plain.write_payload(&mut short);
+        assert_eq!(short.len() + 1, payload.len());
+    }
+
+    #[test]
+    fn corrupt_payloads_are_refused() {
+        let mut payload = Vec::new();
+        counter(&["a"]).write_payload(&mut payload);
+        for bad in [
+            [&payload[..], &[0u8][..]].concat(),  // a zero overflow trailer
+            [&payload[..], &[5, 1][..]].concat(), // bytes after the trailer
+            vec![2, 1, b'a'],                     // fewer uids than announced
+        ] {
+            assert!(
+                ExactCounter::read_payload(CounterKind::Exact, &bad).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -31,7 +31,9 @@
 //!
 //! Payload: one tag byte, then for `0` (small) a varint count and the sorted
 //! hashes as 8-byte little-endian integers; for `1` (dense) the crate's serde
-//! form in `postcard` (tied to `hyperloglogplus` 0.4).
+//! form in `postcard`. That form is the crate's private layout, so
+//! `Cargo.toml` pins the crate's exact version and a golden-bytes test
+//! (`tests/golden/hll-p10-dense.bin`) fails if an upgrade changes it.
 
 use super::{varint, Counter, CounterError, CounterKind};
 use hashbrown::HashTable;
@@ -158,8 +160,16 @@ fn dense_template(precision: u8) -> Sketch {
     static TEMPLATES: [OnceLock<Vec<u8>>; 19] = [const { OnceLock::new() }; 19];
     let bytes = TEMPLATES[precision as usize].get_or_init(|| {
         let mut sketch = Sketch::new(precision, PassThrough).expect("valid precision");
+        // The crate turns dense once its sparse list outgrows the registers
+        // (fewer than 2^p distinct values); far past that, something in the
+        // pinned crate changed, and a loop must not run for ever.
+        let limit = (4u64 << precision).max(1 << 16);
         let mut n: u64 = 0;
         loop {
+            assert!(
+                n < limit,
+                "hyperloglogplus did not turn dense after {limit} values at precision {precision}"
+            );
             // Distinct, well-spread values (the SplitMix64 sequence).
             n += 1;
             let mut z = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -336,6 +346,7 @@ impl Counter for HllCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::AnyCounter;
     use crate::hash::uid_hash;
 
     fn hashes(range: std::ops::Range<u64>) -> impl Iterator<Item = u64> {
@@ -373,6 +384,50 @@ mod tests {
             theirs.insert(&h);
         }
         assert_eq!(ours.estimate(), theirs.count());
+    }
+
+    /// The serialized form of a dense sketch made from fixed hashes.
+    fn golden_counter() -> AnyCounter {
+        let mut c = AnyCounter::new(CounterKind::Hll { precision: 10 });
+        for h in hashes(0..20_000) {
+            c.insert(b"", h);
+        }
+        c
+    }
+
+    const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/hll-p10-dense.bin"
+    );
+
+    #[test]
+    fn the_crate_layout_matches_the_golden_bytes() {
+        let mut ours = golden_counter();
+        let golden = std::fs::read(GOLDEN).expect("golden file (see `bless_golden_bytes`)");
+        assert_eq!(
+            ours.to_bytes(),
+            golden,
+            "the serialized hll form changed: a hyperloglogplus upgrade?"
+        );
+        let mut back = AnyCounter::from_bytes(&golden).unwrap();
+        assert_eq!(back.estimate(), ours.estimate());
+        assert!((back.estimate() - 20_000.0).abs() < 0.1 * 20_000.0);
+    }
+
+    /// Rewrites the golden file: `cargo test --lib bless_golden -- --ignored`
+    /// (only for a deliberate format change).
+    #[test]
+    #[ignore]
+    fn bless_golden_bytes() {
+        std::fs::write(GOLDEN, golden_counter().to_bytes()).unwrap();
+    }
+
+    #[test]
+    fn templates_are_made_for_every_precision() {
+        for p in MIN_PRECISION..=MAX_PRECISION {
+            let mut sketch = dense_template(p);
+            assert_eq!(sketch.count(), 0.0, "p={p}");
+        }
     }
 
     #[test]

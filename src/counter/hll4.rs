@@ -9,15 +9,24 @@
 //!
 //! Hashing: like [`super::cpc`], the sketch gets the crate-wide uid hash as
 //! 8 little-endian bytes (hashed again by the crate's MurmurHash3, seed
-//! 9001), so every instance and platform agrees, and a Java or C++ HLL
-//! sketch fed the same bytes merges with ours.
+//! 9001), so every instance and platform agrees, and a reference HLL_4
+//! sketch fed the same 8 bytes is byte-for-byte ours (compact image), with
+//! the same estimate, and merges with ours (tests/sketch_interop.rs, against
+//! DataSketches C++ 5.2.0 images from scripts/golden-sketches.py). The same 8
+//! bytes: C++ `update(int64_t)`/`update(uint64_t)`, Java `update(long)`, and
+//! in Python `hll_sketch.update(h)` with `h` as a *signed* int (the binding
+//! takes an `int64`; an int ≥ 2^63 silently goes through its `float`
+//! overload), unlike `cpc_sketch.update`, which takes it unsigned.
 //!
 //! Merge: through an `HllUnion` (an 8-bit register gadget), converted back to
 //! HLL_4. A merged sketch uses the composite estimator (HIP does not survive
 //! unions), so it agrees with a sketch fed the union within the error bound.
 //!
 //! Payload: the crate's own serialized image (the DataSketches HLL format,
-//! readable by the Java, C++ and Python libraries).
+//! compact form, readable by the Java, C++ and Python libraries). It equals
+//! the C++ library's compact image of the same sketch except, when there are
+//! exceptions, byte 4 (lgArr): the crate writes 0, C++ its exception table's
+//! size; every reader ignores that byte in compact images.
 
 use super::{Counter, CounterError, CounterKind};
 use datasketches::hash::value::raw_bytes;
