@@ -138,6 +138,24 @@ pub struct CoreArgs {
     pub max_message_bytes: Option<usize>,
 }
 
+/// Calls `$m!` with the flag fields of [`CoreArgs`] other than `counter`
+/// (each is `Option<T: Copy>` named as its `CoreConfig` field).
+macro_rules! copy_fields {
+    ($m:ident) => {
+        $m!(
+            hll_precision,
+            sketch_lgk,
+            window_seconds,
+            allowed_lateness_seconds,
+            late_retention_seconds,
+            max_ahead_seconds,
+            max_behind_seconds,
+            jump_confirm_events,
+            max_message_bytes
+        )
+    };
+}
+
 impl CoreArgs {
     /// Applies the flags that were given on top of `cfg`.
     pub fn apply(&self, cfg: &mut CoreConfig) {
@@ -151,17 +169,24 @@ impl CoreArgs {
                 }
             )*};
         }
-        set!(
-            hll_precision,
-            sketch_lgk,
-            window_seconds,
-            allowed_lateness_seconds,
-            late_retention_seconds,
-            max_ahead_seconds,
-            max_behind_seconds,
-            jump_confirm_events,
-            max_message_bytes
-        );
+        copy_fields!(set);
+    }
+
+    /// The `CoreConfig` fields that flags set.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.counter.is_some() {
+            given.push("counter");
+        }
+        macro_rules! seen {
+            ($($field:ident),*) => {$(
+                if self.$field.is_some() {
+                    given.push(stringify!($field));
+                }
+            )*};
+        }
+        copy_fields!(seen);
+        given
     }
 }
 

@@ -2,7 +2,10 @@
 //! (all in [`defaults`]), command-line overrides and cross-field validation.
 //!
 //! Loaded with `envy`; a malformed or inconsistent value stops start-up with
-//! one line that names the variable and the expected form.
+//! one line that names the variable and the expected form. A flag wins over
+//! its variable: the variable is then not even parsed, and a message about
+//! the value names the flag ([`CoreConfig::load`]). A `DISTINCTLY_*`
+//! variable that no setting reads is reported by [`unknown_variables`].
 
 use crate::counter::{cpc, hll, CounterKind, BACKENDS};
 use crate::window::WindowConfig;
@@ -123,23 +126,55 @@ impl Default for CoreConfig {
     }
 }
 
-/// Upper bound of `DISTINCTLY_MAX_MESSAGE_BYTES`: the parser indexes
-/// messages with 32-bit positions, and nothing legitimate comes close.
-pub const MAX_MESSAGE_BYTES_LIMIT: usize = 1 << 30;
+/// Bounds of the settings that have them (checked by
+/// [`CoreConfig::validate`]).
+pub mod bounds {
+    /// Smallest `DISTINCTLY_MAX_MESSAGE_BYTES`: no valid event is shorter.
+    pub const MIN_MESSAGE_BYTES: usize = 16;
+    /// Largest `DISTINCTLY_MAX_MESSAGE_BYTES`: the parser indexes messages
+    /// with 32-bit positions, and nothing legitimate comes close.
+    pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+    /// Largest window, lateness and retention: 366 days. Longer ones would
+    /// overflow time arithmetic near the end of the representable range
+    /// long before they made sense.
+    pub const MAX_SPAN_SECONDS: u64 = 366 * 86_400;
+    /// Largest `DISTINCTLY_JUMP_CONFIRM_EVENTS`: the time guard holds about
+    /// this many events per candidate region (see `window::guard`).
+    pub const MAX_JUMP_CONFIRM_EVENTS: u64 = 1000;
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{var}: {reason}")]
-    Invalid { var: &'static str, reason: String },
+    /// A value out of range or inconsistent; `name` is the variable or the
+    /// flag that set it.
+    #[error("{name}: {reason}")]
+    Invalid { name: String, reason: String },
     /// A variable that could not be parsed; the message starts with its name.
     #[error("{0}")]
     Env(String),
 }
 
-fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+/// An invalid value of the setting called `name`.
+pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        var,
+        name: name.into(),
         reason: reason.into(),
+    }
+}
+
+/// How messages name a core setting: its flag if a flag set it, else its
+/// variable.
+struct Names<'a> {
+    from_flags: &'a [&'static str],
+}
+
+impl Names<'_> {
+    fn of(&self, field: &str) -> String {
+        if self.from_flags.contains(&field) {
+            format!("--{}", field.replace('_', "-"))
+        } else {
+            format!("DISTINCTLY_{}", field.to_uppercase())
+        }
     }
 }
 
@@ -156,17 +191,46 @@ impl CoreConfig {
         from_prefixed("DISTINCTLY_", vars)
     }
 
+    /// The settings from the variables among `vars` and the flags in
+    /// `args`, validated. A flag wins over its variable, which is then not
+    /// parsed at all, and messages about a value name whichever set it.
+    pub fn load(
+        vars: impl IntoIterator<Item = (String, String)>,
+        args: &crate::cli::CoreArgs,
+    ) -> Result<Self, ConfigError> {
+        let from_flags = args.given();
+        let overridden: Vec<String> = from_flags
+            .iter()
+            .map(|f| format!("DISTINCTLY_{}", f.to_uppercase()))
+            .collect();
+        let mut cfg = Self::from_vars(vars.into_iter().filter(|(k, _)| !overridden.contains(k)))?;
+        args.apply(&mut cfg);
+        cfg.check(&Names {
+            from_flags: &from_flags,
+        })?;
+        Ok(cfg)
+    }
+
     /// The counter kind these settings select.
     pub fn counter_kind(&self) -> Result<CounterKind, ConfigError> {
+        self.kind(&Names { from_flags: &[] })
+    }
+
+    fn kind(&self, names: &Names<'_>) -> Result<CounterKind, ConfigError> {
         if !(hll::MIN_PRECISION..=hll::MAX_PRECISION).contains(&self.hll_precision) {
             return Err(invalid(
-                "DISTINCTLY_HLL_PRECISION",
-                format!("{} is outside 4..=18", self.hll_precision),
+                names.of("hll_precision"),
+                format!(
+                    "{} is outside {}..={}",
+                    self.hll_precision,
+                    hll::MIN_PRECISION,
+                    hll::MAX_PRECISION
+                ),
             ));
         }
         if !(cpc::MIN_LG_K..=cpc::MAX_LG_K).contains(&self.sketch_lgk) {
             return Err(invalid(
-                "DISTINCTLY_SKETCH_LGK",
+                names.of("sketch_lgk"),
                 format!(
                     "{} is outside {}..={}",
                     self.sketch_lgk,
@@ -178,49 +242,70 @@ impl CoreConfig {
         CounterKind::from_backend(&self.counter, self.hll_precision, self.sketch_lgk).map_err(
             |_| {
                 invalid(
-                    "DISTINCTLY_COUNTER",
+                    names.of("counter"),
                     format!("{:?} is not one of {BACKENDS}", self.counter),
                 )
             },
         )
     }
 
-    /// Checks every field and their relations.
+    /// Checks every field and their relations (messages name variables).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.counter_kind()?;
-        if self.window_seconds == 0 {
-            return Err(invalid("DISTINCTLY_WINDOW_SECONDS", "must be at least 1"));
-        }
-        if self.max_ahead_seconds == 0 {
-            return Err(invalid(
-                "DISTINCTLY_MAX_AHEAD_SECONDS",
-                "must be at least 1",
-            ));
-        }
-        if self.jump_confirm_events == 0 {
-            return Err(invalid(
-                "DISTINCTLY_JUMP_CONFIRM_EVENTS",
-                "must be at least 1",
-            ));
-        }
+        self.check(&Names { from_flags: &[] })
+    }
+
+    fn check(&self, names: &Names<'_>) -> Result<(), ConfigError> {
+        use bounds::*;
+        self.kind(names)?;
+        let in_range = |field: &str, v: u64, min: u64, max: u64| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    names.of(field),
+                    format!("{v} is outside {min}..={max}"),
+                ))
+            }
+        };
+        in_range("window_seconds", self.window_seconds, 1, MAX_SPAN_SECONDS)?;
+        in_range(
+            "allowed_lateness_seconds",
+            self.allowed_lateness_seconds,
+            0,
+            MAX_SPAN_SECONDS,
+        )?;
+        in_range(
+            "late_retention_seconds",
+            self.late_retention_seconds,
+            0,
+            MAX_SPAN_SECONDS,
+        )?;
+        in_range("max_ahead_seconds", self.max_ahead_seconds, 1, u64::MAX)?;
+        in_range(
+            "jump_confirm_events",
+            self.jump_confirm_events,
+            1,
+            MAX_JUMP_CONFIRM_EVENTS,
+        )?;
+        in_range(
+            "max_message_bytes",
+            self.max_message_bytes as u64,
+            MIN_MESSAGE_BYTES as u64,
+            MAX_MESSAGE_BYTES as u64,
+        )?;
         let horizon = self
             .allowed_lateness_seconds
             .saturating_add(self.late_retention_seconds);
         if self.max_behind_seconds < horizon {
             return Err(invalid(
-                "DISTINCTLY_MAX_BEHIND_SECONDS",
+                names.of("max_behind_seconds"),
                 format!(
-                    "{} is less than DISTINCTLY_ALLOWED_LATENESS_SECONDS + \
-                     DISTINCTLY_LATE_RETENTION_SECONDS = {horizon}: late events \
+                    "{} is less than {} + {} = {horizon}: late events \
                      within retention would be rejected as out of range",
-                    self.max_behind_seconds
+                    self.max_behind_seconds,
+                    names.of("allowed_lateness_seconds"),
+                    names.of("late_retention_seconds"),
                 ),
-            ));
-        }
-        if self.max_message_bytes < 16 {
-            return Err(invalid(
-                "DISTINCTLY_MAX_MESSAGE_BYTES",
-                "must be at least 16",
             ));
         }
         Ok(())
@@ -236,6 +321,107 @@ impl CoreConfig {
             jump_confirm_events: self.jump_confirm_events,
         }
     }
+}
+
+/// The names of the fields of the settings struct `T`, as serde sees them
+/// (so the list of known variables cannot drift from the structs).
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Done;
+    impl std::fmt::Display for Done {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Done {}
+    impl de::Error for Done {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Done
+        }
+    }
+    impl<'de> de::Deserializer<'de> for &mut Probe {
+        type Error = Done;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Done> {
+            Err(Done)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Done> {
+            self.0 = Some(fields);
+            Err(Done)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut probe = Probe(None);
+    let _ = T::deserialize(&mut probe);
+    probe.0.unwrap_or(&[])
+}
+
+/// Every `DISTINCTLY_*` variable a setting reads, besides the
+/// `DISTINCTLY_RDKAFKA_*` pass-through family.
+pub fn known_variables() -> Vec<String> {
+    let mut names: Vec<String> = [
+        field_names::<CoreConfig>(),
+        field_names::<crate::metrics::MetricsConfig>(),
+        field_names::<crate::kafka::config::ServiceEnv>(),
+    ]
+    .concat()
+    .iter()
+    .map(|f| format!("DISTINCTLY_{}", f.to_uppercase()))
+    .collect();
+    names.sort();
+    names
+}
+
+/// The `DISTINCTLY_*` variables among `vars` that no setting reads (a typo
+/// such as `DISTINCTLY_COUNTR`), each with the closest known name when one
+/// is close.
+pub fn unknown_variables(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, Option<String>)> {
+    let known = known_variables();
+    let mut unknown: Vec<(String, Option<String>)> = vars
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("DISTINCTLY_") && !k.starts_with("DISTINCTLY_RDKAFKA_"))
+        .filter(|k| !known.contains(k))
+        .map(|k| {
+            let closest = known
+                .iter()
+                .map(|n| (edit_distance(&k, n), n))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, n)| n.clone());
+            (k, closest)
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// Levenshtein distance (short ASCII names only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Reads the settings struct `T` from the `prefix*` variables among `vars`
@@ -308,6 +494,115 @@ mod tests {
             assert_eq!(c.counter_kind().unwrap(), kind);
             assert_eq!(kind.to_string(), format!("{backend}-lgk11"));
         }
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_variable_even_a_malformed_one() {
+        use crate::cli::CoreArgs;
+        let env = vars(&[
+            ("DISTINCTLY_WINDOW_SECONDS", "abc"),
+            ("DISTINCTLY_COUNTER", "hll"),
+        ]);
+        let args = CoreArgs {
+            window_seconds: Some(300),
+            ..CoreArgs::default()
+        };
+        let c = CoreConfig::load(env.clone(), &args).unwrap();
+        assert_eq!(c.window_seconds, 300);
+        assert_eq!(c.counter, "hll");
+        // Without the flag the variable is read, and its error names it.
+        let e = CoreConfig::load(env, &CoreArgs::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("DISTINCTLY_WINDOW_SECONDS: "),
+            "{e}"
+        );
+        // A bad flag value is named by its flag.
+        let args = CoreArgs {
+            window_seconds: Some(0),
+            max_behind_seconds: Some(10),
+            ..CoreArgs::default()
+        };
+        let e = CoreConfig::load(vars(&[]), &args).unwrap_err().to_string();
+        assert_eq!(e, "--window-seconds: 0 is outside 1..=31622400");
+        let args = CoreArgs {
+            max_behind_seconds: Some(10),
+            ..CoreArgs::default()
+        };
+        let e = CoreConfig::load(vars(&[]), &args).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "--max-behind-seconds: 10 is less than DISTINCTLY_ALLOWED_LATENESS_SECONDS"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_their_bounds() {
+        for (var, value, want) in [
+            (
+                "DISTINCTLY_MAX_MESSAGE_BYTES",
+                "1073741825",
+                "1073741825 is outside 16..=1073741824",
+            ),
+            (
+                "DISTINCTLY_WINDOW_SECONDS",
+                "18446744073709551615",
+                "18446744073709551615 is outside 1..=31622400",
+            ),
+            (
+                "DISTINCTLY_LATE_RETENTION_SECONDS",
+                "99999999999",
+                "99999999999 is outside 0..=31622400",
+            ),
+            (
+                "DISTINCTLY_JUMP_CONFIRM_EVENTS",
+                "1001",
+                "1001 is outside 1..=1000",
+            ),
+        ] {
+            let c = CoreConfig::from_vars(vars(&[
+                (var, value),
+                ("DISTINCTLY_MAX_BEHIND_SECONDS", "18446744073709551615"),
+            ]))
+            .unwrap();
+            assert_eq!(
+                c.validate().unwrap_err().to_string(),
+                format!("{var}: {want}")
+            );
+        }
+        let c = CoreConfig::from_vars(vars(&[
+            ("DISTINCTLY_MAX_MESSAGE_BYTES", "1073741824"),
+            ("DISTINCTLY_WINDOW_SECONDS", "31622400"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_variables_are_found_with_a_suggestion() {
+        let found = unknown_variables(vars(&[
+            ("DISTINCTLY_COUNTR", "hll"),
+            ("DISTINCTLY_COUNTER", "hll"),
+            ("DISTINCTLY_METRICS_ADDR", ""),
+            ("DISTINCTLY_IDLE_PARTITION_SECONDS", "3"),
+            ("DISTINCTLY_RDKAFKA_SSL_CA_LOCATION", "/ca"),
+            ("DISTINCTLY_SOMETHING_ELSE_ENTIRELY", "x"),
+            ("PATH", "/bin"),
+        ]));
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "DISTINCTLY_COUNTR".to_string(),
+                    Some("DISTINCTLY_COUNTER".to_string())
+                ),
+                ("DISTINCTLY_SOMETHING_ELSE_ENTIRELY".to_string(), None),
+            ]
+        );
+        let known = known_variables();
+        assert!(known.contains(&"DISTINCTLY_WINDOW_SECONDS".to_string()));
+        assert!(known.contains(&"DISTINCTLY_COMMIT_INTERVAL_SECONDS".to_string()));
     }
 
     #[test]

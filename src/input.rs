@@ -9,10 +9,17 @@
 //!
 //! A mapped file must not be truncated while it is being counted (the
 //! process would get SIGBUS); appending to it is harmless.
+//!
+//! Stdin and other streams (pipes, FIFOs) wait for data through
+//! [`Stop::wait_readable`], so a signal ends a read that would block. A read
+//! error part-way (a gzip stream cut short or followed by garbage) first
+//! delivers every complete line read before it, then reports the error.
 
+use crate::stop::Stop;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 const BLOCK: usize = 4 << 20;
@@ -36,13 +43,24 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens `path` (`-` is stdin), mapping plain non-empty files.
-    pub fn open(path: &str, max_line: usize) -> io::Result<Source> {
-        if path != "-" {
-            let file = File::open(Path::new(path))
-                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-            let meta = file.metadata()?;
-            if meta.is_file() && meta.len() > 0 {
+    /// Opens `path` (`-` is stdin), mapping plain non-empty files. Reads
+    /// of streams give up with [`crate::stop::Stopped`] once `stop` is
+    /// requested.
+    pub fn open(path: &str, max_line: usize, stop: &Stop) -> io::Result<Source> {
+        let file = if path == "-" {
+            File::from(io::stdin().as_fd().try_clone_to_owned()?)
+        } else {
+            File::open(Path::new(path))?
+        };
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
+        }
+        if meta.is_file() {
+            if meta.len() > 0 {
                 // SAFETY: the map is only read; see the module docs on
                 // concurrent truncation.
                 let map = unsafe { memmap2::Mmap::map(&file)? };
@@ -51,8 +69,20 @@ impl Source {
                     return Ok(Source::Mapped { map, pos: 0 });
                 }
             }
+            return Ok(Source::Stream(LineReader::new(
+                decompressed(file)?,
+                max_line,
+            )));
         }
-        Ok(Source::Stream(LineReader::new(open(path)?, max_line)))
+        // A pipe, FIFO or terminal: wait for data where a signal can wake us.
+        let stream = Interruptible {
+            file,
+            stop: stop.clone(),
+        };
+        Ok(Source::Stream(LineReader::new(
+            decompressed(stream)?,
+            max_line,
+        )))
     }
 
     /// Hands every line of the next batch to `f`; `false` once exhausted.
@@ -101,23 +131,44 @@ impl Source {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Opens `path` (`-` is stdin) as a byte stream; gzip is recognized by its
-/// magic bytes, so `.gz` files and gzipped stdin both work.
-pub fn open(path: &str) -> io::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if path == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(
-            File::open(Path::new(path))
-                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?,
-        )
-    };
+/// A byte stream, gunzipped when it starts with gzip's magic bytes, so
+/// `.gz` files and gzipped stdin both work.
+fn decompressed(raw: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut buffered = BufReader::with_capacity(1 << 16, raw);
     let magic = buffered.fill_buf()?;
     if magic.starts_with(&GZIP_MAGIC) {
-        Ok(Box::new(MultiGzDecoder::new(buffered)))
+        Ok(Box::new(Gunzip(MultiGzDecoder::new(buffered))))
     } else {
         Ok(Box::new(buffered))
+    }
+}
+
+/// Gzip decompression whose errors say that they are about the gzip stream
+/// (flate2's own texts, such as "unexpected end of file", do not).
+struct Gunzip<R>(MultiGzDecoder<R>);
+
+impl<R: BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            if crate::stop::is_stopped(&e) || e.kind() == io::ErrorKind::Interrupted {
+                e
+            } else {
+                io::Error::new(e.kind(), format!("corrupt gzip stream: {e}"))
+            }
+        })
+    }
+}
+
+/// A stream whose reads wait in [`Stop::wait_readable`].
+struct Interruptible {
+    file: File,
+    stop: Stop,
+}
+
+impl Read for Interruptible {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stop.wait_readable(self.file.as_fd())?;
+        self.file.read(buf)
     }
 }
 
@@ -134,6 +185,8 @@ pub struct LineReader<R> {
     /// Inside an over-long line: drop bytes up to the next newline.
     skipping: bool,
     eof: bool,
+    /// A read error, reported once the lines read before it are delivered.
+    failed: Option<io::Error>,
 }
 
 impl<R: Read> LineReader<R> {
@@ -146,6 +199,7 @@ impl<R: Read> LineReader<R> {
             bytes: 0,
             skipping: false,
             eof: false,
+            failed: None,
         }
     }
 
@@ -155,8 +209,15 @@ impl<R: Read> LineReader<R> {
 
     /// Reads the next block and hands every complete line in it to `f`.
     /// Returns `false` once the input is exhausted (the last line, even
-    /// without a trailing newline, has then been delivered).
+    /// without a trailing newline, has then been delivered). After a read
+    /// error the complete lines read before it are delivered first; the
+    /// error comes with the next call, and the incomplete line it cut is
+    /// dropped.
     pub fn next_batch(&mut self, mut f: impl FnMut(Line<'_>)) -> io::Result<bool> {
+        if let Some(e) = self.failed.take() {
+            self.eof = true;
+            return Err(e);
+        }
         if self.eof {
             return Ok(false);
         }
@@ -189,7 +250,10 @@ impl<R: Read> LineReader<R> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
             }
             if filled - tail >= BLOCK / 2 {
                 break; // enough for one batch
@@ -202,6 +266,10 @@ impl<R: Read> LineReader<R> {
         for nl in memchr::memchr_iter(b'\n', data) {
             deliver(&data[start..nl], self.max_line, &mut self.skipping, &mut f);
             start = nl + 1;
+        }
+        if self.failed.is_some() {
+            self.len = 0;
+            return Ok(true);
         }
         if self.eof {
             if start < filled {
@@ -298,6 +366,43 @@ mod tests {
         assert_eq!(r.bytes_read(), 16);
     }
 
+    /// Data, then a read error (a corrupt gzip stream, say).
+    struct Faulty(Option<&'static [u8]>);
+
+    impl Read for Faulty {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.take() {
+                Some(d) => {
+                    buf[..d.len()].copy_from_slice(d);
+                    Ok(d.len())
+                }
+                None => Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt")),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_before_a_read_error_are_delivered_then_the_error() {
+        let mut r = LineReader::new(Faulty(Some(b"one\ntwo\nthr")), 100);
+        let mut got = Vec::new();
+        let e = loop {
+            let batch = r.next_batch(|l| {
+                if let Line::Message(m) = l {
+                    got.push(m.to_vec());
+                }
+            });
+            match batch {
+                Ok(true) => {}
+                Ok(false) => panic!("the error must be reported"),
+                Err(e) => break e,
+            }
+        };
+        // The cut line ("thr") is not a message.
+        assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!r.next_batch(|_| panic!("ended")).unwrap());
+    }
+
     #[test]
     fn splits_lines_with_and_without_final_newline() {
         let want = vec![Ok(b"a".to_vec()), Ok(b"".to_vec()), Ok(b"bc\r".to_vec())];
@@ -352,7 +457,7 @@ mod tests {
         input.extend(b"\nlast");
         let path = dir.join("in.jsonl");
         std::fs::write(&path, &input).unwrap();
-        let mut src = Source::open(path.to_str().unwrap(), 1100).unwrap();
+        let mut src = Source::open(path.to_str().unwrap(), 1100, &Stop::never()).unwrap();
         assert!(matches!(src, Source::Mapped { .. }));
         let mut got = Vec::new();
         while src
@@ -379,7 +484,7 @@ mod tests {
         let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
         enc.write_all(b"one\ntwo\n").unwrap();
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
-        let mut r = Source::open(path.to_str().unwrap(), 100).unwrap();
+        let mut r = Source::open(path.to_str().unwrap(), 100, &Stop::never()).unwrap();
         assert!(matches!(r, Source::Stream(_)));
         let mut got = Vec::new();
         while r

@@ -25,7 +25,9 @@
 //! cli.rs      command-line definitions (flags mirror the variables)
 //! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
 //! count/      the offline `count` command: input -> decode -> windows -> stdout
+//!   mod.rs       the run, its end (signal, closed output, read error)
 //!   parallel.rs  large files decoded on all cores, windowed in file order
+//!   summary.rs   what a run saw, as text or JSON
 //! kafka/      the `run` service: consume, count, produce, commit safely
 //!   config.rs    KAFKA_* settings (the old app's names), librdkafka configs
 //!   context.rs   librdkafka callbacks: errors, rebalances
@@ -39,6 +41,8 @@
 //!   report.rs    markdown table and CSV
 //!   chart.rs     SVG charts (plotters)
 //! memory.rs   process memory from /proc (metrics, bench)
+//! stop.rs     SIGINT/SIGTERM for `count`: finish what was read, then exit
+//! diag.rs     one-line diagnostics on stderr that never panic
 //! metrics/    Prometheus exporter (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
 //!   events.rs    counted where they happen: Kafka errors, deliveries
@@ -57,6 +61,7 @@ pub mod config;
 pub mod count;
 pub mod counter;
 pub mod decode;
+pub mod diag;
 pub mod generate;
 pub mod hash;
 pub mod input;
@@ -65,6 +70,7 @@ pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod reject;
+pub mod stop;
 pub mod window;
 
 /// The unit tests measure heap bytes (counter tests, bench tests), so their

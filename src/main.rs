@@ -6,7 +6,11 @@ use clap::Parser;
 use distinctly::bench::measure::CountingAlloc;
 use distinctly::cli::{BenchArgs, Cli, Command, CountArgs, GenerateArgs, RunArgs, SummaryFormat};
 use distinctly::config::CoreConfig;
+use distinctly::count::End;
+use distinctly::diag;
+use distinctly::diag::{one_line, to_stderr};
 use distinctly::metrics::{MetricsConfig, Mode};
+use distinctly::stop::Stop;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -20,49 +24,100 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Count(args) => count(args),
-        Command::Generate(args) => generate(args),
-        Command::Run(args) => run(args),
-        Command::Bench(args) => bench(args),
+        Command::Generate(args) => generate(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench(args).map(|()| ExitCode::SUCCESS),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("distinctly: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|e| {
+        diag!("{}", one_line(e.as_ref()));
+        ExitCode::FAILURE
+    })
 }
 
-fn count(args: CountArgs) -> anyhow::Result<()> {
-    let mut cfg = CoreConfig::from_env()?;
-    args.core.apply(&mut cfg);
-    cfg.validate()?;
-    serve_metrics(args.metrics_addr, Mode::Count)?;
-    let summary = distinctly::count::count(&cfg, &args.files, std::io::stdout().lock())?;
+/// The environment, once; warns about `DISTINCTLY_*` variables that no
+/// setting reads (typos).
+fn environment() -> Vec<(String, String)> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    for (name, closest) in distinctly::config::unknown_variables(vars.iter().cloned()) {
+        match closest {
+            Some(known) => diag!("warning: {name} is not a setting (did you mean {known}?)"),
+            None => diag!("warning: {name} is not a setting; it is ignored"),
+        }
+    }
+    vars
+}
+
+fn count(args: CountArgs) -> anyhow::Result<ExitCode> {
+    let vars = environment();
+    let cfg = CoreConfig::load(vars.iter().cloned(), &args.core)?;
+    if distinctly::count::stdout_was_closed() {
+        anyhow::bail!(
+            "stdout is closed: the records would go nowhere (redirect it to /dev/null to discard them)"
+        );
+    }
+    let stop = Stop::on_signals()?;
+    serve_metrics(vars, args.metrics_addr, Mode::Count)?;
+    let outcome = distinctly::count::count(&cfg, &args.files, std::io::stdout().lock(), &stop)?;
+    if let End::OutputClosed = outcome.end {
+        // `| head`: the reader has what it wanted; end quietly.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let error = match &outcome.end {
+        End::Failed(e) => Some(one_line(e)),
+        _ => None,
+    };
+    let signal = match outcome.end {
+        End::Signal(s) => Some(s),
+        _ => None,
+    };
+    let signal_name = signal.map(|s| signal_hook::low_level::signal_name(s).unwrap_or("signal"));
     match args.summary {
-        SummaryFormat::Text => eprint!("{}", summary.to_text()),
-        SummaryFormat::Json => eprintln!("{}", summary.to_json()),
+        SummaryFormat::Text => {
+            let mut text = outcome.summary.to_text();
+            if let Some(name) = signal_name {
+                text += &format!("stopped by {name}: everything read before it is counted\n");
+            }
+            to_stderr(&text);
+        }
+        SummaryFormat::Json => {
+            let mut json = outcome.summary.to_json();
+            if let Some(name) = signal_name {
+                json["stopped_by"] = name.into();
+            }
+            if let Some(e) = &error {
+                json["error"] = e.as_str().into();
+            }
+            to_stderr(&format!("{json}\n"));
+        }
         SummaryFormat::None => {}
     }
-    Ok(())
+    if let Some(e) = error {
+        diag!("{e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(match signal {
+        Some(s) => ExitCode::from(128 + s as u8),
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut core = CoreConfig::from_env()?;
-    args.core.apply(&mut core);
-    core.validate()?;
-    let kafka = distinctly::kafka::config::KafkaConfig::from_env()?;
-    serve_metrics(args.metrics_addr, Mode::Run)?;
+    let vars = environment();
+    let core = CoreConfig::load(vars.iter().cloned(), &args.core)?;
+    let kafka = distinctly::kafka::config::KafkaConfig::from_vars(vars.clone())?;
+    serve_metrics(vars, args.metrics_addr, Mode::Run)?;
     let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for signal in distinctly::stop::SIGNALS {
+        // A second signal exits at once; the first asks for a clean stop.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, shutdown.clone())?;
         signal_hook::flag::register(signal, shutdown.clone())?;
     }
     let opts = distinctly::kafka::RunOptions {
         exit_when_idle: args.exit_when_idle,
     };
     let s = distinctly::kafka::run(&core, &kafka, opts, &shutdown)?;
-    eprintln!(
-        "distinctly: read {} messages ({:.1} MB) in {:.1} s; rejected {}; {} records and {} DLQ messages produced; windows {} emitted, {} corrections",
+    diag!(
+        "read {} messages ({:.1} MB) in {:.1} s; rejected {}; {} records and {} DLQ messages produced; windows {} emitted, {} corrections",
         s.messages,
         s.bytes as f64 / 1e6,
         s.elapsed.as_secs_f64(),
@@ -76,21 +131,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the Prometheus exporter if configured (flag over variable).
-fn serve_metrics(flag: Option<String>, mode: Mode) -> anyhow::Result<()> {
-    let mut cfg = MetricsConfig::from_env()?;
-    if flag.is_some() {
-        cfg.metrics_addr = flag;
-    }
+fn serve_metrics(
+    vars: Vec<(String, String)>,
+    flag: Option<String>,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    let cfg = MetricsConfig::load(vars, flag)?;
     if let Some(addr) = distinctly::metrics::install(&cfg, mode)? {
         if addr.port() == 0 {
             // Port 0: the system picked a free port (benchmarks); the
             // exporter does not say which.
-            eprintln!(
-                "distinctly: serving Prometheus metrics on {} (any free port)",
+            diag!(
+                "serving Prometheus metrics on {} (any free port)",
                 addr.ip()
             );
         } else {
-            eprintln!("distinctly: serving Prometheus metrics on http://{addr}/metrics");
+            diag!("serving Prometheus metrics on http://{addr}/metrics");
         }
     }
     Ok(())
@@ -99,10 +155,14 @@ fn serve_metrics(flag: Option<String>, mode: Mode) -> anyhow::Result<()> {
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let opts = args.options()?;
     let report = distinctly::bench::run(&opts)?;
-    print!("{}", distinctly::bench::report::markdown(&report));
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(distinctly::bench::report::markdown(&report).as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing the table")?;
     if let Some(dir) = &args.out {
         for path in distinctly::bench::write_outputs(&report, dir)? {
-            eprintln!("distinctly: wrote {}", path.display());
+            diag!("wrote {}", path.display());
         }
     }
     Ok(())
@@ -111,14 +171,19 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let window = match args.window_seconds {
         Some(w) => w,
-        None => CoreConfig::from_env()?.window_seconds,
+        None => CoreConfig::load(std::env::vars(), &Default::default())?.window_seconds,
     };
     let opts = args.options();
     let truth = if args.output == "-" {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let t = distinctly::generate::generate(&opts, window, &mut out)?;
-        out.flush()?;
-        t
+        let t = distinctly::generate::generate(&opts, window, &mut out)
+            .and_then(|t| out.flush().map(|()| t));
+        match t {
+            Ok(t) => t,
+            // `generate | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("writing the events"),
+        }
     } else {
         let file = std::fs::File::create(&args.output)
             .with_context(|| format!("creating {}", args.output))?;
@@ -131,7 +196,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         } else {
             distinctly::generate::generate(&opts, window, &mut file)?
         };
-        file.flush()?;
+        file.flush()
+            .with_context(|| format!("writing {}", args.output))?;
         t
     };
     if let Some(path) = &args.truth {

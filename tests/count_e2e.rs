@@ -211,7 +211,11 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DISTINCTLY_SKETCH_LGK"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "distinctly: --sketch-lgk: 22 is outside 4..=21\n",
+        "an error about a flag names the flag"
+    );
 }
 
 /// sqrt(2^lgK) at the default lgK of the DataSketches backends.
@@ -307,4 +311,364 @@ fn garbage_input_is_counted_never_fatal() {
     assert_eq!(s["rejected"]["not_json"], 1);
     assert_eq!(s["rejected"]["too_large"], 1);
     assert_eq!(per_window(&out.stdout)[&1_767_225_600], (2, 2));
+}
+
+/// `n` in-order minimal events, one per second from 2026-01-01, user `u<i>`.
+fn seconds(n: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        v.extend_from_slice(
+            format!("{{\"ts\":{},\"uid\":\"u{i}\"}}\n", 1_767_225_600 + i).as_bytes(),
+        );
+    }
+    v
+}
+
+fn spawn_count(args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .arg("count")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Reads one line from the child's stdout on a thread, or `None` after
+/// `timeout` (the child keeps running).
+fn first_line(
+    stdout: std::process::ChildStdout,
+    timeout: std::time::Duration,
+) -> (
+    Option<String>,
+    std::sync::mpsc::Receiver<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    let (rest_tx, rest_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = line_tx.send(line);
+        let _ = rest_tx.send(reader);
+    });
+    (line_rx.recv_timeout(timeout).ok(), rest_rx)
+}
+
+#[test]
+fn a_repeated_flipped_timestamp_at_the_start_costs_no_valid_event() {
+    let mut input = b"{\"ts\":10357160192,\"uid\":\"dup\"}\n".repeat(2);
+    input.extend(seconds(3600));
+    let out = count(&input, &["--summary", "json"], &[]);
+    assert!(out.status.success());
+    let windows = per_window(&out.stdout);
+    assert_eq!(windows.len(), 60);
+    assert!(windows.values().all(|&w| w == (60, 60)), "{windows:?}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(s["rejected"]["ts_out_of_range"], 2);
+
+    // One valid event, two copies of a flip to 1970, ten valid events.
+    let mut input = seconds(1);
+    input.extend(b"{\"ts\":0,\"uid\":\"z\"}\n".repeat(2));
+    input.extend_from_slice(&seconds(11)[seconds(1).len()..]);
+    let out = count(&input, &["--summary", "none"], &[]);
+    assert_eq!(
+        per_window(&out.stdout),
+        BTreeMap::from([(1_767_225_600, (11, 11))])
+    );
+}
+
+#[test]
+fn records_stream_out_as_windows_close_on_a_live_pipe() {
+    let mut child = spawn_count(&["--summary", "none"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&seconds(600)).unwrap();
+    stdin.flush().unwrap();
+    // The input stays open: the closed windows must come out anyway.
+    let (line, _rest) = first_line(
+        child.stdout.take().unwrap(),
+        std::time::Duration::from_secs(20),
+    );
+    let line = line.expect("no record while the input was open");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["start_ts"], 1_767_225_600u64);
+    assert_eq!(v["unique_users"], 60);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn sigint_and_sigterm_finish_what_was_read_then_exit_128_plus_the_signal() {
+    for (sig, code, name) in [("-INT", 130, "SIGINT"), ("-TERM", 143, "SIGTERM")] {
+        let mut child = spawn_count(&["--summary", "json"]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&seconds(150)).unwrap();
+        stdin.flush().unwrap();
+        // Two windows are closed once their records appear; the third is
+        // open, and the process is blocked reading stdin.
+        let (line, rest) = first_line(
+            child.stdout.take().unwrap(),
+            std::time::Duration::from_secs(20),
+        );
+        assert!(line.is_some());
+        signal(&child, sig);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}");
+        let mut stdout = line.unwrap().into_bytes();
+        std::io::Read::read_to_end(&mut rest.recv().unwrap(), &mut stdout).unwrap();
+        let mut stderr = Vec::new();
+        std::io::Read::read_to_end(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        // Everything read is counted, the open window included.
+        let want: BTreeMap<u64, (u64, u64)> = [(0, 60), (60, 60), (120, 30)]
+            .into_iter()
+            .map(|(s, n)| (1_767_225_600 + s, (n, n)))
+            .collect();
+        assert_eq!(per_window(&stdout), want, "{name}");
+        let s: serde_json::Value = serde_json::from_slice(&stderr).unwrap();
+        assert_eq!(s["messages"], 150);
+        assert_eq!(s["stopped_by"], name);
+        drop(stdin);
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    // Nobody reads the output: the run blocks writing records, so the
+    // first SIGINT cannot finish; the second one ends the process.
+    let mut child = Command::new(BIN)
+        .args(["count", "--window-seconds", "1", "--summary", "none"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&seconds(20_000));
+        stdin
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    signal(&child, "-INT");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "blocked on its output");
+    signal(&child, "-INT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    drop(feeder);
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly() {
+    let path = tmp("head.jsonl");
+    // Large enough for the parallel path.
+    std::fs::write(&path, seconds(400_000)).unwrap();
+    for stdin_path in [false, true] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("count")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if stdin_path {
+            cmd.stdin(std::fs::File::open(&path).unwrap());
+        } else {
+            cmd.arg(&path).stdin(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (line, rest) = first_line(
+            child.stdout.take().unwrap(),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(line.unwrap().contains("\"start_ts\":1767225600"));
+        drop(rest); // like `head -1`: the reader goes away
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "stdin={stdin_path}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn diagnostics_never_panic_and_a_closed_stdout_is_an_error() {
+    let path = tmp("diag.jsonl");
+    std::fs::write(&path, seconds(300)).unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(BIN)
+        .arg("count")
+        .arg(&path)
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(per_window(&out.stdout).len(), 5);
+
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" count \"$1\" >&-",
+            BIN,
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("distinctly: stdout is closed"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Discarding the records on purpose is fine.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" count --summary none \"$1\" >/dev/null",
+            BIN,
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn every_input_is_opened_before_the_first_record() {
+    let a = tmp("open-a.jsonl");
+    std::fs::write(&a, seconds(300)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "count",
+            a.to_str().unwrap(),
+            "/nonexistent",
+            a.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing written before every input is open"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "distinctly: reading /nonexistent: No such file or directory (os error 2)\n",
+        "one line, each cause once"
+    );
+}
+
+#[test]
+fn a_corrupt_gzip_counts_what_was_read_before_the_fault() {
+    use flate2::{write::GzEncoder, Compression};
+    let data = seconds(20_000);
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(&data).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = &gz[..gz.len() / 2];
+    // What the cut stream decompresses to, complete lines only.
+    let mut prefix = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(cut), &mut prefix);
+    let complete = &prefix[..=prefix.iter().rposition(|&b| b == b'\n').unwrap()];
+    let want = count(complete, &["--summary", "none"], &[]);
+    assert!(want.status.success());
+
+    let mut with_garbage = gz.clone();
+    with_garbage.extend_from_slice(b"garbage\n");
+    for (name, bytes, want) in [
+        ("cut.jsonl.gz", cut.to_vec(), per_window(&want.stdout)),
+        (
+            "garbage.jsonl.gz",
+            with_garbage,
+            per_window(&count(&data, &["--summary", "none"], &[]).stdout),
+        ),
+    ] {
+        let path = tmp(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = Command::new(BIN)
+            .args(["count", "--summary", "json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert_eq!(per_window(&out.stdout), want, "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (summary, error) = stderr.split_once('\n').unwrap();
+        let s: serde_json::Value = serde_json::from_str(summary).unwrap();
+        assert!(
+            s["error"].as_str().unwrap().contains("corrupt gzip stream"),
+            "{s}"
+        );
+        assert!(
+            error.starts_with(&format!(
+                "distinctly: reading {}: corrupt gzip stream",
+                path.display()
+            )),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn flags_win_over_malformed_variables_and_typos_are_reported() {
+    let input = seconds(600);
+    let out = count(
+        &input,
+        &["--summary", "none", "--window-seconds", "300"],
+        &[
+            ("DISTINCTLY_WINDOW_SECONDS", "abc"),
+            ("DISTINCTLY_COUNTR", "hll"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(per_window(&out.stdout).len(), 2);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "distinctly: warning: DISTINCTLY_COUNTR is not a setting (did you mean DISTINCTLY_COUNTER?)\n"
+    );
+    for (env, flags, name) in [
+        (
+            vec![("DISTINCTLY_MAX_MESSAGE_BYTES", "2000000000")],
+            vec![],
+            "DISTINCTLY_MAX_MESSAGE_BYTES: 2000000000 is outside 16..=1073741824",
+        ),
+        (
+            vec![],
+            vec!["--max-message-bytes", "2000000000"],
+            "--max-message-bytes: 2000000000 is outside 16..=1073741824",
+        ),
+        (
+            vec![("DISTINCTLY_WINDOW_SECONDS", "18446744073709551615")],
+            vec![],
+            "DISTINCTLY_WINDOW_SECONDS: 18446744073709551615 is outside 1..=31622400",
+        ),
+    ] {
+        let out = count(b"", &flags, &env);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("distinctly: {name}\n")
+        );
+    }
 }

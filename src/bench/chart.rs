@@ -113,9 +113,9 @@ fn draw(path: &Path, spec: &Spec<'_>, series: &[Series]) -> Result<(), BenchErro
         path: path.to_path_buf(),
         reason,
     })?;
-    std::fs::write(path, svg).map_err(|source| BenchError::Write {
+    std::fs::write(path, svg).map_err(|cause| BenchError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

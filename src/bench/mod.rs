@@ -101,10 +101,10 @@ pub enum BenchError {
     NotCounting,
     #[error("{0}")]
     InvalidOption(String),
-    #[error("writing {path}: {source}")]
+    #[error("writing {}: {cause}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("drawing {path}: {reason}")]
     Chart { path: PathBuf, reason: String },
@@ -260,7 +260,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 pub fn write_outputs(report: &Report, dir: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
-        move |source| BenchError::Write { path, source }
+        move |cause| BenchError::Write { path, cause }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let md = dir.join("bench.md");

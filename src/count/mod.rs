@@ -2,13 +2,22 @@
 //! window out, a summary at the end. No broker needed.
 //!
 //! Per input block: split lines, decode, hash, window. Counts are kept in
-//! locals and plain arrays; records are written to a buffered writer as
-//! windows close, so output appears while a long input is still being read.
-//! A large plain file is decoded on all cores and windowed in file order on
-//! this thread ([`parallel`]); stdin and gzip are decoded on this thread
-//! (decompression is their bottleneck).
+//! locals and plain arrays; records are written as windows close, and the
+//! output is flushed after every block that emitted any, so a live pipe
+//! shows each window as soon as it closes. A large plain file is decoded on
+//! all cores and windowed in file order on this thread ([`parallel`]);
+//! stdin and gzip are decoded on this thread (decompression is their
+//! bottleneck).
+//!
+//! How a run ends ([`End`]): every input is opened before the first record
+//! is written. After that, nothing already read is lost: a signal, a read
+//! error part-way through an input, or a closed output ends reading, and
+//! the windows of everything read so far are still emitted and summed up.
 
 mod parallel;
+mod summary;
+
+pub use summary::Summary;
 
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
@@ -16,119 +25,54 @@ use crate::hash::uid_hash;
 use crate::input::{Line, Source};
 use crate::metrics::{Publisher, Totals};
 use crate::record::WindowRecord;
-use crate::reject::{Reject, RejectCounts};
-use crate::window::{WindowStats, Windower};
+use crate::reject::Reject;
+use crate::stop::{self, Stop};
+use crate::window::Windower;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
-
-/// What a `count` run saw and did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Summary {
-    /// Messages (lines) read.
-    pub messages: u64,
-    /// Input bytes read (after decompression).
-    pub bytes: u64,
-    /// Messages the decoder accepted (then counted, late or out of range).
-    pub decoded: u64,
-    pub rejected: RejectCounts,
-    pub windows: WindowStats,
-    pub elapsed: Duration,
-}
-
-impl Summary {
-    /// Events that ended up in a window.
-    pub fn accepted(&self) -> u64 {
-        self.windows.counted + self.windows.late_corrected
-    }
-
-    /// Rejections by reason, the window guard's `ts_out_of_range` included.
-    pub fn rejections(&self) -> RejectCounts {
-        let mut r = self.rejected;
-        r.add_n(Reject::TsOutOfRange, self.windows.ts_out_of_range);
-        r
-    }
-
-    fn rate(&self, n: f64) -> f64 {
-        n / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Human-readable summary (for stderr).
-    pub fn to_text(&self) -> String {
-        let mut s = format!(
-            "read {} messages ({:.1} MB) in {:.3} s: {:.1} MB/s, {:.0} events/s\n",
-            self.messages,
-            self.bytes as f64 / 1e6,
-            self.elapsed.as_secs_f64(),
-            self.rate(self.bytes as f64) / 1e6,
-            self.rate(self.messages as f64),
-        );
-        let w = &self.windows;
-        s += &format!(
-            "accepted {} (on time {}, late corrected {}), late dropped {}\n",
-            self.accepted(),
-            w.counted,
-            w.late_corrected,
-            w.late_dropped
-        );
-        let rejections = self.rejections();
-        s += &format!("rejected {}", rejections.total());
-        let reasons: Vec<String> = rejections
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
-        if !reasons.is_empty() {
-            s += &format!(" ({})", reasons.join(", "));
-        }
-        s += &format!(
-            "\nwindows {} emitted, {} corrections\n",
-            w.windows_emitted, w.corrections_emitted
-        );
-        s
-    }
-
-    /// Machine-readable summary: one JSON object.
-    pub fn to_json(&self) -> serde_json::Value {
-        let rejected: serde_json::Map<String, serde_json::Value> = self
-            .rejections()
-            .iter()
-            .map(|(r, n)| (r.as_str().to_string(), n.into()))
-            .collect();
-        let w = &self.windows;
-        serde_json::json!({
-            "messages": self.messages,
-            "bytes": self.bytes,
-            "accepted": self.accepted(),
-            "counted": w.counted,
-            "late_corrected": w.late_corrected,
-            "late_dropped": w.late_dropped,
-            "rejected_total": self.rejections().total(),
-            "rejected": rejected,
-            "windows_emitted": w.windows_emitted,
-            "corrections_emitted": w.corrections_emitted,
-            "elapsed_seconds": self.elapsed.as_secs_f64(),
-            "mb_per_second": self.rate(self.bytes as f64) / 1e6,
-            "events_per_second": self.rate(self.messages as f64),
-        })
-    }
-}
+use std::ops::ControlFlow;
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CountError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("reading {path}: {source}")]
-    Read { path: String, source: io::Error },
+    #[error("reading {path}: {cause}")]
+    Read { path: String, cause: io::Error },
     #[error("writing output: {0}")]
     Write(io::Error),
 }
 
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum End {
+    /// Every input was read to its end.
+    Complete,
+    /// A signal (its number) stopped reading.
+    Signal(i32),
+    /// Whoever read the output went away (`| head`): ended quietly.
+    OutputClosed,
+    /// Reading an input or writing the output failed part-way.
+    Failed(CountError),
+}
+
+/// A finished run: what it counted and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub end: End,
+}
+
 /// Counts the given inputs (`-` is stdin) as one stream, writing records to
-/// `out` as JSON lines.
-pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Summary, CountError> {
+/// `out` as JSON lines. Fails before writing anything if the settings are
+/// invalid or an input cannot be opened; after that, always returns what
+/// was counted, with the reason reading ended.
+pub fn count<W: Write>(
+    cfg: &CoreConfig,
+    inputs: &[String],
+    out: W,
+    stop: &Stop,
+) -> Result<Outcome, CountError> {
     cfg.validate()?;
-    let mut out = io::BufWriter::with_capacity(1 << 16, out);
-    let mut counting = Counting::new(cfg)?;
     let started = Instant::now();
     let default_input = ["-".to_string()];
     let inputs = if inputs.is_empty() {
@@ -136,84 +80,148 @@ pub fn count<W: Write>(cfg: &CoreConfig, inputs: &[String], out: W) -> Result<Su
     } else {
         inputs
     };
+    let mut sources = Vec::with_capacity(inputs.len());
     for path in inputs {
-        let read_err = |source| CountError::Read {
-            path: path.clone(),
-            source,
-        };
-        let mut source = Source::open(path, cfg.max_message_bytes).map_err(read_err)?;
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if let Source::Mapped { map, .. } = &source {
-            if parallel::worth_it(map.len(), workers) {
-                let mut write_error = None;
-                let mut chunk_started = Instant::now();
-                parallel::decode_in_order(map, cfg.max_message_bytes, workers, |decoded| {
-                    counting.apply(&decoded);
-                    counting.summary.bytes += decoded.bytes;
-                    if let Some(m) = &mut counting.metrics {
-                        // Decoded on other threads: a chunk's time is the
-                        // pipeline's, from the end of the previous chunk's
-                        // windowing to the end of this one's (writing
-                        // records, which may block on stdout, excluded).
-                        m.record_batch(chunk_started.elapsed(), decoded.messages);
-                    }
-                    if write_error.is_none() {
-                        write_error = counting.write_records(&mut out).err();
-                    }
-                    counting.publish();
-                    chunk_started = Instant::now();
-                });
-                if let Some(e) = write_error {
-                    return Err(CountError::Write(e));
-                }
-                continue;
-            }
-        }
-        let bytes_before = counting.summary.bytes;
-        while source
-            .next_batch(cfg.max_message_bytes, |line| counting.line(line))
-            .map_err(read_err)?
-        {
-            // The batch's time ends before writing (stdout may block).
-            if let Some(m) = &mut counting.metrics {
-                m.batch_end();
-            }
-            counting
-                .write_records(&mut out)
-                .map_err(CountError::Write)?;
-            counting.summary.bytes = bytes_before + source.bytes_read();
-            counting.publish();
-        }
-        counting.summary.bytes = bytes_before + source.bytes_read();
+        let source =
+            Source::open(path, cfg.max_message_bytes, stop).map_err(|cause| CountError::Read {
+                path: display_name(path),
+                cause,
+            })?;
+        sources.push((path, source));
     }
-    counting.finish(&mut out).map_err(CountError::Write)?;
-    counting.publish();
-    out.flush().map_err(CountError::Write)?;
-    counting.summary.elapsed = started.elapsed();
-    Ok(counting.summary)
+    let mut counting = Counting::new(cfg, io::BufWriter::with_capacity(1 << 16, out))?;
+    let mut end = End::Complete;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (path, mut source) in sources {
+        let step = match &source {
+            Source::Mapped { map, .. } if parallel::worth_it(map.len(), workers) => {
+                counting.parallel(map, workers, stop)
+            }
+            _ => counting.sequential(path, &mut source, stop),
+        };
+        if let ControlFlow::Break(e) = step {
+            end = e;
+            break;
+        }
+    }
+    counting.finish(&mut end);
+    let mut summary = counting.summary;
+    summary.elapsed = started.elapsed();
+    Ok(Outcome { summary, end })
+}
+
+/// How messages name an input (`-` is stdin).
+fn display_name(path: &str) -> String {
+    if path == "-" {
+        "stdin".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// What a failed write means: a reader that went away, or a real failure.
+fn write_failed(e: io::Error) -> End {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        End::OutputClosed
+    } else {
+        End::Failed(CountError::Write(e))
+    }
 }
 
 /// The per-message pipeline state of one run.
-struct Counting {
+struct Counting<W: Write> {
+    cfg: CoreConfig,
     decoder: Decoder,
     windower: Windower,
     records: Vec<WindowRecord>,
     line_buf: Vec<u8>,
+    out: W,
     summary: Summary,
     /// Exported metrics, when `DISTINCTLY_METRICS_ADDR` is set.
     metrics: Option<Publisher>,
 }
 
-impl Counting {
-    fn new(cfg: &CoreConfig) -> Result<Self, CountError> {
+impl<W: Write> Counting<W> {
+    fn new(cfg: &CoreConfig, out: W) -> Result<Self, CountError> {
         Ok(Counting {
+            cfg: cfg.clone(),
             decoder: Decoder::new(),
             windower: Windower::new(cfg.window_config(), cfg.counter_kind()?),
             records: Vec::new(),
             line_buf: Vec::with_capacity(256),
+            out,
             summary: Summary::default(),
             metrics: Publisher::if_enabled(cfg.counter_kind()?),
         })
+    }
+
+    /// Reads one input on this thread, batch by batch.
+    fn sequential(&mut self, path: &str, source: &mut Source, stop: &Stop) -> ControlFlow<End> {
+        let max = self.cfg.max_message_bytes;
+        let bytes_before = self.summary.bytes;
+        loop {
+            if let Some(sig) = stop.signal() {
+                return ControlFlow::Break(End::Signal(sig));
+            }
+            let read = source.next_batch(max, |line| self.line(line));
+            // The batch's time ends before writing (stdout may block).
+            if let Some(m) = &mut self.metrics {
+                m.batch_end();
+            }
+            self.summary.bytes = bytes_before + source.bytes_read();
+            self.write_records()?;
+            self.publish();
+            match read {
+                Ok(true) => {}
+                Ok(false) => return ControlFlow::Continue(()),
+                Err(_) if stop.signal().is_some() => {
+                    return ControlFlow::Break(End::Signal(stop.signal().unwrap_or_default()))
+                }
+                Err(cause) if stop::is_stopped(&cause) => {
+                    return ControlFlow::Break(End::Signal(stop.signal().unwrap_or_default()))
+                }
+                Err(cause) => {
+                    return ControlFlow::Break(End::Failed(CountError::Read {
+                        path: display_name(path),
+                        cause,
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Decodes a mapped file on `workers` threads, windowing it here.
+    fn parallel(&mut self, map: &[u8], workers: usize, stop: &Stop) -> ControlFlow<End> {
+        let mut end = None;
+        let mut chunk_started = Instant::now();
+        parallel::decode_in_order(map, self.cfg.max_message_bytes, workers, |decoded| {
+            self.apply(&decoded);
+            self.summary.bytes += decoded.bytes;
+            if let Some(m) = &mut self.metrics {
+                // Decoded on other threads: a chunk's time is the
+                // pipeline's, from the end of the previous chunk's
+                // windowing to the end of this one's (writing records,
+                // which may block on stdout, excluded).
+                m.record_batch(chunk_started.elapsed(), decoded.messages);
+            }
+            if let ControlFlow::Break(e) = self.write_records() {
+                end = Some(e);
+            }
+            self.publish();
+            chunk_started = Instant::now();
+            if end.is_none() {
+                end = stop.signal().map(End::Signal);
+            }
+            if end.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        match end {
+            Some(e) => ControlFlow::Break(e),
+            None => ControlFlow::Continue(()),
+        }
     }
 
     #[inline]
@@ -268,7 +276,12 @@ impl Counting {
         }
     }
 
-    fn write_records(&mut self, out: &mut impl Write) -> io::Result<()> {
+    /// Writes the records emitted so far and, if there were any, flushes:
+    /// a window is visible downstream as soon as it closes.
+    fn write_records(&mut self) -> ControlFlow<End> {
+        if self.records.is_empty() {
+            return ControlFlow::Continue(());
+        }
         if let Some(m) = &mut self.metrics {
             m.observe(&self.records);
         }
@@ -276,15 +289,56 @@ impl Counting {
             self.line_buf.clear();
             r.write_json(&mut self.line_buf);
             self.line_buf.push(b'\n');
-            out.write_all(&self.line_buf)?;
+            if let Err(e) = self.out.write_all(&self.line_buf) {
+                return ControlFlow::Break(write_failed(e));
+            }
         }
-        Ok(())
+        match self.out.flush() {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(write_failed(e)),
+        }
     }
 
-    fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+    /// End of reading: emits every open window (unless the output is gone)
+    /// and completes the summary. A write failure here becomes the end.
+    fn finish(&mut self, end: &mut End) {
         self.windower.finish(&mut self.records);
-        self.write_records(out)?;
+        if matches!(end, End::OutputClosed) {
+            self.records.clear();
+        } else if let ControlFlow::Break(e) = self.write_records() {
+            if !matches!(end, End::Failed(_)) {
+                *end = e;
+            }
+        }
+        self.publish();
         self.summary.windows = self.windower.stats();
-        Ok(())
+    }
+}
+
+/// True when the process started with stdout closed (`>&-`). Rust's runtime
+/// then puts `/dev/null`, opened read-write, in its place, so every record
+/// would silently go nowhere. A redirection to `/dev/null` (write-only) is
+/// a choice and is not reported.
+pub fn stdout_was_closed() -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stdout = io::stdout();
+    // SAFETY: F_GETFL only reads the flags of a descriptor the process
+    // owns for its whole life; it has no memory arguments.
+    let flags = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return true;
+    }
+    if flags & libc::O_ACCMODE != libc::O_RDWR {
+        return false;
+    }
+    let meta = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata());
+    match (meta, std::fs::metadata("/dev/null")) {
+        (Ok(out), Ok(null)) => out.file_type().is_char_device() && out.rdev() == null.rdev(),
+        _ => false,
     }
 }

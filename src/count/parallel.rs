@@ -5,13 +5,16 @@
 //! lines, worker threads decode chunks into compact event lists (the uid
 //! bytes copied into one arena per chunk: no allocation per event), and the
 //! calling thread takes the chunks back in file order and windows them. The
-//! output is byte-identical to the single-threaded path.
+//! output is byte-identical to the single-threaded path. The sink can stop
+//! the run (a signal, a closed output): the threads then stop at their next
+//! chunk instead of decoding the rest of the file.
 
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
 use crate::reject::{Reject, RejectCounts};
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
@@ -43,8 +46,13 @@ pub fn worth_it(len: usize, workers: usize) -> bool {
 }
 
 /// Decodes `data` (JSON lines) on `workers` threads and hands the chunks to
-/// `sink`, in order, on the calling thread.
-pub fn decode_in_order(data: &[u8], max_line: usize, workers: usize, sink: impl FnMut(Decoded)) {
+/// `sink`, in order, on the calling thread, until it says `Break`.
+pub fn decode_in_order(
+    data: &[u8],
+    max_line: usize,
+    workers: usize,
+    sink: impl FnMut(Decoded) -> ControlFlow<()>,
+) {
     decode_chunks(data, max_line, workers, CHUNK, sink);
 }
 
@@ -53,16 +61,18 @@ fn decode_chunks(
     max_line: usize,
     workers: usize,
     chunk_bytes: usize,
-    mut sink: impl FnMut(Decoded),
+    mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
 ) {
     let (job_tx, job_rx) = sync_channel::<(u64, &[u8])>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(u64, Decoded)>(workers * 2);
     let job_rx = Mutex::new(job_rx);
+    let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        let stopped = &stopped;
         scope.spawn(move || {
             let mut pos = 0;
             let mut seq = 0;
-            while pos < data.len() {
+            while pos < data.len() && !stopped.load(Ordering::Relaxed) {
                 let end = match data.get(pos + chunk_bytes..) {
                     Some(rest) => memchr::memchr(b'\n', rest)
                         .map_or(data.len(), |i| pos + chunk_bytes + i + 1),
@@ -78,19 +88,27 @@ fn decode_chunks(
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
-            scope.spawn(move || worker(job_rx, done_tx, max_line));
+            scope.spawn(move || worker(job_rx, done_tx, max_line, stopped));
         }
         drop(done_tx);
         // Reorder: chunks finish out of order, windows need file order.
         let mut next = 0;
         let mut pending = BTreeMap::new();
-        for (seq, decoded) in done_rx {
+        'chunks: for (seq, decoded) in &done_rx {
             pending.insert(seq, decoded);
             while let Some(d) = pending.remove(&next) {
-                sink(d);
+                if sink(d).is_break() {
+                    break 'chunks;
+                }
                 next += 1;
             }
         }
+        // Stopping: workers quit at their next chunk (their sends fail once
+        // `done_rx` is gone), and the queued jobs are dropped so that the
+        // splitter is not left blocked on a full queue.
+        stopped.store(true, Ordering::Relaxed);
+        drop(done_rx);
+        while job_rx.lock().expect("not poisoned").try_recv().is_ok() {}
     });
 }
 
@@ -98,6 +116,7 @@ fn worker(
     jobs: &Mutex<Receiver<(u64, &[u8])>>,
     done: std::sync::mpsc::SyncSender<(u64, Decoded)>,
     max_line: usize,
+    stopped: &AtomicBool,
 ) {
     let mut decoder = Decoder::new();
     loop {
@@ -105,6 +124,9 @@ fn worker(
         let Ok((seq, chunk)) = job else {
             return;
         };
+        if stopped.load(Ordering::Relaxed) {
+            continue; // drain the queue without decoding
+        }
         let mut d = Decoded {
             bytes: chunk.len() as u64,
             ..Decoded::default()
@@ -181,11 +203,25 @@ mod tests {
                     assert_eq!(e.hash, uid_hash(&uid));
                     got.push((e.ts, uid));
                 }
+                ControlFlow::Continue(())
             });
             assert!(chunks > 100, "{chunks} chunks");
             assert_eq!(got_messages, messages);
             assert_eq!(rejects, want_rejects);
             assert_eq!(got, want, "{workers} workers");
+
+            // A sink that stops after three chunks gets exactly three, and
+            // every thread ends (the scope returns).
+            let mut seen = 0;
+            decode_chunks(&data, 1 << 20, workers, 8 << 10, |_| {
+                seen += 1;
+                if seen == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            assert_eq!(seen, 3);
         }
     }
 }

@@ -157,7 +157,7 @@ impl KafkaConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let e = &self.env;
-        let invalid = |var: &'static str, reason: String| ConfigError::Invalid { var, reason };
+        let invalid = |var: &'static str, reason: String| crate::config::invalid(var, reason);
         if self.bootstrap_servers().is_empty() {
             return Err(invalid(
                 "KAFKA_SERVICE_INTERNAL_HOST",

@@ -67,15 +67,12 @@ impl ClientContext for Context {
             ) => {
                 metric_events::kafka_error(KafkaErrorKind::BrokerUnreachable);
                 if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "distinctly: {}: broker unreachable, retrying: {reason}",
-                        self.role
-                    );
+                    crate::diag!("{}: broker unreachable, retrying: {reason}", self.role);
                 }
             }
             _ => {
                 metric_events::kafka_error(KafkaErrorKind::Other);
-                eprintln!("distinctly: {}: {error}: {reason}", self.role);
+                crate::diag!("{}: {error}: {reason}", self.role);
             }
         }
     }
@@ -168,7 +165,7 @@ impl ConsumerContext for Context {
             if let Some(safe) = self.shared.safe.lock().expect("not poisoned").take() {
                 if safe.count() > 0 {
                     if let Err(e) = consumer.commit(&safe, CommitMode::Sync) {
-                        eprintln!("distinctly: commit before revoke failed: {e}");
+                        crate::diag!("commit before revoke failed: {e}");
                     }
                 }
             }
@@ -181,7 +178,7 @@ impl ConsumerContext for Context {
             Rebalance::Assign(_) | Rebalance::Revoke(_) => {
                 self.shared.rebalanced.store(true, Ordering::SeqCst);
             }
-            Rebalance::Error(e) => eprintln!("distinctly: rebalance error: {e}"),
+            Rebalance::Error(e) => crate::diag!("rebalance error: {e}"),
         }
     }
 }
@@ -194,10 +191,7 @@ impl ProducerContext for Context {
             if msg.topic() != self.shared.output_topic {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
                 metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
-                eprintln!(
-                    "distinctly: dead-letter copy to {} failed: {err}",
-                    msg.topic()
-                );
+                crate::diag!("dead-letter copy to {} failed: {err}", msg.topic());
                 return;
             }
             self.shared.delivery_failures.fetch_add(1, Ordering::SeqCst);
@@ -226,7 +220,7 @@ impl ProducerContext for Context {
                 metric_events::delivered(to, micros);
             }
             if self.shared.broker_down.swap(false, Ordering::Relaxed) {
-                eprintln!("distinctly: broker reachable again");
+                crate::diag!("broker reachable again");
             }
         }
     }

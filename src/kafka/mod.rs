@@ -44,12 +44,20 @@ pub use service::{run, RunOptions, RunSummary};
 pub enum ServiceError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The client's own message; its cause is not chained, so that it is
+    /// printed once.
     #[error("kafka client: {0}")]
-    Client(#[from] rdkafka::error::KafkaError),
+    Client(rdkafka::error::KafkaError),
     #[error("authentication failed: {0} (check KAFKA_SERVICE_USERNAME / KAFKA_SERVICE_PASSWORD)")]
     Authentication(String),
     #[error("fatal kafka error: {0}")]
     Fatal(String),
     #[error("could not deliver a record to {topic}: {reason}")]
     Delivery { topic: String, reason: String },
+}
+
+impl From<rdkafka::error::KafkaError> for ServiceError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        ServiceError::Client(e)
+    }
 }

@@ -32,6 +32,9 @@ pub struct MetricsConfig {
     /// (`/metrics`). `run` defaults to `0.0.0.0:9464`; `count` serves only
     /// when the variable is set. Empty disables the exporter.
     pub metrics_addr: Option<String>,
+    /// The address came from `--metrics-addr` (messages then name the flag).
+    #[serde(skip)]
+    pub from_flag: bool,
 }
 
 /// Which command asks: `run` serves by default, `count` only on request.
@@ -52,6 +55,29 @@ impl MetricsConfig {
         from_prefixed("DISTINCTLY_", vars)
     }
 
+    /// The address from `--metrics-addr` if given, else from the variable.
+    pub fn load(
+        vars: impl IntoIterator<Item = (String, String)>,
+        flag: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match flag {
+            Some(addr) => Ok(MetricsConfig {
+                metrics_addr: Some(addr),
+                from_flag: true,
+            }),
+            None => Self::from_vars(vars),
+        }
+    }
+
+    /// What messages call this setting.
+    fn name(&self) -> &'static str {
+        if self.from_flag {
+            "--metrics-addr"
+        } else {
+            "DISTINCTLY_METRICS_ADDR"
+        }
+    }
+
     /// The address to listen on, if any, validated.
     pub fn listen_addr(&self, mode: Mode) -> Result<Option<SocketAddr>, ConfigError> {
         let addr = match (&self.metrics_addr, mode) {
@@ -62,11 +88,13 @@ impl MetricsConfig {
         if addr.is_empty() {
             return Ok(None);
         }
-        addr.parse().map(Some).map_err(|_| ConfigError::Invalid {
-            var: "DISTINCTLY_METRICS_ADDR",
-            reason: format!(
-                "expected ip:port such as 0.0.0.0:9464 (or empty to disable), got {addr:?}"
-            ),
+        addr.parse().map(Some).map_err(|_| {
+            crate::config::invalid(
+                self.name(),
+                format!(
+                    "expected ip:port such as 0.0.0.0:9464 (or empty to disable), got {addr:?}"
+                ),
+            )
         })
     }
 }
@@ -75,8 +103,12 @@ impl MetricsConfig {
 pub enum MetricsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("DISTINCTLY_METRICS_ADDR: cannot serve metrics on {addr}: {reason}")]
-    Install { addr: SocketAddr, reason: String },
+    #[error("{name}: cannot serve metrics on {addr}: {reason}")]
+    Install {
+        name: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -93,6 +125,7 @@ pub fn install(cfg: &MetricsConfig, mode: Mode) -> Result<Option<SocketAddr>, Me
         return Ok(None);
     };
     let install_err = |e: metrics_exporter_prometheus::BuildError| MetricsError::Install {
+        name: cfg.name(),
         addr,
         reason: e.to_string(),
     };

@@ -48,7 +48,7 @@ impl Service<'_> {
             return Ok(false);
         }
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            eprintln!("distinctly: output not acknowledged yet ({e}); not committing");
+            crate::diag!("output not acknowledged yet ({e}); not committing");
             return Ok(false);
         }
         if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
@@ -70,7 +70,7 @@ impl Service<'_> {
             Ok(()) => metrics::counter!(metric_names::COMMITS).increment(1),
             Err(e) if matches!(mode, CommitMode::Async) => {
                 metric_events::kafka_error(KafkaErrorKind::Commit);
-                eprintln!("distinctly: commit failed, will retry: {e}");
+                crate::diag!("commit failed, will retry: {e}");
             }
             Err(e) => {
                 metric_events::kafka_error(KafkaErrorKind::Commit);

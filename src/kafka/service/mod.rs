@@ -120,8 +120,8 @@ pub fn run(
         role: "producer",
     })?;
     consumer.subscribe(&[kafka.env.service_input_topic.as_str()])?;
-    eprintln!(
-        "distinctly: run: {} -> {} via {} (group {}, counter {})",
+    crate::diag!(
+        "run: {} -> {} via {} (group {}, counter {})",
         kafka.env.service_input_topic,
         kafka.env.service_output_topic,
         kafka.bootstrap_servers(),
@@ -155,7 +155,7 @@ pub fn run(
     let mut polls: u32 = 0;
     loop {
         if shutdown.load(Ordering::Relaxed) {
-            eprintln!("distinctly: stopping: committing what is safe");
+            crate::diag!("stopping: committing what is safe");
             svc.produce_records()?;
             svc.commit(&consumer, CommitMode::Sync, None)?;
             break;
@@ -273,8 +273,8 @@ impl Service<'_> {
             // Nothing is committed or produced until all partitions are back
             // (run one instance per consumer group).
             *self.shared.safe.lock().expect("not poisoned") = None;
-            eprintln!(
-                "distinctly: holding {} of {total} partitions of {topic}: output and commits \
+            crate::diag!(
+                "holding {} of {total} partitions of {topic}: output and commits \
                  paused until all are assigned (run one instance per consumer group)",
                 ids.len()
             );
@@ -290,7 +290,7 @@ impl Service<'_> {
                 }
             }
         }
-        eprintln!("distinctly: assigned partitions {ids:?} of {topic}");
+        crate::diag!("assigned partitions {ids:?} of {topic}");
         Ok(())
     }
 
@@ -366,7 +366,7 @@ impl Service<'_> {
         if self.shared.broker_down.load(Ordering::Relaxed)
             && self.shared.broker_down.swap(false, Ordering::Relaxed)
         {
-            eprintln!("distinctly: broker reachable again");
+            crate::diag!("broker reachable again");
         }
     }
 
@@ -381,12 +381,12 @@ impl Service<'_> {
             ) => {
                 metric_events::kafka_error(KafkaErrorKind::BrokerUnreachable);
                 if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
-                    eprintln!("distinctly: consumer: broker unreachable, retrying: {e}");
+                    crate::diag!("consumer: broker unreachable, retrying: {e}");
                 }
             }
             _ => {
                 metric_events::kafka_error(KafkaErrorKind::Consume);
-                eprintln!("distinctly: consumer: {e}");
+                crate::diag!("consumer: {e}");
             }
         }
     }
@@ -417,7 +417,7 @@ impl Service<'_> {
         }
         if !self.open_flushed && self.partitions.iter().all(|p| p.idle) {
             // The whole input is idle: the last minutes come out now.
-            self.windower.flush_open(&mut self.records);
+            self.windower.flush_idle(&mut self.records);
             self.open_flushed = true;
         }
         // Caught up: every partition of the topic is ours and at its end (a
@@ -440,7 +440,7 @@ impl Service<'_> {
                         .into(),
                 ));
             }
-            eprintln!("distinctly: input drained, exiting");
+            crate::diag!("input drained, exiting");
             return Ok(true);
         }
         if self.last_commit.elapsed()

@@ -87,7 +87,7 @@ impl Service<'_> {
             Err(e) => {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
                 metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
-                eprintln!("distinctly: dead-letter copy to {dlq} failed: {e}");
+                crate::diag!("dead-letter copy to {dlq} failed: {e}");
             }
         }
     }

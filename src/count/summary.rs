@@ -1,0 +1,97 @@
+//! What a `count` run saw and did, for people (text) and programs (JSON).
+
+use crate::reject::{Reject, RejectCounts};
+use crate::window::WindowStats;
+use std::time::Duration;
+
+/// What a `count` run saw and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Messages (lines) read.
+    pub messages: u64,
+    /// Input bytes read (after decompression).
+    pub bytes: u64,
+    /// Messages the decoder accepted (then counted, late or out of range).
+    pub decoded: u64,
+    pub rejected: RejectCounts,
+    pub windows: WindowStats,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Events that ended up in a window.
+    pub fn accepted(&self) -> u64 {
+        self.windows.counted + self.windows.late_corrected
+    }
+
+    /// Rejections by reason, the window guard's `ts_out_of_range` included.
+    pub fn rejections(&self) -> RejectCounts {
+        let mut r = self.rejected;
+        r.add_n(Reject::TsOutOfRange, self.windows.ts_out_of_range);
+        r
+    }
+
+    fn rate(&self, n: f64) -> f64 {
+        n / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Human-readable summary (for stderr).
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "read {} messages ({:.1} MB) in {:.3} s: {:.1} MB/s, {:.0} events/s\n",
+            self.messages,
+            self.bytes as f64 / 1e6,
+            self.elapsed.as_secs_f64(),
+            self.rate(self.bytes as f64) / 1e6,
+            self.rate(self.messages as f64),
+        );
+        let w = &self.windows;
+        s += &format!(
+            "accepted {} (on time {}, late corrected {}), late dropped {}\n",
+            self.accepted(),
+            w.counted,
+            w.late_corrected,
+            w.late_dropped
+        );
+        let rejections = self.rejections();
+        s += &format!("rejected {}", rejections.total());
+        let reasons: Vec<String> = rejections
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        if !reasons.is_empty() {
+            s += &format!(" ({})", reasons.join(", "));
+        }
+        s += &format!(
+            "\nwindows {} emitted, {} corrections\n",
+            w.windows_emitted, w.corrections_emitted
+        );
+        s
+    }
+
+    /// Machine-readable summary: one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rejected: serde_json::Map<String, serde_json::Value> = self
+            .rejections()
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), n.into()))
+            .collect();
+        let w = &self.windows;
+        serde_json::json!({
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "accepted": self.accepted(),
+            "counted": w.counted,
+            "late_corrected": w.late_corrected,
+            "late_dropped": w.late_dropped,
+            "rejected_total": self.rejections().total(),
+            "rejected": rejected,
+            "windows_emitted": w.windows_emitted,
+            "corrections_emitted": w.corrections_emitted,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "mb_per_second": self.rate(self.bytes as f64) / 1e6,
+            "events_per_second": self.rate(self.messages as f64),
+        })
+    }
+}
