@@ -129,7 +129,10 @@ pub fn describe() {
         CORRECTIONS_EMITTED,
         "Corrections of already emitted windows"
     );
-    describe_gauge!(WINDOWS_OPEN, "Windows not yet closed (provisional ones included)");
+    describe_gauge!(
+        WINDOWS_OPEN,
+        "Windows not yet closed (provisional ones included)"
+    );
     describe_gauge!(
         WINDOWS_RETAINED,
         "Windows closed and kept for late corrections"
