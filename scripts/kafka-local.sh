@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local single-node Apache Kafka 4.x (KRaft, combined broker+controller) for
-# development and the integration tests. Needs only Java 17+ and Maven: the
-# jars are fetched with Maven (scripts/kafka/pom.xml) into a cache outside the
-# repository, and the broker runs straight from them (`kafka.Kafka`).
+# development and the integration tests. Needs only Java 17+, Maven and
+# openssl: the jars are fetched with Maven (scripts/kafka/pom.xml) into a cache
+# outside the repository, and the broker runs straight from them (`kafka.Kafka`);
+# openssl makes the certificates of the SASL_SSL listener (see TLS below).
 #
 # Usage: scripts/kafka-local.sh COMMAND
 #   start                 fetch the jars if not cached, format the storage if
@@ -12,6 +13,9 @@
 #   stop                  stop the broker (SIGTERM, SIGKILL after 30 s).
 #   status                print "running ..." (exit 0) or "stopped" (exit 1).
 #   bootstrap             print the PLAINTEXT bootstrap address (127.0.0.1:9092).
+#   ca                    print the absolute path of the CA certificate (PEM) that
+#                         signs the SASL_SSL listener's certificate, for clients
+#                         (librdkafka's ssl.ca.location); generated if missing.
 #   topic-create NAME PARTITIONS [KEY=VALUE ...]
 #                         create a topic (replication factor 1) if it does not
 #                         exist yet, e.g. `topic-create t 3 cleanup.policy=compact`.
@@ -25,11 +29,26 @@
 #   SASL_PLAINTEXT  ${KAFKA_LOCAL_SASL_PORT:-9094}, SASL mechanism PLAIN,
 #                   user "distinctly", password "distinctly-secret"
 #                   (client settings: $KAFKA_LOCAL_HOME/config/client-sasl.properties)
+#   SASL_SSL        ${KAFKA_LOCAL_SSL_PORT:-9095}, the same SASL/PLAIN user over TLS;
+#                   certificate for 127.0.0.1 and localhost, signed by the CA
+#                   that `ca` prints (client settings, Java truststore included:
+#                   $KAFKA_LOCAL_HOME/config/client-sasl-ssl.properties)
 #   CONTROLLER      ${KAFKA_LOCAL_CONTROLLER_PORT:-9093}
+#
+# TLS: `start` generates, once, into $KAFKA_LOCAL_HOME/tls/ with openssl:
+#   ca.key, ca.pem  the CA: RSA 2048 key and self-signed certificate, PEM,
+#                   valid 20 years
+#   broker.p12      the broker's PKCS12 keystore (password "distinctly-keystore"):
+#                   RSA 2048 key, certificate (subjectAltName IP:127.0.0.1,
+#                   DNS:localhost; valid 10 years) signed by the CA, and the CA
+#   Each is made again at `start` when missing or within 30 days of expiry; the
+#   broker's certificate also when the CA does not verify it. The CA only
+#   changes when it is missing or expiring, so clients keep trusting ca.pem.
 #
 # Environment:
 #   KAFKA_LOCAL_HOME           cache/state dir (default ~/.cache/distinctly-kafka):
-#                              lib/ (jars), data/ (log dir), config/, logs/, kafka.pid
+#                              lib/ (jars), data/ (log dir), config/, logs/, tls/,
+#                              kafka.pid
 #   KAFKA_LOCAL_VERSION        Kafka version to fetch (default: 4.4.0, falling
 #                              back to 4.3.1); only used when lib/ is not cached
 #   KAFKA_LOCAL_START_TIMEOUT  seconds to wait for the broker (default 90)
@@ -43,6 +62,7 @@ readonly POM="$SCRIPT_DIR/kafka/pom.xml"
 readonly HOST=127.0.0.1
 readonly PORT="${KAFKA_LOCAL_PORT:-9092}"
 readonly SASL_PORT="${KAFKA_LOCAL_SASL_PORT:-9094}"
+readonly SSL_PORT="${KAFKA_LOCAL_SSL_PORT:-9095}"
 readonly CONTROLLER_PORT="${KAFKA_LOCAL_CONTROLLER_PORT:-9093}"
 readonly SASL_USER=distinctly
 readonly SASL_PASSWORD=distinctly-secret
@@ -58,10 +78,24 @@ readonly CONF="$CACHE/config"
 readonly LOGS="$CACHE/logs"
 readonly PIDFILE="$CACHE/kafka.pid"
 readonly SERVER_PROPS="$CONF/server.properties"
+# Absolute even for a relative KAFKA_LOCAL_HOME: `ca` prints it and client
+# settings written here must work from any directory.
+if [[ $CACHE == /* ]]; then TLS="$CACHE/tls"; else TLS="$PWD/$CACHE/tls"; fi
+readonly TLS
+readonly CA_KEY="$TLS/ca.key"
+readonly CA_PEM="$TLS/ca.pem"
+readonly KEYSTORE="$TLS/broker.p12"
+# A local test broker's keystore; the password is in server.properties anyway.
+readonly KEYSTORE_PASSWORD=distinctly-keystore
+readonly CA_DAYS=7300
+readonly BROKER_DAYS=3650
+readonly RENEW_BEFORE_SECONDS=$((30 * 24 * 3600))
 
 # Set while `start` has launched a broker that is not confirmed up yet; the
 # EXIT trap kills it so that a failed start leaves no process behind.
 STARTING_PID=""
+# A scratch dir of the certificate generation, removed by the EXIT trap.
+TLS_TMP=""
 
 say() { printf 'kafka-local: %s\n' "$*" >&2; }
 die() {
@@ -80,6 +114,17 @@ usage() {
 check_port_var() {
   if ! [[ $2 =~ ^[0-9]+$ ]] || ((10#$2 == 0 || 10#$2 > 65535)); then
     die "$1 must be a TCP port number, got '$2'"
+  fi
+}
+
+check_ports() {
+  check_port_var KAFKA_LOCAL_PORT "$PORT"
+  check_port_var KAFKA_LOCAL_SASL_PORT "$SASL_PORT"
+  check_port_var KAFKA_LOCAL_SSL_PORT "$SSL_PORT"
+  check_port_var KAFKA_LOCAL_CONTROLLER_PORT "$CONTROLLER_PORT"
+  if [[ -n $(printf '%s\n' $((10#$PORT)) $((10#$SASL_PORT)) $((10#$SSL_PORT)) $((10#$CONTROLLER_PORT)) | sort | uniq -d) ]]; then
+    die "the ports must differ: KAFKA_LOCAL_PORT=$PORT KAFKA_LOCAL_SASL_PORT=$SASL_PORT" \
+      "KAFKA_LOCAL_SSL_PORT=$SSL_PORT KAFKA_LOCAL_CONTROLLER_PORT=$CONTROLLER_PORT"
   fi
 }
 
@@ -135,6 +180,20 @@ wait_gone() {
   done
 }
 
+# Waits up to $1 seconds until the listener ports are closed: a killed JVM's
+# pid stops looking like a broker (empty cmdline) while its other threads are
+# still exiting and holding the sockets, which made an immediate `start` fail
+# with "port ... already in use". Gives up silently (`start` checks again).
+wait_ports_closed() {
+  local deadline=$((SECONDS + $1)) p
+  for p in "$PORT" "$SASL_PORT" "$SSL_PORT" "$CONTROLLER_PORT"; do
+    while port_open "$p"; do
+      ((SECONDS < deadline)) || return 0
+      sleep 0.1
+    done
+  done
+}
+
 # SIGTERM, then SIGKILL if still alive after $2 seconds.
 terminate() {
   local pid=$1 grace=$2
@@ -171,6 +230,9 @@ show_logs() {
 
 on_exit() {
   local rc=$?
+  if [[ -n $TLS_TMP ]]; then
+    rm -rf "$TLS_TMP"
+  fi
   if [[ -n $STARTING_PID ]]; then
     say "start failed; cleaning up the broker process (pid $STARTING_PID)"
     terminate "$STARTING_PID" 10 || true
@@ -207,6 +269,119 @@ kafka_java() {
     -cp "$LIB/*" "$@"
 }
 
+# --- TLS (the SASL_SSL listener) -----------------------------------------------
+
+check_openssl() {
+  command -v openssl >/dev/null 2>&1 ||
+    die "openssl not found on PATH (needed to generate the SASL_SSL listener's certificates; e.g. apt-get install openssl)"
+}
+
+# Runs openssl quietly; shows what it said if it fails.
+ossl() {
+  local out
+  if ! out=$(openssl "$@" 2>&1); then
+    printf '%s\n' "$out" | grep -v '^[.+*]*$' | tail -n 20 >&2 || true
+    die "'openssl $1' failed"
+  fi
+}
+
+# True if the CA is usable: key and certificate present and matching, and the
+# certificate valid for at least RENEW_BEFORE_SECONDS more.
+ca_ok() {
+  local cert_pub key_pub
+  [[ -s $CA_KEY && -s $CA_PEM ]] || return 1
+  openssl x509 -in "$CA_PEM" -noout -checkend "$RENEW_BEFORE_SECONDS" >/dev/null 2>&1 || return 1
+  cert_pub=$(openssl x509 -in "$CA_PEM" -noout -pubkey 2>/dev/null) || return 1
+  key_pub=$(openssl pkey -in "$CA_KEY" -pubout 2>/dev/null) || return 1
+  [[ -n $cert_pub && $cert_pub == "$key_pub" ]]
+}
+
+# True if the keystore opens with its password and holds a certificate that the
+# CA verifies for a TLS server at 127.0.0.1 and localhost, valid for at least
+# RENEW_BEFORE_SECONDS more.
+keystore_ok() {
+  local cert
+  [[ -s $KEYSTORE && -s $CA_PEM ]] || return 1
+  cert=$(openssl pkcs12 -in "$KEYSTORE" -passin "pass:$KEYSTORE_PASSWORD" -nokeys -clcerts 2>/dev/null) || return 1
+  [[ $cert == *"BEGIN CERTIFICATE"* ]] || return 1
+  openssl x509 -noout -checkend "$RENEW_BEFORE_SECONDS" <<<"$cert" >/dev/null 2>&1 || return 1
+  openssl verify -CAfile "$CA_PEM" -purpose sslserver -verify_ip "$HOST" -verify_hostname localhost \
+    <<<"$cert" >/dev/null 2>&1
+}
+
+# A scratch dir (private) with an openssl config holding the extensions of
+# both certificates; sets TLS_TMP.
+tls_scratch() {
+  mkdir -p "$TLS"
+  [[ -n $TLS_TMP ]] || TLS_TMP=$(mktemp -d "$TLS/.tmp.XXXXXX")
+  cat >"$TLS_TMP/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[broker_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:$HOST, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+EOF
+}
+
+random_serial() { printf '0x%s' "$(openssl rand -hex 16)"; }
+
+# Makes a new CA (ca.key, ca.pem); the caller holds the lock.
+generate_ca() {
+  tls_scratch
+  local tmp=$TLS_TMP
+  say "generating a CA for the SASL_SSL listener ($CA_PEM, valid $CA_DAYS days)"
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/ca.key"
+  ossl req -config "$tmp/openssl.cnf" -new -x509 -key "$tmp/ca.key" -sha256 -days "$CA_DAYS" \
+    -set_serial "$(random_serial)" -extensions ca_ext \
+    -subj "/O=distinctly/CN=kafka-local CA $(date -u +%Y-%m-%dT%H:%M:%SZ)" -out "$tmp/ca.pem"
+  chmod 600 "$tmp/ca.key"
+  chmod 644 "$tmp/ca.pem"
+  # The key first: a ca.pem never pairs with an older key (ca_ok checks anyway).
+  mv -f "$tmp/ca.key" "$CA_KEY"
+  mv -f "$tmp/ca.pem" "$CA_PEM"
+}
+
+# Makes a new broker key and certificate signed by the CA, into broker.p12
+# (key, certificate, CA); the caller holds the lock.
+generate_keystore() {
+  tls_scratch
+  local tmp=$TLS_TMP
+  say "generating the SASL_SSL listener's certificate for $HOST and localhost ($KEYSTORE, valid $BROKER_DAYS days)"
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/broker.key"
+  ossl req -config "$tmp/openssl.cnf" -new -key "$tmp/broker.key" -sha256 \
+    -subj "/O=distinctly/CN=localhost" -out "$tmp/broker.csr"
+  ossl x509 -req -in "$tmp/broker.csr" -CA "$CA_PEM" -CAkey "$CA_KEY" -set_serial "$(random_serial)" \
+    -sha256 -days "$BROKER_DAYS" -extfile "$tmp/openssl.cnf" -extensions broker_ext -out "$tmp/broker.pem"
+  ossl pkcs12 -export -name kafka -inkey "$tmp/broker.key" -in "$tmp/broker.pem" -certfile "$CA_PEM" \
+    -passout "pass:$KEYSTORE_PASSWORD" -out "$tmp/broker.p12"
+  chmod 600 "$tmp/broker.p12"
+  mv -f "$tmp/broker.p12" "$KEYSTORE"
+}
+
+# Makes sure tls/ has a usable CA and a keystore it verifies, generating what is
+# missing, expiring or not matching (idempotent; the caller holds the lock).
+ensure_tls() {
+  check_openssl
+  ca_ok || generate_ca
+  keystore_ok || generate_keystore
+  keystore_ok || die "the generated keystore $KEYSTORE does not verify against $CA_PEM"
+  if [[ -n $TLS_TMP ]]; then
+    rm -rf "$TLS_TMP"
+    TLS_TMP=""
+  fi
+}
+
 # --- configuration -------------------------------------------------------------
 
 write_config() {
@@ -218,15 +393,25 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SSL_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SSL_PORT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
 
-# SASL/PLAIN on the SASL_PLAINTEXT listener: one user, $SASL_USER.
+# SASL/PLAIN on the SASL_PLAINTEXT and SASL_SSL listeners: one user, $SASL_USER.
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas username="$SASL_USER" password="$SASL_PASSWORD" user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas username="$SASL_USER" password="$SASL_PASSWORD" user_$SASL_USER="$SASL_PASSWORD";
+# TLS on the SASL_SSL listener: key and certificate (127.0.0.1, localhost)
+# signed by the CA in $CA_PEM; no client certificates.
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$KEYSTORE
+listener.name.sasl_ssl.ssl.keystore.password=$KEYSTORE_PASSWORD
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$CA_PEM
+listener.name.sasl_ssl.ssl.client.auth=none
 
 log.dirs=$DATA
 num.partitions=1
@@ -297,6 +482,17 @@ security.protocol=SASL_PLAINTEXT
 sasl.mechanism=PLAIN
 sasl.jaas.config=$jaas username="$SASL_USER" password="$SASL_PASSWORD";
 EOF
+
+  # The same for the SASL_SSL listener (Java clients verify the host name,
+  # 127.0.0.1, against the certificate by default).
+  cat >"$CONF/client-sasl-ssl.properties" <<EOF
+bootstrap.servers=$HOST:$SSL_PORT
+security.protocol=SASL_SSL
+sasl.mechanism=PLAIN
+sasl.jaas.config=$jaas username="$SASL_USER" password="$SASL_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$CA_PEM
+EOF
 }
 
 format_storage_if_needed() {
@@ -326,27 +522,33 @@ broker_answers() {
 # --- commands --------------------------------------------------------------------
 
 cmd_start() {
-  check_port_var KAFKA_LOCAL_PORT "$PORT"
-  check_port_var KAFKA_LOCAL_SASL_PORT "$SASL_PORT"
-  check_port_var KAFKA_LOCAL_CONTROLLER_PORT "$CONTROLLER_PORT"
+  check_ports
   [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || die "KAFKA_LOCAL_START_TIMEOUT must be a number of seconds"
   take_lock
   local t0=$SECONDS pid
   if pid=$(running_pid); then
     if port_open "$PORT"; then
       say "already running (pid $pid, bootstrap $HOST:$PORT); nothing to do"
+      if ! port_open "$SSL_PORT"; then
+        say "warning: nothing answers on the SASL_SSL port $HOST:$SSL_PORT (a broker started" \
+          "by an older kafka-local.sh?); to add it: '$0 stop && $0 start'"
+      elif command -v openssl >/dev/null 2>&1 && ! keystore_ok; then
+        say "warning: the broker's certificate ($KEYSTORE) does not verify against $CA_PEM" \
+          "or expires soon; to renew it: '$0 stop && $0 start'"
+      fi
       return 0
     fi
     die "broker process $pid exists but port $PORT does not answer; run '$0 stop' first (logs: $LOGS)"
   fi
   local p
-  for p in "$PORT" "$SASL_PORT" "$CONTROLLER_PORT"; do
+  for p in "$PORT" "$SASL_PORT" "$SSL_PORT" "$CONTROLLER_PORT"; do
     if port_open "$p"; then
       die "port $HOST:$p is already in use by another process (another Kafka?); stop it or set KAFKA_LOCAL_*PORT"
     fi
   done
 
   check_java "Kafka 4"
+  ensure_tls
   fetch_jars
   write_config
   format_storage_if_needed
@@ -383,8 +585,9 @@ cmd_start() {
     sleep 0.5
   done
   STARTING_PID=""
-  say "running (pid $pid): PLAINTEXT $HOST:$PORT, SASL_PLAINTEXT/PLAIN $HOST:$SASL_PORT" \
-    "(user $SASL_USER), controller $HOST:$CONTROLLER_PORT; started in $((SECONDS - t0))s"
+  say "running (pid $pid): PLAINTEXT $HOST:$PORT, SASL_PLAINTEXT/PLAIN $HOST:$SASL_PORT," \
+    "SASL_SSL/PLAIN $HOST:$SSL_PORT (user $SASL_USER; CA $CA_PEM), controller $HOST:$CONTROLLER_PORT;" \
+    "started in $((SECONDS - t0))s"
 }
 
 cmd_stop() {
@@ -397,6 +600,7 @@ cmd_stop() {
   say "stopping broker (pid $pid) ..."
   terminate "$pid" "$STOP_TIMEOUT"
   rm -f "$PIDFILE"
+  wait_ports_closed 10
   say "stopped"
 }
 
@@ -410,14 +614,16 @@ cmd_kill9() {
   kill -KILL "$pid" 2>/dev/null || true
   wait_gone "$pid" 15 || die "broker (pid $pid) survived SIGKILL"
   rm -f "$PIDFILE"
+  wait_ports_closed 10
   say "killed broker (pid $pid) with SIGKILL"
 }
 
 cmd_status() {
-  local pid
+  local pid ssl="sasl_ssl $HOST:$SSL_PORT"
   if pid=$(running_pid); then
     if port_open "$PORT"; then
-      echo "running (pid $pid, Kafka $(kafka_version 2>/dev/null || echo '?'), bootstrap $HOST:$PORT, sasl $HOST:$SASL_PORT)"
+      port_open "$SSL_PORT" || ssl="no sasl_ssl on $HOST:$SSL_PORT: restart to add it"
+      echo "running (pid $pid, Kafka $(kafka_version 2>/dev/null || echo '?'), bootstrap $HOST:$PORT, sasl $HOST:$SASL_PORT, $ssl)"
       return 0
     fi
     echo "not ready (pid $pid alive, port $PORT not answering)"
@@ -425,6 +631,24 @@ cmd_status() {
   fi
   echo "stopped"
   return 1
+}
+
+# Prints the CA certificate's path, generating the CA if it is missing or
+# expiring (not the broker's certificate: `start` does that).
+cmd_ca() {
+  check_openssl
+  if ! ca_ok; then
+    take_lock
+    if ! ca_ok; then
+      generate_ca
+      rm -rf "$TLS_TMP"
+      TLS_TMP=""
+      if running_pid >/dev/null; then
+        say "warning: the running broker's certificate is not signed by this new CA; restart it: '$0 stop && $0 start'"
+      fi
+    fi
+  fi
+  printf '%s\n' "$CA_PEM"
 }
 
 require_running() {
@@ -467,6 +691,7 @@ main() {
     status) (($# == 0)) || usage; cmd_status ;;
     kill9) (($# == 0)) || usage; cmd_kill9 ;;
     bootstrap) (($# == 0)) || usage; echo "$HOST:$PORT" ;;
+    ca) (($# == 0)) || usage; cmd_ca ;;
     topic-create) cmd_topic_create "$@" ;;
     tool) cmd_tool "$@" ;;
     -h | --help | help) usage ;;

@@ -11,8 +11,7 @@ use common::*;
 use distinctly::metrics::names;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,36 +36,11 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// A plain HTTP/1.0 GET (no chunked encoding to undo): status and body.
-fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
 }
 
 fn urlencode(s: &str) -> String {
@@ -230,12 +204,12 @@ fn dashboard_and_provisioning_are_well_formed() {
     let dp = std::fs::read_to_string(prov.join("dashboards/distinctly.yml")).unwrap();
     assert!(dp.contains("path: /var/lib/grafana/dashboards"), "{dp}");
 
-    // Every exported metric is documented in the README.
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    // Every exported metric is documented in docs/metrics.md.
+    let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
     for name in names::ALL {
         assert!(
-            readme.contains(&format!("`{name}`")),
-            "{name} not in README"
+            doc.contains(&format!("`{name}`")),
+            "{name} not in docs/metrics.md"
         );
     }
 

@@ -28,6 +28,22 @@ pub fn sasl_bootstrap() -> String {
     local_addr("KAFKA_LOCAL_SASL_PORT", 9094)
 }
 
+/// The SASL_SSL listener (`KAFKA_LOCAL_SSL_PORT`, default 9095).
+pub fn ssl_bootstrap() -> String {
+    local_addr("KAFKA_LOCAL_SSL_PORT", 9095)
+}
+
+/// The CA file that signed the local broker's certificate
+/// (`scripts/kafka-local.sh ca`).
+pub fn local_ca() -> String {
+    let out = Command::new(root().join("scripts/kafka-local.sh"))
+        .arg("ca")
+        .output()
+        .expect("run kafka-local.sh ca");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn local_addr(var: &str, default: u16) -> String {
     let port = std::env::var(var).unwrap_or_else(|_| default.to_string());
     format!("127.0.0.1:{port}")
@@ -306,4 +322,45 @@ pub fn events(pairs: impl IntoIterator<Item = (u64, String)>) -> Vec<Vec<u8>> {
         .into_iter()
         .map(|(ts, uid)| format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes())
         .collect()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET (no chunked encoding to undo): status and body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// Polls `http://{addr}{path}` until it answers `status`; returns the body.
+pub fn wait_for_http(addr: &str, path: &str, status: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match http_get(addr, path) {
+            Ok((s, body)) if s == status => return body,
+            other => last = Some(other),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{path} never answered {status}; last: {last:?}");
 }
