@@ -45,7 +45,11 @@ RUN apt-get update \
       --home-dir /nonexistent --shell /usr/sbin/nologin distinctly
 COPY --from=build /usr/local/bin/distinctly /usr/local/bin/distinctly
 USER 10001:10001
-# Prometheus metrics (DISTINCTLY_METRICS_ADDR, default 0.0.0.0:9464).
+# /metrics, /healthz and /readyz (DISTINCTLY_METRICS_ADDR, default 0.0.0.0:9464).
 EXPOSE 9464
+# Alive = the service loop runs (`/healthz`); the image has no curl, the
+# binary asks itself. Kubernetes probes /healthz and /readyz directly.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["distinctly", "healthcheck"]
 ENTRYPOINT ["distinctly"]
 CMD ["run"]

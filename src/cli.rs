@@ -31,6 +31,21 @@ pub enum Command {
     /// and serialized bytes, throughput, estimate and merge times (markdown
     /// table on stdout; CSV and SVG charts with --out).
     Bench(BenchArgs),
+    /// Ask a running instance's /healthz (or /readyz): exit 0 when it
+    /// answers 200 (for container health checks; no curl needed).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Ask /readyz (holds its partitions, broker answers) instead of
+    /// /healthz (its loop runs).
+    #[arg(long)]
+    pub ready: bool,
+    /// host:port of the instance [default: 127.0.0.1 and the port of
+    /// DISTINCTLY_METRICS_ADDR, else 9464].
+    #[arg(long)]
+    pub addr: Option<String>,
 }
 
 #[derive(Debug, Args)]

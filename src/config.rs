@@ -11,11 +11,13 @@ use crate::counter::{cpc, hll, CounterKind, BACKENDS};
 use crate::window::WindowConfig;
 use serde::Deserialize;
 
-/// Every default, in one place.
+/// Every default of the core settings, each written once here ([`CoreConfig`]'s
+/// `Default` and therefore serde use them; the README's table is checked
+/// against them by a test).
 pub mod defaults {
     pub const COUNTER: &str = "exact";
-    pub const HLL_PRECISION: u8 = 14;
-    /// lgK of `cpc` and `hll4`; why this value: README, Performance.
+    pub const HLL_PRECISION: u8 = crate::counter::hll::DEFAULT_PRECISION;
+    /// lgK of `cpc` and `hll4`; why this value: docs/performance.md.
     pub const SKETCH_LGK: u8 = crate::counter::DEFAULT_SKETCH_LG_K;
     pub const WINDOW_SECONDS: u64 = 60;
     pub const ALLOWED_LATENESS_SECONDS: u64 = 5;
@@ -27,92 +29,49 @@ pub mod defaults {
     /// `DISTINCTLY_METRICS_ADDR` when `run` is not told otherwise (all
     /// interfaces: a container's port must be reachable from Prometheus).
     pub const METRICS_ADDR: &str = "0.0.0.0:9464";
-
-    // serde's `default = "..."` needs functions.
-    pub(super) fn counter() -> String {
-        COUNTER.to_string()
-    }
-    pub(super) fn hll_precision() -> u8 {
-        HLL_PRECISION
-    }
-    pub(super) fn sketch_lgk() -> u8 {
-        SKETCH_LGK
-    }
-    pub(super) fn window_seconds() -> u64 {
-        WINDOW_SECONDS
-    }
-    pub(super) fn allowed_lateness_seconds() -> u64 {
-        ALLOWED_LATENESS_SECONDS
-    }
-    pub(super) fn late_retention_seconds() -> u64 {
-        LATE_RETENTION_SECONDS
-    }
-    pub(super) fn max_ahead_seconds() -> u64 {
-        MAX_AHEAD_SECONDS
-    }
-    pub(super) fn max_behind_seconds() -> u64 {
-        MAX_BEHIND_SECONDS
-    }
-    pub(super) fn jump_confirm_events() -> u64 {
-        JUMP_CONFIRM_EVENTS
-    }
-    pub(super) fn max_message_bytes() -> usize {
-        MAX_MESSAGE_BYTES
-    }
 }
 
 /// Counting settings shared by `count` and `run`. Field `foo` is read from
-/// `DISTINCTLY_FOO`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `DISTINCTLY_FOO`; an unset variable takes the value of [`defaults`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default)]
 pub struct CoreConfig {
-    /// `DISTINCTLY_COUNTER`: `exact` (default), `roaring`, `hll`, `cpc` or
-    /// `hll4`.
-    #[serde(default = "defaults::counter")]
+    /// `DISTINCTLY_COUNTER`: `exact`, `roaring`, `hll`, `cpc` or `hll4`.
     pub counter: String,
-    /// `DISTINCTLY_HLL_PRECISION`: HyperLogLog++ precision, 4..=18 (default
-    /// 14: 2^14 registers, ~0.81 % standard error). Only used by `hll`.
-    #[serde(default = "defaults::hll_precision")]
+    /// `DISTINCTLY_HLL_PRECISION`: HyperLogLog++ precision (2^p registers).
+    /// Only used by `hll`.
     pub hll_precision: u8,
     /// `DISTINCTLY_SKETCH_LGK`: log2 of K for the DataSketches backends
-    /// `cpc` and `hll4`, 4..=21 (2^lgK registers or rows). Only used by them.
-    #[serde(default = "defaults::sketch_lgk")]
+    /// `cpc` and `hll4` (2^lgK registers or rows). Only used by them.
     pub sketch_lgk: u8,
-    /// `DISTINCTLY_WINDOW_SECONDS`: tumbling window length (default 60).
-    #[serde(default = "defaults::window_seconds")]
+    /// `DISTINCTLY_WINDOW_SECONDS`: tumbling window length.
     pub window_seconds: u64,
     /// `DISTINCTLY_ALLOWED_LATENESS_SECONDS`: how far behind the highest event
-    /// time the watermark trails (default 5: the source promises 99.9 % of
-    /// events within 5 s).
-    #[serde(default = "defaults::allowed_lateness_seconds")]
+    /// time the watermark trails (the source promises 99.9 % of events
+    /// within the default).
     pub allowed_lateness_seconds: u64,
     /// `DISTINCTLY_LATE_RETENTION_SECONDS`: how long after its close a window
-    /// still accepts late events and is re-emitted with a correction
-    /// (default 600).
-    #[serde(default = "defaults::late_retention_seconds")]
+    /// still accepts late events and is re-emitted with a correction.
     pub late_retention_seconds: u64,
     /// `DISTINCTLY_MAX_AHEAD_SECONDS`: how far ahead of the stream time an
-    /// event may be before it is held as a possible bit flip (default 300).
-    #[serde(default = "defaults::max_ahead_seconds")]
+    /// event may be before it is held as a possible bit flip.
     pub max_ahead_seconds: u64,
     /// `DISTINCTLY_MAX_BEHIND_SECONDS`: events further behind the stream time
-    /// are `ts_out_of_range` rather than late (default 86400; must be at least
-    /// lateness + retention).
-    #[serde(default = "defaults::max_behind_seconds")]
+    /// are `ts_out_of_range` rather than late (at least lateness +
+    /// retention).
     pub max_behind_seconds: u64,
     /// `DISTINCTLY_JUMP_CONFIRM_EVENTS`: agreeing events needed before the
-    /// stream time follows a jump ahead (default 16).
-    #[serde(default = "defaults::jump_confirm_events")]
+    /// stream time follows a jump ahead.
     pub jump_confirm_events: u64,
     /// `DISTINCTLY_MAX_MESSAGE_BYTES`: longer messages are rejected as
-    /// `too_large` without being parsed (default 1048576).
-    #[serde(default = "defaults::max_message_bytes")]
+    /// `too_large` without being parsed.
     pub max_message_bytes: usize,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
-            counter: defaults::counter(),
+            counter: defaults::COUNTER.to_string(),
             hll_precision: defaults::HLL_PRECISION,
             sketch_lgk: defaults::SKETCH_LGK,
             window_seconds: defaults::WINDOW_SECONDS,
@@ -373,6 +332,7 @@ pub fn known_variables() -> Vec<String> {
         field_names::<CoreConfig>(),
         field_names::<crate::metrics::MetricsConfig>(),
         field_names::<crate::kafka::config::ServiceEnv>(),
+        field_names::<crate::logging::LogConfig>(),
     ]
     .concat()
     .iter()
@@ -450,16 +410,18 @@ fn env_error(prefix: &str, e: envy::Error) -> ConfigError {
     })
 }
 
+/// `(name, value)` pairs as the environment gives them (tests).
+#[cfg(test)]
+pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
@@ -603,6 +565,100 @@ mod tests {
         let known = known_variables();
         assert!(known.contains(&"DISTINCTLY_WINDOW_SECONDS".to_string()));
         assert!(known.contains(&"DISTINCTLY_COMMIT_INTERVAL_SECONDS".to_string()));
+    }
+
+    /// `variable -> default cell` of every table row of the README that
+    /// starts with a variable in backticks.
+    fn readme_rows() -> std::collections::BTreeMap<String, String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let mut rows = std::collections::BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let names = cells[0].trim_start_matches("| ");
+            for name in names.split(", ") {
+                rows.insert(
+                    name.trim_matches('`').to_string(),
+                    cells[1].trim().to_string(),
+                );
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_tables_match_the_code() {
+        let rows = readme_rows();
+        // Every setting the code reads has a row, and no row is invented.
+        let mut code: Vec<String> = known_variables();
+        code.extend(
+            field_names::<crate::kafka::config::KafkaEnv>()
+                .iter()
+                .map(|f| format!("KAFKA_{}", f.to_uppercase())),
+        );
+        for var in &code {
+            assert!(rows.contains_key(var), "{var} has no row in the README");
+        }
+        for var in rows
+            .keys()
+            .filter(|v| v.starts_with("DISTINCTLY_") || v.starts_with("KAFKA_"))
+        {
+            let family = var.starts_with("DISTINCTLY_RDKAFKA_") && var.contains("<NAME>");
+            assert!(
+                family || code.contains(var),
+                "README row {var}: no such setting"
+            );
+        }
+        // Every default in the README is the code's.
+        let mut want: Vec<(String, String)> = Vec::new();
+        let as_text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        for value in [
+            serde_json::to_value(CoreConfig::default()).unwrap(),
+            serde_json::to_value(crate::kafka::config::ServiceEnv::default()).unwrap(),
+        ] {
+            for (field, v) in value.as_object().unwrap() {
+                want.push((format!("DISTINCTLY_{}", field.to_uppercase()), as_text(v)));
+            }
+        }
+        use crate::kafka::config::defaults as kafka;
+        want.extend([
+            (
+                "KAFKA_SERVICE_INTERNAL_PORT".into(),
+                kafka::port().to_string(),
+            ),
+            ("KAFKA_SERVICE_GROUP_ID".into(), kafka::group_id()),
+            ("KAFKA_AUTO_OFFSET_RESET".into(), kafka::auto_offset_reset()),
+            (
+                "KAFKA_SERVICE_SASL_MECHANISM".into(),
+                kafka::sasl_mechanism(),
+            ),
+            (
+                "DISTINCTLY_METRICS_ADDR".into(),
+                defaults::METRICS_ADDR.into(),
+            ),
+            (
+                "DISTINCTLY_LOG".into(),
+                crate::logging::default_level(true).into(),
+            ),
+            ("DISTINCTLY_LOG_FORMAT".into(), "text".into()),
+        ]);
+        for (var, value) in want {
+            let cell = &rows[&var];
+            assert!(
+                cell.starts_with(&format!("`{value}`")),
+                "README says {var} defaults to {cell}, the code to {value}"
+            );
+        }
+        for var in [
+            "KAFKA_SERVICE_INTERNAL_HOST",
+            "KAFKA_SERVICE_INPUT_TOPIC",
+            "KAFKA_SERVICE_OUTPUT_TOPIC",
+        ] {
+            assert_eq!(rows[var], "required", "{var}");
+        }
     }
 
     #[test]

@@ -43,10 +43,15 @@
 //! memory.rs   process memory from /proc (metrics, bench)
 //! stop.rs     SIGINT/SIGTERM for `count`: finish what was read, then exit
 //! diag.rs     one-line diagnostics on stderr that never panic
-//! metrics/    Prometheus exporter (DISTINCTLY_METRICS_ADDR)
+//! metrics/    Prometheus metrics and the HTTP endpoints (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
-//!   events.rs    counted where they happen: Kafka errors, deliveries
 //!   publish.rs   hot-path totals copied into metrics once per tick/batch
+//!   http.rs      /metrics, /healthz, /readyz (axum, its own thread)
+//! internal_events/  one type per operational event: logs and counts it
+//!   kafka.rs     broker, group, commits, deliveries, dead letters
+//!   service.rs   start (settings), output paused/resumed, shutdown
+//! health.rs   what /healthz (loop alive) and /readyz (partitions, broker) say
+//! logging.rs  tracing to stderr: DISTINCTLY_LOG filter, text or JSON
 //! generate/   reproducible event generator (tests, benches, sample data)
 //!   mod.rs       options, the line loop, the exact truth
 //!   frame.rs     minimal / realistic / wrapped / invalid frames
@@ -64,8 +69,11 @@ pub mod decode;
 pub mod diag;
 pub mod generate;
 pub mod hash;
+pub mod health;
 pub mod input;
+pub mod internal_events;
 pub mod kafka;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod record;

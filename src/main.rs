@@ -4,11 +4,17 @@
 use anyhow::Context;
 use clap::Parser;
 use distinctly::bench::measure::CountingAlloc;
-use distinctly::cli::{BenchArgs, Cli, Command, CountArgs, GenerateArgs, RunArgs, SummaryFormat};
+use distinctly::cli::{
+    BenchArgs, Cli, Command, CountArgs, GenerateArgs, HealthcheckArgs, RunArgs, SummaryFormat,
+};
 use distinctly::config::CoreConfig;
 use distinctly::count::End;
 use distinctly::diag;
 use distinctly::diag::{one_line, to_stderr};
+use distinctly::internal_events::{
+    HttpServing, InternalEvent, ServiceFailed, ServiceStopped, UnknownVariable,
+};
+use distinctly::logging::LogConfig;
 use distinctly::metrics::{MetricsConfig, Mode};
 use distinctly::stop::Stop;
 use std::io::Write;
@@ -22,11 +28,21 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let service = matches!(cli.command, Command::Run(_));
+    let level = distinctly::logging::default_level(service);
+    if let Err(e) = LogConfig::from_vars(vars.iter().cloned())
+        .and_then(|cfg| distinctly::logging::init(&cfg, level))
+    {
+        diag!("{e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
-        Command::Count(args) => count(args),
+        Command::Count(args) => count(args, vars),
         Command::Generate(args) => generate(args).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => return run(args, vars),
         Command::Bench(args) => bench(args).map(|()| ExitCode::SUCCESS),
+        Command::Healthcheck(args) => return healthcheck(args, vars),
     };
     result.unwrap_or_else(|e| {
         diag!("{}", one_line(e.as_ref()));
@@ -34,21 +50,19 @@ fn main() -> ExitCode {
     })
 }
 
-/// The environment, once; warns about `DISTINCTLY_*` variables that no
-/// setting reads (typos).
-fn environment() -> Vec<(String, String)> {
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+/// Warns (in the log) about `DISTINCTLY_*` variables that no setting reads.
+fn warn_unknown(vars: &[(String, String)]) {
     for (name, closest) in distinctly::config::unknown_variables(vars.iter().cloned()) {
-        match closest {
-            Some(known) => diag!("warning: {name} is not a setting (did you mean {known}?)"),
-            None => diag!("warning: {name} is not a setting; it is ignored"),
+        UnknownVariable {
+            name: &name,
+            closest: closest.as_deref(),
         }
+        .emit();
     }
-    vars
 }
 
-fn count(args: CountArgs) -> anyhow::Result<ExitCode> {
-    let vars = environment();
+fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCode> {
+    warn_unknown(&vars);
     let cfg = CoreConfig::load(vars.iter().cloned(), &args.core)?;
     if distinctly::count::stdout_was_closed() {
         anyhow::bail!(
@@ -101,8 +115,20 @@ fn count(args: CountArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let vars = environment();
+/// `run`: every outcome, errors included, is a log line (JSON with
+/// `DISTINCTLY_LOG_FORMAT=json`), and a failure is exactly one.
+fn run(args: RunArgs, vars: Vec<(String, String)>) -> ExitCode {
+    match run_service(args, vars) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ServiceFailed { error: e.as_ref() }.emit();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_service(args: RunArgs, vars: Vec<(String, String)>) -> anyhow::Result<()> {
+    warn_unknown(&vars);
     let core = CoreConfig::load(vars.iter().cloned(), &args.core)?;
     let kafka = distinctly::kafka::config::KafkaConfig::from_vars(vars.clone())?;
     serve_metrics(vars, args.metrics_addr, Mode::Run)?;
@@ -116,21 +142,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         exit_when_idle: args.exit_when_idle,
     };
     let s = distinctly::kafka::run(&core, &kafka, opts, &shutdown)?;
-    diag!(
-        "read {} messages ({:.1} MB) in {:.1} s; rejected {}; {} records and {} DLQ messages produced; windows {} emitted, {} corrections",
-        s.messages,
-        s.bytes as f64 / 1e6,
-        s.elapsed.as_secs_f64(),
-        s.rejected.total() + s.windows.ts_out_of_range,
-        s.records_produced,
-        s.dlq_produced,
-        s.windows.windows_emitted,
-        s.windows.corrections_emitted,
-    );
+    ServiceStopped {
+        messages: s.messages,
+        bytes: s.bytes,
+        seconds: s.elapsed.as_secs_f64(),
+        rejected: s.rejected.total() + s.windows.ts_out_of_range,
+        records_produced: s.records_produced,
+        dlq_produced: s.dlq_produced,
+        windows_emitted: s.windows.windows_emitted,
+        corrections_emitted: s.windows.corrections_emitted,
+    }
+    .emit();
     Ok(())
 }
 
-/// Starts the Prometheus exporter if configured (flag over variable).
+/// Starts the metrics and health endpoints if configured (flag over
+/// variable).
 fn serve_metrics(
     vars: Vec<(String, String)>,
     flag: Option<String>,
@@ -138,18 +165,32 @@ fn serve_metrics(
 ) -> anyhow::Result<()> {
     let cfg = MetricsConfig::load(vars, flag)?;
     if let Some(addr) = distinctly::metrics::install(&cfg, mode)? {
-        if addr.port() == 0 {
-            // Port 0: the system picked a free port (benchmarks); the
-            // exporter does not say which.
-            diag!(
-                "serving Prometheus metrics on {} (any free port)",
-                addr.ip()
-            );
-        } else {
-            diag!("serving Prometheus metrics on http://{addr}/metrics");
-        }
+        HttpServing { addr }.emit();
     }
     Ok(())
+}
+
+/// `healthcheck`: asks a running instance's `/healthz` (or `/readyz`), for
+/// container health checks in an image without curl.
+fn healthcheck(args: HealthcheckArgs, vars: Vec<(String, String)>) -> ExitCode {
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let addr = match args.addr {
+        Some(a) => Ok(a),
+        None => MetricsConfig::load(vars, None).and_then(|c| c.probe_addr()),
+    };
+    let answer = addr
+        .map_err(|e| e.to_string())
+        .and_then(|addr| distinctly::health::probe(&addr, path));
+    match answer {
+        Ok(line) => {
+            let _ = writeln!(std::io::stdout(), "{line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            diag!("{line}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {

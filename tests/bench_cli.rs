@@ -2,9 +2,10 @@
 //! error, and the files `--out` writes (CSV rows, SVG that parses as XML
 //! far enough to have a root `<svg>` element and balanced `<text>` tags).
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_distinctly");
+use common::*;
+use std::process::Command;
 
 const COUNTERS: &str = "exact,roaring,hll-p14,cpc-lgk11,hll4-lgk12";
 const CARDINALITIES: [&str; 2] = ["1000", "10000"];
@@ -101,8 +102,8 @@ fn the_table_has_one_row_per_backend_and_workload() {
 
 #[test]
 fn out_writes_markdown_csv_and_svg_charts() {
-    let dir = std::env::temp_dir().join(format!("distinctly-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Not created: `--out` makes it.
+    let dir = std::env::temp_dir().join(unique("distinctly-bench"));
     let (stdout, _) = bench(&["--out", dir.to_str().unwrap(), "--seed", "9"]);
 
     let md = std::fs::read_to_string(dir.join("bench.md")).unwrap();

@@ -136,14 +136,30 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     let _b = broker();
     // Before the clock starts: fetches the jars on a fresh machine.
     run_script("kafka-connect.sh", &["fetch"]);
+    let mut f = loaded_by_connect(events_file());
+    check_nothing_more_arrives(&f);
+    check_the_worker_stops_cleanly(&mut f);
+    check_the_topic_holds_every_line_once_as_a_json_string(&f);
+    check_every_partition_got_records(&f);
+    check_distinctly_counts_every_window_exactly(&f);
+    f.clean_up();
+}
 
-    let dir = std::env::temp_dir().join(unique("distinctly-connect"));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The generated file, its lines and its truth.
+struct EventsFile {
+    dir: PathBuf,
+    file: PathBuf,
+    lines: Vec<String>,
+    truth: Windows,
+}
+
+/// ~2 KB realistic frames with late events and bit-flipped timestamps. No
+/// invalid lines: FileStreamSource decodes lines as UTF-8 with replacement,
+/// so a line with a stray 0xff byte would arrive repaired, and counted.
+/// No pre-wrapped lines either: Connect would wrap them a second time.
+fn events_file() -> EventsFile {
+    let dir = scratch_dir("distinctly-connect");
     let file = dir.join("events.jsonl");
-    // ~2 KB realistic frames with late events and bit-flipped timestamps. No
-    // invalid lines: FileStreamSource decodes lines as UTF-8 with replacement,
-    // so a line with a stray 0xff byte would arrive repaired, and counted.
-    // No pre-wrapped lines either: Connect would wrap them a second time.
     let (generated, truth) = generate(&[
         "--events",
         "20000",
@@ -164,9 +180,13 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
         "--wrapped-share",
         "0",
     ]);
-    let lines: Vec<&str> = generated
+    let lines: Vec<String> = generated
         .iter()
-        .map(|l| std::str::from_utf8(l).expect("generated lines are UTF-8"))
+        .map(|l| {
+            std::str::from_utf8(l)
+                .expect("generated lines are UTF-8")
+                .to_string()
+        })
         .collect();
     // Newline-terminated: FileStreamSource holds back an unterminated line.
     let mut text = generated.join(&b'\n');
@@ -174,16 +194,36 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
     std::fs::write(&file, text).unwrap();
     assert_eq!(lines.len(), 20_000);
     assert!(truth.len() > 20, "{} windows", truth.len());
+    EventsFile {
+        dir,
+        file,
+        lines,
+        truth,
+    }
+}
 
+/// The file loaded into a 3-partition input topic by a running Connect
+/// worker, and an empty output topic.
+struct Loaded {
+    events: EventsFile,
+    input: String,
+    output: String,
+    worker: Worker,
+    consumer: BaseConsumer,
+}
+
+/// Starts the worker and waits until every line is in the input topic
+/// (fails if it exits, overshoots, or takes more than 120 s).
+fn loaded_by_connect(events: EventsFile) -> Loaded {
     let input = unique("connect-in");
     let output = unique("connect-out");
     script(&["topic-create", &input, "3"]);
     script(&["topic-create", &output, "1", "cleanup.policy=compact"]);
 
-    // Load the file with Connect until every line is in the topic.
     let started = Instant::now();
-    let mut worker = Worker::start(&dir, &file, &input);
+    let mut worker = Worker::start(&events.dir, &events.file, &input);
     let c = consumer();
+    let want = events.lines.len() as i64;
     let deadline = started + Duration::from_secs(120);
     loop {
         if let Some(status) = worker.exited() {
@@ -193,39 +233,48 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
             );
         }
         let n = record_count(&c, &input);
-        assert!(
-            n <= lines.len() as i64,
-            "{n} records for {} lines",
-            lines.len()
-        );
-        if n == lines.len() as i64 {
+        assert!(n <= want, "{n} records for {want} lines");
+        if n == want {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {n} of {} lines loaded after 120 s:\n{}",
-            lines.len(),
+            "only {n} of {want} lines loaded after 120 s:\n{}",
             log_tail(&worker.log)
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    eprintln!(
-        "Connect loaded {} lines in {:?}",
-        lines.len(),
-        started.elapsed()
-    );
-    std::thread::sleep(Duration::from_millis(500)); // nothing more arrives
-    assert_eq!(record_count(&c, &input), lines.len() as i64);
-    assert!(
-        worker.stop(),
-        "Kafka Connect did not stop cleanly on SIGTERM:\n{}",
-        log_tail(&worker.log)
-    );
+    eprintln!("Connect loaded {want} lines in {:?}", started.elapsed());
+    Loaded {
+        events,
+        input,
+        output,
+        worker,
+        consumer: c,
+    }
+}
 
-    // What Connect wrote: every line once, as a JSON string (JsonConverter,
-    // schemas disabled), without a key; spread over the partitions.
-    let mut wrapped = Vec::with_capacity(lines.len());
-    for (key, payload, _) in consume_all(&input) {
+fn check_nothing_more_arrives(f: &Loaded) {
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        record_count(&f.consumer, &f.input),
+        f.events.lines.len() as i64
+    );
+}
+
+fn check_the_worker_stops_cleanly(f: &mut Loaded) {
+    assert!(
+        f.worker.stop(),
+        "Kafka Connect did not stop cleanly on SIGTERM:\n{}",
+        log_tail(&f.worker.log)
+    );
+}
+
+/// What Connect wrote: every line once, as a JSON string (JsonConverter,
+/// schemas disabled), without a key.
+fn check_the_topic_holds_every_line_once_as_a_json_string(f: &Loaded) {
+    let mut wrapped = Vec::with_capacity(f.events.lines.len());
+    for (key, payload, _) in consume_all(&f.input) {
         assert_eq!(key, None);
         assert_eq!(payload.first(), Some(&b'"'), "not JSON-string-wrapped");
         match serde_json::from_slice(&payload).unwrap() {
@@ -234,25 +283,33 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
         }
     }
     wrapped.sort_unstable();
-    let mut expected: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    let mut expected = f.events.lines.clone();
     expected.sort_unstable();
     assert!(
         wrapped == expected,
         "the topic does not hold the file's lines"
     );
+}
+
+/// Connect spread the lines over the partitions.
+fn check_every_partition_got_records(f: &Loaded) {
     for p in 0..3 {
-        let (lo, hi) = c
-            .fetch_watermarks(&input, p, Duration::from_secs(10))
+        let (lo, hi) = f
+            .consumer
+            .fetch_watermarks(&f.input, p, Duration::from_secs(10))
             .unwrap();
         assert!(hi > lo, "partition {p} got no records");
     }
+}
 
-    // distinctly counts them; every window must equal the truth exactly.
+/// `distinctly run` counts the topic; every window must equal the truth
+/// exactly, and each window's revisions only grow (one run, in order).
+fn check_distinctly_counts_every_window_exactly(f: &Loaded) {
     let out = Command::new(BIN)
         .args(["run", "--exit-when-idle"])
         .env("KAFKA_SERVICE_INTERNAL_HOST", bootstrap())
-        .env("KAFKA_SERVICE_INPUT_TOPIC", &input)
-        .env("KAFKA_SERVICE_OUTPUT_TOPIC", &output)
+        .env("KAFKA_SERVICE_INPUT_TOPIC", &f.input)
+        .env("KAFKA_SERVICE_OUTPUT_TOPIC", &f.output)
         .env("KAFKA_SERVICE_GROUP_ID", unique("connect-group"))
         .env("DISTINCTLY_COUNTER", "exact")
         .env("DISTINCTLY_METRICS_ADDR", "") // no metrics listener
@@ -261,26 +318,29 @@ fn a_file_loaded_by_kafka_connect_is_counted_exactly() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "run failed: {stderr}");
-    let mut jsonl = Vec::new();
-    for (key, payload, _) in consume_all(&output) {
-        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(key.as_deref(), Some(v["start_ts"].to_string().as_bytes()));
+    let records = output_records(&f.output); // keys checked
+    for v in &records {
         assert_eq!(v["counter"], "exact");
-        jsonl.extend_from_slice(&payload);
-        jsonl.push(b'\n');
     }
-    assert_eq!(records(&jsonl), truth);
-    std::fs::remove_dir_all(&dir).unwrap();
-    // The input is ~40 MB; the broker keeps data for ever.
-    script(&[
-        "tool",
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--delete",
-        "--topic",
-        &format!("{input}|{output}"),
-    ]);
+    check_revisions_grow(&records);
+    assert_eq!(last_per_window(&records), f.events.truth);
+}
+
+impl Loaded {
+    /// Removes the files and the topics (the input is ~40 MB; the broker
+    /// keeps data for ever).
+    fn clean_up(self) {
+        std::fs::remove_dir_all(&self.events.dir).unwrap();
+        script(&[
+            "tool",
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &bootstrap(),
+            "--delete",
+            "--topic",
+            &format!("{}|{}", self.input, self.output),
+        ]);
+    }
 }
 
 /// The blocks of a normalized YAML mapping (as `docker-compose config`
@@ -305,6 +365,27 @@ fn yaml_blocks<'a>(lines: &[&'a str], indent: usize) -> BTreeMap<String, Vec<&'a
 
 #[test]
 fn compose_file_is_valid() {
+    let Some(c) = compose_config() else {
+        return;
+    };
+    check_every_service_is_there(&c);
+    check_distinctly_is_built_here_and_wired_to_kafka(&c);
+    check_kafka_is_kraft_and_healthy_before_use(&c);
+    check_connect_runs_the_repository_files(&c);
+    check_prometheus_and_grafana_get_the_dashboards(&c);
+    check_the_dockerfile_builds_then_runs_as_non_root();
+}
+
+/// `docker-compose config` of the compose file: its services' blocks.
+struct Compose {
+    /// service name -> the lines of its block.
+    services: BTreeMap<String, Vec<String>>,
+}
+
+/// Validates the compose file (`config -q`) and reads it normalized
+/// (`config`); `None` with a notice when docker-compose is not installed
+/// (fails under CI).
+fn compose_config() -> Option<Compose> {
     let compose = |args: &[&str]| {
         Command::new("docker-compose")
             .current_dir(root())
@@ -320,7 +401,7 @@ fn compose_file_is_valid() {
                 "docker-compose is not installed (.ci/run installs it)"
             );
             eprintln!("NOTICE: docker-compose not installed; skipping compose_file_is_valid");
-            return;
+            return None;
         }
         other => other.unwrap(),
     };
@@ -336,8 +417,42 @@ fn compose_file_is_valid() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let top = yaml_blocks(&lines, 0);
-    let services = yaml_blocks(&top["services"], 2);
-    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    let services = yaml_blocks(&top["services"], 2)
+        .into_iter()
+        .map(|(name, block)| (name, block.into_iter().map(String::from).collect()))
+        .collect();
+    Some(Compose { services })
+}
+
+impl Compose {
+    fn service(&self, name: &str) -> String {
+        self.services[name].join("\n")
+    }
+
+    fn has(&self, name: &str, needle: &str) {
+        assert!(
+            self.service(name).contains(needle),
+            "service {name} lacks {needle:?}:\n{}",
+            self.service(name)
+        )
+    }
+
+    /// A bind mount, checked as source and target (docker-compose 1.x
+    /// prints `source:target:ro`, 2.x a mapping with `source:` and
+    /// `target:`); the source must exist.
+    fn mounts(&self, name: &str, source: &Path, target: &str) {
+        assert!(
+            source.exists(),
+            "{name} mounts {}, which is missing",
+            source.display()
+        );
+        self.has(name, &source.display().to_string());
+        self.has(name, target);
+    }
+}
+
+fn check_every_service_is_there(c: &Compose) {
+    let names: Vec<&str> = c.services.keys().map(String::as_str).collect();
     for name in [
         "kafka",
         "topics",
@@ -349,51 +464,45 @@ fn compose_file_is_valid() {
     ] {
         assert!(names.contains(&name), "service {name} missing: {names:?}");
     }
-    let service = |name: &str| services[name].join("\n");
-    let has = |name: &str, needle: &str| {
-        assert!(
-            service(name).contains(needle),
-            "service {name} lacks {needle:?}:\n{}",
-            service(name)
-        )
-    };
-    // distinctly: built from this repository's Dockerfile, wired to Kafka.
-    has("distinctly", "build:");
-    has("distinctly", &format!("context: {}", root().display()));
+}
+
+/// distinctly: built from this repository's Dockerfile, wired to Kafka.
+fn check_distinctly_is_built_here_and_wired_to_kafka(c: &Compose) {
+    c.has("distinctly", "build:");
+    c.has("distinctly", &format!("context: {}", root().display()));
     assert!(
-        services["distinctly"]
+        c.services["distinctly"]
             .iter()
             .any(|l| l.trim() == "dockerfile: Dockerfile"),
         "distinctly is not built from ./Dockerfile"
     );
-    has("distinctly", "KAFKA_SERVICE_INTERNAL_HOST: kafka:9092");
-    has("distinctly", "KAFKA_SERVICE_INPUT_TOPIC: events");
-    has("distinctly", "KAFKA_SERVICE_OUTPUT_TOPIC: uniques");
-    has("distinctly", "DISTINCTLY_METRICS_ADDR: 0.0.0.0:9464");
-    has("distinctly", "condition: service_completed_successfully");
-    // Kafka: KRaft, healthy before anything uses it.
-    has("kafka", "KAFKA_PROCESS_ROLES: broker,controller");
-    has("kafka", "healthcheck:");
-    has("topics", "condition: service_healthy");
-    has("topics", "cleanup.policy=compact");
-    // Bind mounts, checked as source and target (docker-compose 1.x prints
-    // `source:target:ro`, 2.x a mapping with `source:` and `target:`).
-    let mount = |name: &str, source: &Path, target: &str| {
-        assert!(
-            source.exists(),
-            "{name} mounts {}, which is missing",
-            source.display()
-        );
-        has(name, &source.display().to_string());
-        has(name, target);
-    };
-    // Connect: the repository's worker and connector files, JSON-lines input.
+    c.has("distinctly", "KAFKA_SERVICE_INTERNAL_HOST: kafka:9092");
+    c.has("distinctly", "KAFKA_SERVICE_INPUT_TOPIC: events");
+    c.has("distinctly", "KAFKA_SERVICE_OUTPUT_TOPIC: uniques");
+    c.has("distinctly", "DISTINCTLY_METRICS_ADDR: 0.0.0.0:9464");
+    c.has("distinctly", "condition: service_completed_successfully");
+    // Healthy = ready, asked by the binary itself (no curl in the image).
+    c.has("distinctly", "healthcheck:");
+    c.has("distinctly", "- healthcheck");
+    c.has("distinctly", "- --ready");
+}
+
+/// Kafka: KRaft, healthy before anything uses it.
+fn check_kafka_is_kraft_and_healthy_before_use(c: &Compose) {
+    c.has("kafka", "KAFKA_PROCESS_ROLES: broker,controller");
+    c.has("kafka", "healthcheck:");
+    c.has("topics", "condition: service_healthy");
+    c.has("topics", "cleanup.policy=compact");
+}
+
+/// Connect: the repository's worker and connector files, JSON-lines input.
+fn check_connect_runs_the_repository_files(c: &Compose) {
     let connect_dir = root().join("connect");
-    mount("connect", &connect_dir, "/etc/distinctly/connect");
-    has("connect", "connect-standalone.sh");
-    has("connect", "CONNECT_BOOTSTRAP_SERVERS: kafka:9092");
-    has("connect", "CONNECT_TOPIC: events");
-    mount(
+    c.mounts("connect", &connect_dir, "/etc/distinctly/connect");
+    c.has("connect", "connect-standalone.sh");
+    c.has("connect", "CONNECT_BOOTSTRAP_SERVERS: kafka:9092");
+    c.has("connect", "CONNECT_TOPIC: events");
+    c.mounts(
         "events-file",
         &root().join("data/sample.jsonl.gz"),
         "/input/events",
@@ -404,32 +513,37 @@ fn compose_file_is_valid() {
     let worker = std::fs::read_to_string(connect_dir.join("worker.properties")).unwrap();
     assert!(worker.contains("value.converter=org.apache.kafka.connect.json.JsonConverter"));
     assert!(worker.contains("value.converter.schemas.enable=false"));
-    // Prometheus and Grafana: the dashboards/ files, at the documented paths.
+}
+
+/// Prometheus and Grafana: the dashboards/ files, at the documented paths.
+fn check_prometheus_and_grafana_get_the_dashboards(c: &Compose) {
     let dash = root().join("dashboards");
-    mount(
+    c.mounts(
         "prometheus",
         &dash.join("prometheus.yml"),
         "/etc/prometheus/prometheus.yml",
     );
-    mount(
+    c.mounts(
         "prometheus",
         &dash.join("alerts.yml"),
         "/etc/prometheus/alerts.yml",
     );
-    mount(
+    c.mounts(
         "grafana",
         &dash.join("grafana/provisioning"),
         "/etc/grafana/provisioning",
     );
-    mount(
+    c.mounts(
         "grafana",
         &dash.join("distinctly.json"),
         "/var/lib/grafana/dashboards/distinctly.json",
     );
-    has("grafana", "GF_AUTH_ANONYMOUS_ENABLED");
+    c.has("grafana", "GF_AUTH_ANONYMOUS_ENABLED");
+}
 
-    // The Dockerfile: a build stage and a runtime stage; the runtime stage
-    // runs as a non-root user.
+/// The Dockerfile: a build stage and a runtime stage; the runtime stage
+/// runs as a non-root user.
+fn check_the_dockerfile_builds_then_runs_as_non_root() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     let instructions: Vec<&str> = dockerfile
         .lines()
@@ -451,6 +565,20 @@ fn compose_file_is_valid() {
     assert!(last_stage.contains(&r#"ENTRYPOINT ["distinctly"]"#));
     assert!(last_stage.contains(&r#"CMD ["run"]"#));
     assert!(last_stage.contains(&"EXPOSE 9464"));
+    // The health check runs the binary (`distinctly healthcheck`), which
+    // tests/kafka.rs exercises against a live /healthz and /readyz.
+    let health = last_stage
+        .iter()
+        .position(|l| l.starts_with("HEALTHCHECK "))
+        .expect("no HEALTHCHECK in the final stage");
+    assert!(
+        last_stage[health..]
+            .iter()
+            .take(2)
+            .any(|l| l.contains(r#"CMD ["distinctly", "healthcheck"]"#)),
+        "{:?}",
+        &last_stage[health..]
+    );
     assert!(
         last_stage.iter().any(|l| l.contains("--from=build")),
         "the runtime stage copies the binary from the build stage"

@@ -1,110 +1,41 @@
 //! End to end: `distinctly generate | distinctly count`, checked against the
 //! generator's own exact truth.
 
+mod common;
+
+use common::*;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_distinctly");
-
-fn generate(args: &[&str], truth_path: &std::path::Path) -> Vec<u8> {
-    let out = Command::new(BIN)
-        .arg("generate")
-        .args(args)
-        .arg("--truth")
-        .arg(truth_path)
-        .output()
-        .expect("run generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn count(input: &[u8], args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("count")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run count");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    out
-}
-
-/// start_ts -> (unique_users, events) from JSON lines.
-fn per_window(jsonl: &[u8]) -> BTreeMap<u64, (u64, u64)> {
-    let mut m = BTreeMap::new();
-    let mut revisions = BTreeMap::new();
-    for line in jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-        let start = v["start_ts"].as_u64().unwrap();
-        if let Some(rev) = v.get("revision") {
-            let rev = rev.as_u64().unwrap();
-            let prev = revisions.insert(start, rev);
-            assert!(
-                prev.is_none_or(|p| rev > p),
-                "revisions must grow for {start}"
-            );
-        }
-        m.insert(
-            start,
-            (
-                v["unique_users"].as_u64().unwrap(),
-                v["events"].as_u64().unwrap(),
-            ),
-        );
-    }
-    m
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("distinctly-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
 
 #[test]
 fn realistic_stream_counts_exactly_like_the_truth() {
-    let truth_path = tmp("realistic.truth");
-    let data = generate(
-        &[
-            "--events",
-            "30000",
-            "--users",
-            "4000",
-            "--span-seconds",
-            "1200",
-            "--late-share",
-            "0.03",
-            "--invalid-share",
-            "0.01",
-            "--outlier-share",
-            "0.002",
-            "--wrapped-share",
-            "0.05",
-            "--seed",
-            "7",
-        ],
-        &truth_path,
-    );
+    let (data, truth) = generate_jsonl(&[
+        "--events",
+        "30000",
+        "--users",
+        "4000",
+        "--span-seconds",
+        "1200",
+        "--late-share",
+        "0.03",
+        "--invalid-share",
+        "0.01",
+        "--outlier-share",
+        "0.002",
+        "--wrapped-share",
+        "0.05",
+        "--seed",
+        "7",
+    ]);
     let out = count(&data, &["--summary", "json"], &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let truth = per_window(&std::fs::read(&truth_path).unwrap());
-    assert_eq!(per_window(&out.stdout), truth);
+    assert_eq!(records_in_order(&out.stdout), truth);
 
     // The summary accounts for every line.
     let s: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
@@ -120,73 +51,112 @@ fn realistic_stream_counts_exactly_like_the_truth() {
     assert_eq!(s["late_dropped"], 0);
 }
 
-#[test]
-fn sketches_stay_within_bounds_on_a_gzipped_file() {
-    let truth_path = tmp("minimal.truth");
-    let data = generate(
-        &[
-            "--events",
-            "400000",
-            "--users",
-            "200000",
-            "--frame",
-            "minimal",
-            "--skew",
-            "0.5",
-            "--span-seconds",
-            "600",
-            "--seed",
-            "11",
-        ],
-        &truth_path,
-    );
-    let gz_path = tmp("minimal.jsonl.gz");
+/// A generated file of minimal frames, gzipped, and its truth.
+struct GzippedFile {
+    path: PathBuf,
+    truth: Windows,
+}
+
+/// 400 000 events of 200 000 users over 10 minutes, half of them skewed.
+fn gzipped_file() -> GzippedFile {
+    let (data, truth) = generate_jsonl(&[
+        "--events",
+        "400000",
+        "--users",
+        "200000",
+        "--frame",
+        "minimal",
+        "--skew",
+        "0.5",
+        "--span-seconds",
+        "600",
+        "--seed",
+        "11",
+    ]);
+    let path = tmp("minimal.jsonl.gz");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(&data).unwrap();
-    std::fs::write(&gz_path, enc.finish().unwrap()).unwrap();
-    let truth = per_window(&std::fs::read(&truth_path).unwrap());
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    GzippedFile { path, truth }
+}
 
-    for (backend, bound) in [
+/// Each backend and its bound on the relative error of a window's count.
+fn backends_and_bounds() -> [(&'static str, f64); 5] {
+    [
         ("exact", 0.0),
         ("roaring", 1e-4),
         ("hll", 4.0 * 1.04 / 128.0),
         ("cpc", 4.0 * 0.6 / sketch_k_sqrt()),
         ("hll4", 4.0 * 1.04 / sketch_k_sqrt()),
-    ] {
-        let out = Command::new(BIN)
-            .args(["count", "--summary", "none"])
-            .arg(&gz_path)
-            .env("DISTINCTLY_COUNTER", backend)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = per_window(&out.stdout);
-        assert_eq!(got.len(), truth.len(), "{backend}");
-        for (start, (users, events)) in &truth {
-            let (est, ev) = got[start];
-            assert_eq!(ev, *events, "{backend} events in {start}");
-            let err = (est as f64 - *users as f64).abs();
-            assert!(
-                err <= bound * *users as f64 + 1.0,
-                "{backend} window {start}: {est} vs {users}"
-            );
-        }
-        let first = out.stdout.split(|&b| b == b'\n').next().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(first).unwrap();
-        let lg_k = distinctly::config::defaults::SKETCH_LGK;
-        let want = match backend {
-            "hll" => "hll-p14".to_string(),
-            "cpc" | "hll4" => format!("{backend}-lgk{lg_k}"),
-            other => other.to_string(),
-        };
-        assert_eq!(v["counter"], want.as_str());
-    }
+    ]
+}
 
-    // The flags override the variables and name the setting in the output.
+/// sqrt(2^lgK) at the default lgK of the DataSketches backends.
+fn sketch_k_sqrt() -> f64 {
+    f64::from(1u32 << distinctly::config::defaults::SKETCH_LGK).sqrt()
+}
+
+#[test]
+fn sketches_stay_within_bounds_on_a_gzipped_file() {
+    let f = gzipped_file();
+    for (backend, bound) in backends_and_bounds() {
+        let out = count_file_with(&f, backend);
+        check_every_window_within_the_bound(&f, backend, bound, &out);
+        check_the_record_names_the_counter(backend, &out);
+    }
+    check_flags_override_the_variables_and_name_the_setting(&f);
+    check_an_error_about_a_flag_names_the_flag(&f);
+}
+
+/// `count --summary none FILE` with `DISTINCTLY_COUNTER=backend`; it succeeds.
+fn count_file_with(f: &GzippedFile, backend: &str) -> Output {
+    let out = Command::new(BIN)
+        .args(["count", "--summary", "none"])
+        .arg(&f.path)
+        .env("DISTINCTLY_COUNTER", backend)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every window of the truth, events exact, unique users within the bound.
+fn check_every_window_within_the_bound(f: &GzippedFile, backend: &str, bound: f64, out: &Output) {
+    let got = records_in_order(&out.stdout);
+    assert_eq!(got.len(), f.truth.len(), "{backend}");
+    for (start, (users, events)) in &f.truth {
+        let (est, ev) = got[start];
+        assert_eq!(ev, *events, "{backend} events in {start}");
+        let err = (est as f64 - *users as f64).abs();
+        assert!(
+            err <= bound * *users as f64 + 1.0,
+            "{backend} window {start}: {est} vs {users}"
+        );
+    }
+}
+
+/// The first record's `counter` names the backend and its setting.
+fn check_the_record_names_the_counter(backend: &str, out: &Output) {
+    let lg_k = distinctly::config::defaults::SKETCH_LGK;
+    let want = match backend {
+        "hll" => "hll-p14".to_string(),
+        "cpc" | "hll4" => format!("{backend}-lgk{lg_k}"),
+        other => other.to_string(),
+    };
+    assert_eq!(first_record(&out.stdout)["counter"], want.as_str());
+}
+
+fn first_record(stdout: &[u8]) -> serde_json::Value {
+    let first = stdout.split(|&b| b == b'\n').next().unwrap();
+    serde_json::from_slice(first).unwrap()
+}
+
+/// The flags override the variables and name the setting in the output.
+fn check_flags_override_the_variables_and_name_the_setting(f: &GzippedFile) {
     let out = Command::new(BIN)
         .args([
             "count",
@@ -197,17 +167,18 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
             "--sketch-lgk",
             "11",
         ])
-        .arg(&gz_path)
+        .arg(&f.path)
         .env("DISTINCTLY_COUNTER", "exact")
         .output()
         .unwrap();
     assert!(out.status.success());
-    let first = out.stdout.split(|&b| b == b'\n').next().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(first).unwrap();
-    assert_eq!(v["counter"], "cpc-lgk11");
+    assert_eq!(first_record(&out.stdout)["counter"], "cpc-lgk11");
+}
+
+fn check_an_error_about_a_flag_names_the_flag(f: &GzippedFile) {
     let out = Command::new(BIN)
         .args(["count", "--counter", "hll4", "--sketch-lgk", "22"])
-        .arg(&gz_path)
+        .arg(&f.path)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -216,11 +187,6 @@ fn sketches_stay_within_bounds_on_a_gzipped_file() {
         "distinctly: --sketch-lgk: 22 is outside 4..=21\n",
         "an error about a flag names the flag"
     );
-}
-
-/// sqrt(2^lgK) at the default lgK of the DataSketches backends.
-fn sketch_k_sqrt() -> f64 {
-    f64::from(1u32 << distinctly::config::defaults::SKETCH_LGK).sqrt()
 }
 
 #[test]
@@ -237,16 +203,12 @@ fn the_shipped_sample_matches_its_truth() {
         .unwrap();
     assert!(out.status.success());
     let truth = std::fs::read(format!("{root}/data/sample.truth.jsonl")).unwrap();
-    assert_eq!(per_window(&out.stdout), per_window(&truth));
+    assert_eq!(records_in_order(&out.stdout), records(&truth));
 }
 
 #[test]
 fn several_files_and_stdin_form_one_stream() {
-    let truth_path = tmp("split.truth");
-    let data = generate(
-        &["--events", "6000", "--frame", "minimal", "--seed", "3"],
-        &truth_path,
-    );
+    let (data, truth) = generate_jsonl(&["--events", "6000", "--frame", "minimal", "--seed", "3"]);
     let cut = data[..data.len() / 2]
         .iter()
         .rposition(|&b| b == b'\n')
@@ -260,8 +222,7 @@ fn several_files_and_stdin_form_one_stream() {
         &[],
     );
     assert!(out.status.success());
-    let truth = per_window(&std::fs::read(&truth_path).unwrap());
-    assert_eq!(per_window(&out.stdout), truth);
+    assert_eq!(records_in_order(&out.stdout), truth);
 }
 
 #[test]
@@ -310,7 +271,7 @@ fn garbage_input_is_counted_never_fatal() {
     assert_eq!(s["rejected"]["not_object"], 1);
     assert_eq!(s["rejected"]["not_json"], 1);
     assert_eq!(s["rejected"]["too_large"], 1);
-    assert_eq!(per_window(&out.stdout)[&1_767_225_600], (2, 2));
+    assert_eq!(records_in_order(&out.stdout)[&1_767_225_600], (2, 2));
 }
 
 /// `n` in-order minimal events, one per second from 2026-01-01, user `u<i>`.
@@ -372,7 +333,7 @@ fn a_repeated_flipped_timestamp_at_the_start_costs_no_valid_event() {
     input.extend(seconds(3600));
     let out = count(&input, &["--summary", "json"], &[]);
     assert!(out.status.success());
-    let windows = per_window(&out.stdout);
+    let windows = records_in_order(&out.stdout);
     assert_eq!(windows.len(), 60);
     assert!(windows.values().all(|&w| w == (60, 60)), "{windows:?}");
     let s: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
@@ -384,7 +345,7 @@ fn a_repeated_flipped_timestamp_at_the_start_costs_no_valid_event() {
     input.extend_from_slice(&seconds(11)[seconds(1).len()..]);
     let out = count(&input, &["--summary", "none"], &[]);
     assert_eq!(
-        per_window(&out.stdout),
+        records_in_order(&out.stdout),
         BTreeMap::from([(1_767_225_600, (11, 11))])
     );
 }
@@ -434,7 +395,7 @@ fn sigint_and_sigterm_finish_what_was_read_then_exit_128_plus_the_signal() {
             .into_iter()
             .map(|(s, n)| (1_767_225_600 + s, (n, n)))
             .collect();
-        assert_eq!(per_window(&stdout), want, "{name}");
+        assert_eq!(records_in_order(&stdout), want, "{name}");
         let s: serde_json::Value = serde_json::from_slice(&stderr).unwrap();
         assert_eq!(s["messages"], 150);
         assert_eq!(s["stopped_by"], name);
@@ -522,7 +483,7 @@ fn diagnostics_never_panic_and_a_closed_stdout_is_an_error() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", out.status);
-    assert_eq!(per_window(&out.stdout).len(), 5);
+    assert_eq!(records_in_order(&out.stdout).len(), 5);
 
     let out = Command::new("sh")
         .args([
@@ -593,11 +554,11 @@ fn a_corrupt_gzip_counts_what_was_read_before_the_fault() {
     let mut with_garbage = gz.clone();
     with_garbage.extend_from_slice(b"garbage\n");
     for (name, bytes, want) in [
-        ("cut.jsonl.gz", cut.to_vec(), per_window(&want.stdout)),
+        ("cut.jsonl.gz", cut.to_vec(), records_in_order(&want.stdout)),
         (
             "garbage.jsonl.gz",
             with_garbage,
-            per_window(&count(&data, &["--summary", "none"], &[]).stdout),
+            records_in_order(&count(&data, &["--summary", "none"], &[]).stdout),
         ),
     ] {
         let path = tmp(name);
@@ -608,7 +569,7 @@ fn a_corrupt_gzip_counts_what_was_read_before_the_fault() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}");
-        assert_eq!(per_window(&out.stdout), want, "{name}");
+        assert_eq!(records_in_order(&out.stdout), want, "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let (summary, error) = stderr.split_once('\n').unwrap();
         let s: serde_json::Value = serde_json::from_str(summary).unwrap();
@@ -642,10 +603,13 @@ fn flags_win_over_malformed_variables_and_typos_are_reported() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(per_window(&out.stdout).len(), 2);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "distinctly: warning: DISTINCTLY_COUNTR is not a setting (did you mean DISTINCTLY_COUNTER?)\n"
+    assert_eq!(records_in_order(&out.stdout).len(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(" WARN "), "{stderr}");
+    assert!(
+        stderr.contains("DISTINCTLY_COUNTR is not a setting (did you mean DISTINCTLY_COUNTER?)"),
+        "{stderr}"
     );
     for (env, flags, name) in [
         (

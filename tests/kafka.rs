@@ -9,6 +9,7 @@ use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const GEN: &[&str] = &[
@@ -339,4 +340,144 @@ fn a_quiet_start_is_counted_once_the_input_is_idle() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `run` with only the old app's variables plus a CA file: credentials mean
+/// SASL over TLS, and the broker's certificate is checked.
+fn sasl_ssl_env<'a>(addr: &'a str, ca: &'a str, password: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("KAFKA_SERVICE_INTERNAL_HOST", addr),
+        ("KAFKA_SERVICE_USERNAME", "distinctly"),
+        ("KAFKA_SERVICE_PASSWORD", password),
+        ("DISTINCTLY_RDKAFKA_SSL_CA_LOCATION", ca),
+    ]
+}
+
+/// Runs the service, which must fail with exactly one ERROR line: that
+/// line, and the whole log.
+fn refused(t: &Topics, env: &[(&str, &str)]) -> (String, String) {
+    let out = service(t, env, &["--exit-when-idle"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "one clear line: {stderr}");
+    (errors[0].to_string(), stderr)
+}
+
+#[test]
+fn sasl_over_tls_counts_exactly_and_refuses_a_wrong_ca_or_password() {
+    let _b = broker();
+    let t = topics("tls", 2);
+    let (lines, truth) = generate(&["--events", "4000", "--frame", "minimal", "--seed", "27"]);
+    produce(&t.input, 2, &lines);
+    let (addr, ca) = (ssl_bootstrap(), local_ca());
+    drain(&t, &sasl_ssl_env(&addr, &ca, "distinctly-secret"));
+    assert_eq!(output_windows(&t.output), truth);
+
+    // A CA that did not sign the broker's certificate (the system bundle).
+    let wrong_ca = "/etc/ssl/certs/ca-certificates.crt";
+    let started = Instant::now();
+    let (error, _) = refused(&t, &sasl_ssl_env(&addr, wrong_ca, "distinctly-secret"));
+    assert!(error.contains("certificate"), "{error}");
+    assert!(
+        error.contains("DISTINCTLY_RDKAFKA_SSL_CA_LOCATION"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // The wrong password: refused, and never printed.
+    let (error, stderr) = refused(&t, &sasl_ssl_env(&addr, &ca, "not-the-password"));
+    assert!(error.to_lowercase().contains("authentication"), "{error}");
+    assert!(
+        !stderr.contains("not-the-password"),
+        "password printed: {stderr}"
+    );
+    assert!(
+        stderr.contains("password=\"***\""),
+        "settings logged, redacted: {stderr}"
+    );
+}
+
+#[test]
+fn json_logs_and_readiness_follow_a_broker_outage() {
+    let _b = broker();
+    let t = topics("ready", 2);
+    produce(
+        &t.input,
+        2,
+        &events((0..100).map(|i| (MINUTE + i, format!("r{i}")))),
+    );
+    let port = free_port().to_string();
+    let metrics = format!("127.0.0.1:{port}");
+    script(&["stop"]);
+    let child = service(
+        &t,
+        &[
+            ("DISTINCTLY_LOG_FORMAT", "json"),
+            ("DISTINCTLY_METRICS_ADDR", metrics.as_str()),
+        ],
+        &[],
+    )
+    .spawn()
+    .unwrap();
+    // Alive, but not ready while the broker is away.
+    assert_eq!(
+        wait_for_http(&metrics, "/readyz", 503, Duration::from_secs(30)),
+        "broker unreachable\n"
+    );
+    assert_eq!(
+        http_get(&metrics, "/healthz").unwrap(),
+        (200, "ok\n".into())
+    );
+    // What the container health checks run (no curl in the image).
+    let probe = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("healthcheck")
+            .args(args)
+            .env("DISTINCTLY_METRICS_ADDR", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap()
+    };
+    let live = probe(&[]);
+    assert!(live.status.success());
+    assert_eq!(String::from_utf8_lossy(&live.stdout), "ok\n");
+    let ready = probe(&["--ready", "--addr", &metrics]);
+    assert_eq!(ready.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&ready.stderr),
+        "distinctly: /readyz: 503 broker unreachable\n"
+    );
+    script(&["start"]);
+    assert_eq!(
+        wait_for_http(&metrics, "/readyz", 200, Duration::from_secs(90)),
+        "ready\n"
+    );
+    assert!(probe(&["--ready"]).status.success());
+    wait_for_window(&t.output, MINUTE, (60, 60), Duration::from_secs(60));
+    let out = terminate(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut messages = Vec::new();
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(v.get(key).is_some(), "{key} missing: {line}");
+        }
+        messages.push(v["message"].as_str().unwrap().to_string());
+    }
+    for want in [
+        "broker unreachable, retrying",
+        "broker reachable again",
+        "stopping: committing what is safe",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == want),
+            "{want:?} not in {messages:?}"
+        );
+    }
+    assert!(messages.iter().any(|m| m.starts_with("starting: ")));
+    assert!(messages
+        .iter()
+        .any(|m| m.starts_with("assigned partitions ")));
 }

@@ -25,7 +25,7 @@ pub mod measure;
 pub mod report;
 pub mod workload;
 
-use crate::config::defaults;
+use crate::config::CoreConfig;
 use crate::counter::{hll, AnyCounter, CounterKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -87,9 +87,8 @@ pub fn default_windows(distinct: u64) -> u64 {
 /// Windows the service holds at once with the default settings: open ones
 /// plus emitted ones kept for corrections (`(lateness + retention) / W + 2`).
 pub fn held_windows() -> u64 {
-    (defaults::ALLOWED_LATENESS_SECONDS + defaults::LATE_RETENTION_SECONDS)
-        / defaults::WINDOW_SECONDS
-        + 2
+    let d = CoreConfig::default();
+    (d.allowed_lateness_seconds + d.late_retention_seconds) / d.window_seconds + 2
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The bench's report: a markdown table for people, a CSV for tools.
 //!
-//! The markdown is what `distinctly bench` prints and what the README
+//! The markdown is what `distinctly bench` prints and what docs/performance.md
 //! quotes, so units are human (`13.3 KB`, `4.1 µs`); the CSV keeps raw
 //! numbers (bytes, seconds, fractions) for plotting and comparisons.
 

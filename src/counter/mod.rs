@@ -73,9 +73,8 @@ pub enum CounterKind {
 
 /// Backend names accepted by `DISTINCTLY_COUNTER`, for messages.
 pub const BACKENDS: &str = "exact, roaring, hll, cpc, hll4";
-
-/// Default lgK of `cpc` and `hll4` (`DISTINCTLY_SKETCH_LGK`); see the
-/// README's Performance section for the measurements behind it.
+/// Default lgK of `cpc` and `hll4` (`DISTINCTLY_SKETCH_LGK`); see
+/// docs/performance.md for the measurements behind it.
 pub const DEFAULT_SKETCH_LG_K: u8 = 14;
 
 impl CounterKind {

@@ -11,29 +11,20 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::fmt;
 
-/// Defaults of the service settings.
+/// Defaults of the optional `KAFKA_*` settings, each written once here
+/// (serde needs functions; the README's table is checked against them).
 pub mod defaults {
-    pub const PORT: u16 = 9092;
-    pub const GROUP_ID: &str = "distinctly";
-    pub const AUTO_OFFSET_RESET: &str = "earliest";
-    pub const SASL_MECHANISM: &str = "PLAIN";
-    pub const IDLE_PARTITION_SECONDS: u64 = 30;
-    pub const COMMIT_INTERVAL_SECONDS: u64 = 5;
-
-    pub(super) fn port() -> u16 {
-        PORT
+    pub fn port() -> u16 {
+        9092
     }
-    pub(super) fn group_id() -> String {
-        GROUP_ID.to_string()
+    pub fn group_id() -> String {
+        "distinctly".to_string()
     }
-    pub(super) fn auto_offset_reset() -> String {
-        AUTO_OFFSET_RESET.to_string()
+    pub fn auto_offset_reset() -> String {
+        "earliest".to_string()
     }
-    pub(super) fn idle_partition_seconds() -> u64 {
-        IDLE_PARTITION_SECONDS
-    }
-    pub(super) fn commit_interval_seconds() -> u64 {
-        COMMIT_INTERVAL_SECONDS
+    pub fn sasl_mechanism() -> String {
+        "PLAIN".to_string()
     }
 }
 
@@ -60,8 +51,7 @@ pub struct KafkaEnv {
     /// `KAFKA_SERVICE_INTERNAL_HOST`: a host, or a comma-separated list of
     /// `host:port` (a host without a port gets `KAFKA_SERVICE_INTERNAL_PORT`).
     pub service_internal_host: String,
-    /// `KAFKA_SERVICE_INTERNAL_PORT`: broker port for hosts given without one
-    /// (default 9092).
+    /// `KAFKA_SERVICE_INTERNAL_PORT`: broker port for hosts given without one.
     #[serde(default = "defaults::port")]
     pub service_internal_port: u16,
     /// `KAFKA_SERVICE_INPUT_TOPIC`: topic of `{"ts":…,"uid":…}` events.
@@ -69,7 +59,7 @@ pub struct KafkaEnv {
     /// `KAFKA_SERVICE_OUTPUT_TOPIC`: topic the window records go to, keyed by
     /// `start_ts` (make it compacted).
     pub service_output_topic: String,
-    /// `KAFKA_SERVICE_GROUP_ID`: consumer group (default `distinctly`).
+    /// `KAFKA_SERVICE_GROUP_ID`: consumer group.
     #[serde(default = "defaults::group_id")]
     pub service_group_id: String,
     /// `KAFKA_SERVICE_USERNAME`: SASL user; with a password, the connection
@@ -80,30 +70,40 @@ pub struct KafkaEnv {
     /// `KAFKA_SERVICE_SECURITY_PROTOCOL`: overrides the protocol
     /// (`plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`).
     pub service_security_protocol: Option<String>,
-    /// `KAFKA_SERVICE_SASL_MECHANISM`: overrides the SASL mechanism (default
-    /// `PLAIN`; e.g. `SCRAM-SHA-512`).
-    pub service_sasl_mechanism: Option<String>,
+    /// `KAFKA_SERVICE_SASL_MECHANISM`: the SASL mechanism (e.g.
+    /// `SCRAM-SHA-512`); used only with credentials.
+    #[serde(default = "defaults::sasl_mechanism")]
+    pub service_sasl_mechanism: String,
     /// `KAFKA_SERVICE_DLQ_TOPIC`: when set, rejected messages are copied there
     /// with the reason and their origin in headers.
     pub service_dlq_topic: Option<String>,
     /// `KAFKA_AUTO_OFFSET_RESET`: where a group without committed offsets
-    /// starts: `earliest` (default) or `latest`.
+    /// starts: `earliest` or `latest`.
     #[serde(default = "defaults::auto_offset_reset")]
     pub auto_offset_reset: String,
 }
 
-/// Service timing (`DISTINCTLY_*`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// Service timing (`DISTINCTLY_*`); an unset variable takes the value of
+/// `Default`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct ServiceEnv {
     /// `DISTINCTLY_IDLE_PARTITION_SECONDS`: a partition without events for
     /// this long (wall clock) stops holding the watermark back; when all are
-    /// idle, open windows are emitted (default 30).
-    #[serde(default = "defaults::idle_partition_seconds")]
+    /// idle, open windows are emitted.
     pub idle_partition_seconds: u64,
     /// `DISTINCTLY_COMMIT_INTERVAL_SECONDS`: how often safe offsets are
-    /// committed (default 5).
-    #[serde(default = "defaults::commit_interval_seconds")]
+    /// committed.
     pub commit_interval_seconds: u64,
+}
+
+impl Default for ServiceEnv {
+    fn default() -> Self {
+        ServiceEnv {
+            idle_partition_seconds: 30,
+            commit_interval_seconds: 5,
+        }
+    }
 }
 
 /// Everything `run` needs besides the core settings.
@@ -232,24 +232,26 @@ impl KafkaConfig {
             .join(",")
     }
 
+    /// `security.protocol`: as set, else SASL over TLS with credentials
+    /// (the old app's hosted Kafka), else plaintext.
+    pub fn security_protocol(&self) -> String {
+        let e = &self.env;
+        match (&e.service_security_protocol, &e.service_username) {
+            (Some(p), _) => p.to_lowercase(),
+            (None, Some(_)) => "sasl_ssl".to_string(),
+            (None, None) => "plaintext".to_string(),
+        }
+    }
+
     /// Settings shared by the consumer and the producer.
     fn common(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.bootstrap_servers());
         c.set("client.id", "distinctly");
         let e = &self.env;
-        let protocol = match (&e.service_security_protocol, &e.service_username) {
-            (Some(p), _) => p.to_lowercase(),
-            (None, Some(_)) => "sasl_ssl".to_string(),
-            (None, None) => "plaintext".to_string(),
-        };
-        c.set("security.protocol", &protocol);
+        c.set("security.protocol", self.security_protocol());
         if let (Some(user), Some(password)) = (&e.service_username, &e.service_password) {
-            let mechanism = e
-                .service_sasl_mechanism
-                .as_deref()
-                .unwrap_or(defaults::SASL_MECHANISM);
-            c.set("sasl.mechanism", mechanism);
+            c.set("sasl.mechanism", &e.service_sasl_mechanism);
             c.set("sasl.username", user);
             c.set("sasl.password", password.expose());
         }

@@ -1,7 +1,11 @@
 //! librdkafka callbacks. They run inside `poll`, on the service thread, and
 //! only touch the small [`Shared`] state.
 
-use crate::metrics::events::{self as metric_events, KafkaErrorKind, ProducedTo};
+use crate::internal_events::{
+    AuthenticationFailed, BrokerReachable, BrokerUnreachable, ClientError, CommitFailed,
+    DeadLetterFailed, DeliveryFailed, FatalClientError, InternalEvent, ProducedTo, RebalanceFailed,
+    RecordDelivered,
+};
 use crate::metrics::names as metric_names;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -23,8 +27,9 @@ pub struct Shared {
     pub safe: Mutex<Option<TopicPartitionList>>,
     /// An error that must stop the service (authentication, fatal).
     pub fatal: Mutex<Option<FatalError>>,
-    /// Whether the broker currently looks unreachable (for state-change logs).
-    pub broker_down: AtomicBool,
+    /// Whether the broker currently looks unreachable (see
+    /// [`Shared::broker_down`] and [`Shared::broker_up`]).
+    broker_down: AtomicBool,
     /// Output records whose delivery failed for good (fatal: a window lost).
     pub delivery_failures: AtomicU64,
     pub last_delivery_error: Mutex<Option<(String, String)>>,
@@ -36,7 +41,58 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub enum FatalError {
     Authentication(String),
+    /// The broker's certificate was refused (wrong CA, wrong host name).
+    Tls(String),
     Other(String),
+}
+
+impl Shared {
+    /// State for a service producing to `output_topic`.
+    pub fn new(output_topic: &str) -> Self {
+        Shared {
+            output_topic: output_topic.to_string(),
+            ..Shared::default()
+        }
+    }
+
+    /// A client could not reach any broker: counted every time, logged
+    /// (rate-limited) while the outage lasts; `/readyz` says so.
+    pub fn broker_down(&self, client: &'static str, reason: &str) {
+        self.broker_down.store(true, Ordering::Relaxed);
+        BrokerUnreachable {
+            client,
+            reason,
+            outage: true,
+        }
+        .emit();
+    }
+
+    /// One connection failed (a broker restarting, or closing an idle
+    /// connection): counted and logged, but not an outage until no broker
+    /// is left (librdkafka then reports all brokers down).
+    pub fn connection_failed(&self, client: &'static str, reason: &str) {
+        BrokerUnreachable {
+            client,
+            reason,
+            outage: false,
+        }
+        .emit();
+    }
+
+    /// The broker answered (a message, an end of partition, a delivery, a
+    /// broker `UP` in the statistics): logged once per outage.
+    #[inline]
+    pub fn broker_up(&self) {
+        if self.broker_down.load(Ordering::Relaxed)
+            && self.broker_down.swap(false, Ordering::Relaxed)
+        {
+            BrokerReachable.emit();
+        }
+    }
+
+    pub fn is_broker_down(&self) -> bool {
+        self.broker_down.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Clone)]
@@ -47,33 +103,48 @@ pub struct Context {
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        match code {
+        match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                metric_events::kafka_error(KafkaErrorKind::Authentication);
+                AuthenticationFailed {
+                    client: self.role,
+                    reason,
+                }
+                .emit();
                 set_fatal(&self.shared, FatalError::Authentication(reason.to_string()));
+            }
+            // A refused certificate does not heal by retrying.
+            Some(RDKafkaErrorCode::SSL) if reason.contains("certificate") => {
+                FatalClientError {
+                    client: self.role,
+                    reason,
+                }
+                .emit();
+                set_fatal(&self.shared, FatalError::Tls(reason.to_string()));
             }
             // Also delivered per partition through `poll`; not an error.
             Some(RDKafkaErrorCode::PartitionEOF) => {}
             Some(RDKafkaErrorCode::Fatal) => {
-                metric_events::kafka_error(KafkaErrorKind::Fatal);
+                FatalClientError {
+                    client: self.role,
+                    reason,
+                }
+                .emit();
                 set_fatal(&self.shared, FatalError::Other(reason.to_string()));
             }
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve) => {
+                self.shared.broker_down(self.role, reason)
+            }
             Some(
-                RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Resolve
-                | RDKafkaErrorCode::MessageTimedOut,
-            ) => {
-                metric_events::kafka_error(KafkaErrorKind::BrokerUnreachable);
-                if !self.shared.broker_down.swap(true, Ordering::Relaxed) {
-                    crate::diag!("{}: broker unreachable, retrying: {reason}", self.role);
-                }
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::SSL,
+            ) => self.shared.connection_failed(self.role, reason),
+            _ => ClientError {
+                client: self.role,
+                error: &error,
+                reason,
             }
-            _ => {
-                metric_events::kafka_error(KafkaErrorKind::Other);
-                crate::diag!("{}: {error}: {reason}", self.role);
-            }
+            .emit(),
         }
     }
 
@@ -84,6 +155,14 @@ impl ClientContext for Context {
         let Ok(stats) = serde_json::from_slice::<Stats>(statistics) else {
             return;
         };
+        // A real broker (not a bootstrap address, node id -1) is connected.
+        if stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP")
+        {
+            self.shared.broker_up();
+        }
         for (topic, t) in &stats.topics {
             for p in t.partitions.values() {
                 // The end a consumer can reach: the last stable offset under
@@ -123,6 +202,18 @@ impl ClientContext for Context {
 struct Stats {
     #[serde(default)]
     topics: HashMap<String, TopicStats>,
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStats>,
+}
+
+#[derive(Deserialize)]
+struct BrokerStats {
+    /// `UP`, `DOWN`, `CONNECT`, `AUTH`, ...
+    #[serde(default)]
+    state: String,
+    /// -1 for bootstrap addresses.
+    #[serde(default = "unknown_offset")]
+    nodeid: i64,
 }
 
 #[derive(Deserialize)]
@@ -164,8 +255,13 @@ impl ConsumerContext for Context {
             // Commit what is safe while the partitions are still ours.
             if let Some(safe) = self.shared.safe.lock().expect("not poisoned").take() {
                 if safe.count() > 0 {
-                    if let Err(e) = consumer.commit(&safe, CommitMode::Sync) {
-                        crate::diag!("commit before revoke failed: {e}");
+                    if let Err(error) = consumer.commit(&safe, CommitMode::Sync) {
+                        CommitFailed {
+                            error: &error,
+                            retried: false,
+                            before_revoke: true,
+                        }
+                        .emit();
                     }
                 }
             }
@@ -178,7 +274,7 @@ impl ConsumerContext for Context {
             Rebalance::Assign(_) | Rebalance::Revoke(_) => {
                 self.shared.rebalanced.store(true, Ordering::SeqCst);
             }
-            Rebalance::Error(e) => crate::diag!("rebalance error: {e}"),
+            Rebalance::Error(error) => RebalanceFailed { error }.emit(),
         }
     }
 }
@@ -190,12 +286,19 @@ impl ProducerContext for Context {
         if let Err((err, msg)) = result {
             if msg.topic() != self.shared.output_topic {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
-                metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
-                crate::diag!("dead-letter copy to {} failed: {err}", msg.topic());
+                DeadLetterFailed {
+                    topic: msg.topic(),
+                    error: err,
+                }
+                .emit();
                 return;
             }
             self.shared.delivery_failures.fetch_add(1, Ordering::SeqCst);
-            metric_events::kafka_error(KafkaErrorKind::Delivery);
+            DeliveryFailed {
+                topic: msg.topic(),
+                error: err,
+            }
+            .emit();
             *self
                 .shared
                 .last_delivery_error
@@ -217,11 +320,9 @@ impl ProducerContext for Context {
                 // SAFETY: the message is valid for the duration of the
                 // callback; the call only reads its timestamps.
                 let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(msg.ptr()) };
-                metric_events::delivered(to, micros);
+                RecordDelivered { to, micros }.emit();
             }
-            if self.shared.broker_down.swap(false, Ordering::Relaxed) {
-                crate::diag!("broker reachable again");
-            }
+            self.shared.broker_up();
         }
     }
 }

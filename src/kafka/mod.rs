@@ -50,6 +50,10 @@ pub enum ServiceError {
     Client(rdkafka::error::KafkaError),
     #[error("authentication failed: {0} (check KAFKA_SERVICE_USERNAME / KAFKA_SERVICE_PASSWORD)")]
     Authentication(String),
+    #[error(
+        "TLS: the broker's certificate was refused: {0} (check DISTINCTLY_RDKAFKA_SSL_CA_LOCATION)"
+    )]
+    Tls(String),
     #[error("fatal kafka error: {0}")]
     Fatal(String),
     #[error("could not deliver a record to {topic}: {reason}")]

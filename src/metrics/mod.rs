@@ -1,11 +1,14 @@
-//! Prometheus metrics: `/metrics` served by `metrics-exporter-prometheus`
-//! on `DISTINCTLY_METRICS_ADDR`.
+//! Prometheus metrics, recorded by `metrics-exporter-prometheus` and
+//! served with `/healthz` and `/readyz` on `DISTINCTLY_METRICS_ADDR`.
 //!
 //! ```text
 //! names.rs    every metric name, unit, help text and bucket layout
-//! events.rs   counted where they happen: Kafka errors, deliveries
 //! publish.rs  hot-path counts, copied from locals once per tick or batch
+//! http.rs     the endpoints: /metrics, /healthz, /readyz
 //! ```
+//!
+//! Rare operational events (errors, rebalances, deliveries) update their
+//! metrics where they are logged: [`crate::internal_events`].
 //!
 //! The hot loops never touch the metrics registry: they count in plain
 //! fields (as they always did for the summary), and a [`Publisher`] copies
@@ -13,13 +16,14 @@
 //! or input batch (`count`). So a disabled exporter costs nothing, and an
 //! enabled one costs a few dozen relaxed stores per tick.
 
-pub mod events;
+mod http;
 pub mod names;
 mod publish;
 
 pub use publish::{Publisher, Totals, BATCH_MAX_MESSAGES};
 
 use crate::config::{defaults, from_prefixed, ConfigError};
+use crate::health::health;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -69,6 +73,18 @@ impl MetricsConfig {
         }
     }
 
+    /// Where a local health check finds this process's endpoints: loopback
+    /// and the configured port (`run`'s default when unset).
+    pub fn probe_addr(&self) -> Result<String, ConfigError> {
+        match self.listen_addr(Mode::Run)? {
+            Some(addr) => Ok(format!("127.0.0.1:{}", addr.port())),
+            None => Err(crate::config::invalid(
+                self.name(),
+                "is empty: the endpoints are off, there is nothing to ask",
+            )),
+        }
+    }
+
     /// What messages call this setting.
     fn name(&self) -> &'static str {
         if self.from_flag {
@@ -103,6 +119,8 @@ impl MetricsConfig {
 pub enum MetricsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("a metrics recorder is already installed")]
+    AlreadyInstalled,
     #[error("{name}: cannot serve metrics on {addr}: {reason}")]
     Install {
         name: &'static str,
@@ -118,39 +136,50 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Starts the exporter (a background thread serving HTTP) if configured.
-/// Returns the address served.
+/// Installs the Prometheus recorder and serves `/metrics`, `/healthz` and
+/// `/readyz` from a background thread, if configured. Returns the address
+/// served (with the port the system chose, for port 0).
 pub fn install(cfg: &MetricsConfig, mode: Mode) -> Result<Option<SocketAddr>, MetricsError> {
     let Some(addr) = cfg.listen_addr(mode)? else {
         return Ok(None);
     };
-    let install_err = |e: metrics_exporter_prometheus::BuildError| MetricsError::Install {
+    let install_err = |reason: String| MetricsError::Install {
         name: cfg.name(),
         addr,
-        reason: e.to_string(),
+        reason,
     };
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| install_err(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| install_err(e.to_string()))?;
+    let buckets = |e: metrics_exporter_prometheus::BuildError| install_err(e.to_string());
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(names::BATCH_DURATION.into()),
             names::BATCH_DURATION_BUCKETS,
         )
-        .map_err(install_err)?
+        .map_err(buckets)?
         .set_buckets_for_metric(
             Matcher::Full(names::BATCH_MESSAGES.into()),
             names::BATCH_MESSAGES_BUCKETS,
         )
-        .map_err(install_err)?
+        .map_err(buckets)?
         .set_buckets_for_metric(
             Matcher::Full(names::DELIVERY_LATENCY.into()),
             names::DELIVERY_LATENCY_BUCKETS,
         )
-        .map_err(install_err)?
-        .install()
-        .map_err(install_err)?;
+        .map_err(buckets)?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
+    http::spawn(listener, handle).map_err(|e| install_err(e.to_string()))?;
+    if mode == Mode::Count {
+        // Nothing to wait for: counting starts at once.
+        health().set_ready(Ok(()));
+    }
     names::describe();
     ENABLED.store(true, Ordering::Relaxed);
-    Ok(Some(addr))
+    Ok(Some(local))
 }
 
 #[cfg(test)]

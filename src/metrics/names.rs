@@ -1,5 +1,5 @@
 //! Every metric distinctly exports: name, type, unit and help text, in one
-//! place (the README's metrics table is this list). Names follow Prometheus
+//! place (docs/metrics.md's table is this list). Names follow Prometheus
 //! conventions: `distinctly_` prefix, base units (seconds, bytes), `_total`
 //! on counters. Labels are closed sets (outcome, reason, kind, partition):
 //! never a user or uid.
@@ -60,10 +60,14 @@ pub const RECORDS_PRODUCED: &str = "distinctly_records_produced_total";
 pub const DELIVERY_LATENCY: &str = "distinctly_delivery_latency_seconds";
 /// Counter: offset commits.
 pub const COMMITS: &str = "distinctly_commits_total";
-/// Counter; label `kind`: see [`KafkaErrorKind`](super::events::KafkaErrorKind).
+/// Counter; label `kind`: see
+/// [`KafkaErrorKind`](crate::internal_events::KafkaErrorKind).
 pub const KAFKA_ERRORS: &str = "distinctly_kafka_errors_total";
+/// Gauge: 1 while a broker answers, 0 from "all brokers down" (not a single
+/// dropped connection) until one answers again.
+pub const BROKER_REACHABLE: &str = "distinctly_kafka_broker_reachable";
 
-/// Every name, for the README check and the dashboard test.
+/// Every name, for the docs/metrics.md check and the dashboard test.
 pub const ALL: &[&str] = &[
     BUILD_INFO,
     EVENTS,
@@ -90,6 +94,7 @@ pub const ALL: &[&str] = &[
     DELIVERY_LATENCY,
     COMMITS,
     KAFKA_ERRORS,
+    BROKER_REACHABLE,
 ];
 
 /// Histogram buckets, seconds: 50 µs … 2.5 s (a batch is up to
@@ -193,4 +198,8 @@ pub fn describe() {
     );
     describe_counter!(COMMITS, "Offset commits");
     describe_counter!(KAFKA_ERRORS, "Kafka client errors, by kind");
+    describe_gauge!(
+        BROKER_REACHABLE,
+        "1 while the Kafka broker answers, 0 during an outage"
+    );
 }

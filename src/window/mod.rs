@@ -201,6 +201,12 @@ impl Windower {
         }
     }
 
+    /// Whether a source is idle (see [`Windower::set_idle`]); it becomes
+    /// active again with its next event.
+    pub fn is_idle(&self, source: usize) -> bool {
+        self.sources[source].idle
+    }
+
     /// Marks a source idle (it stops holding the watermark back) or active.
     pub fn set_idle(&mut self, source: usize, idle: bool, out: &mut Vec<WindowRecord>) {
         if self.sources[source].idle == idle {

@@ -1,6 +1,8 @@
-//! Helpers shared by the tests that need the real Kafka broker started by
-//! `scripts/kafka-local.sh` (each test binary includes this module; not
-//! every binary uses every helper).
+//! Helpers shared by the end-to-end tests: the binary, the generator and
+//! its truth, `count` on stdin, scratch files, reading output records (with
+//! the revision check where the records come from one run), and the real
+//! Kafka broker started by `scripts/kafka-local.sh` (each test binary
+//! includes this module; not every binary uses every helper).
 #![allow(dead_code)]
 
 use rdkafka::config::ClientConfig;
@@ -10,7 +12,8 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -40,7 +43,11 @@ pub fn local_ca() -> String {
         .arg("ca")
         .output()
         .expect("run kafka-local.sh ca");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -108,6 +115,18 @@ pub fn topics(name: &str, partitions: u32) -> Topics {
 
 /// Generated lines and the per-window truth.
 pub fn generate(args: &[&str]) -> (Vec<Vec<u8>>, Windows) {
+    let (jsonl, truth) = generate_jsonl(args);
+    let lines = jsonl
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    (lines, truth)
+}
+
+/// `distinctly generate ARGS` as it writes it (JSON lines, each ending in
+/// '\n'; the generator writes no empty line) and the per-window truth.
+pub fn generate_jsonl(args: &[&str]) -> (Vec<u8>, Windows) {
     let truth = std::env::temp_dir().join(unique("truth"));
     let out = Command::new(BIN)
         .arg("generate")
@@ -115,33 +134,77 @@ pub fn generate(args: &[&str]) -> (Vec<Vec<u8>>, Windows) {
         .arg("--truth")
         .arg(&truth)
         .output()
-        .unwrap();
-    assert!(out.status.success());
-    let lines = out
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
+        .expect("run generate");
+    assert!(
+        out.status.success(),
+        "generate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = records(&std::fs::read(&truth).unwrap());
     std::fs::remove_file(truth).unwrap();
-    (lines, t)
+    (out.stdout, t)
+}
+
+/// Each non-empty line of `jsonl`, parsed as JSON.
+pub fn json_lines(jsonl: &[u8]) -> Vec<serde_json::Value> {
+    jsonl
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect()
 }
 
 /// start_ts -> (unique_users, events), the last record per window.
+///
+/// No revision check: a topic written by several runs (a restart, a
+/// rebalance) holds windows that the next run rebuilt by replay and emitted
+/// again from revision 0, and the generator's truth has no revisions. For
+/// records written by one run, in order, see [`records_in_order`].
 pub fn records(jsonl: &[u8]) -> Windows {
-    let mut m = BTreeMap::new();
-    for line in jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-        m.insert(
-            v["start_ts"].as_u64().unwrap(),
+    last_per_window(&json_lines(jsonl))
+}
+
+/// As [`records`], for records in the order one run wrote them (`count`'s
+/// output; a one-partition topic written by one run): also checks that each
+/// window's revisions only grow (see [`check_revisions_grow`]).
+pub fn records_in_order(jsonl: &[u8]) -> Windows {
+    let records = json_lines(jsonl);
+    check_revisions_grow(&records);
+    last_per_window(&records)
+}
+
+/// start_ts -> (unique_users, events) of the last of `records` per window.
+pub fn last_per_window(records: &[serde_json::Value]) -> Windows {
+    records
+        .iter()
+        .map(|v| {
             (
-                v["unique_users"].as_u64().unwrap(),
-                v["events"].as_u64().unwrap(),
-            ),
-        );
+                v["start_ts"].as_u64().unwrap(),
+                (
+                    v["unique_users"].as_u64().unwrap(),
+                    v["events"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The revision check: in the order given, each window's `revision` is
+/// greater than its previous one (records without a `revision`, like the
+/// generator's truth, are not checked).
+pub fn check_revisions_grow(records: &[serde_json::Value]) {
+    let mut revisions = BTreeMap::new();
+    for v in records {
+        let start = v["start_ts"].as_u64().unwrap();
+        if let Some(rev) = v.get("revision") {
+            let rev = rev.as_u64().unwrap();
+            let prev = revisions.insert(start, rev);
+            assert!(
+                prev.is_none_or(|p| rev > p),
+                "revisions must grow for {start}"
+            );
+        }
     }
-    m
 }
 
 /// Produces `lines` round-robin over `partitions` (order kept per partition).
@@ -222,20 +285,27 @@ pub fn consume_all(topic: &str) -> Vec<Consumed> {
     out
 }
 
-/// The last record per window in the output topic; checks keys on the way.
+/// The records of an output topic as JSON, in the order read (as written,
+/// for a one-partition topic); checks keys on the way.
+pub fn output_records(topic: &str) -> Vec<serde_json::Value> {
+    consume_all(topic)
+        .into_iter()
+        .map(|(key, payload, _)| {
+            let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(
+                key.as_deref(),
+                Some(v["start_ts"].to_string().as_bytes()),
+                "records are keyed by start_ts"
+            );
+            v
+        })
+        .collect()
+}
+
+/// The last record per window in the output topic; checks keys on the way
+/// (no revision check: see [`records`]).
 pub fn output_windows(topic: &str) -> Windows {
-    let mut jsonl = Vec::new();
-    for (key, payload, _) in consume_all(topic) {
-        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(
-            key.as_deref(),
-            Some(v["start_ts"].to_string().as_bytes()),
-            "records are keyed by start_ts"
-        );
-        jsonl.extend_from_slice(&payload);
-        jsonl.push(b'\n');
-    }
-    records(&jsonl)
+    last_per_window(&output_records(topic))
 }
 
 pub fn service(t: &Topics, extra_env: &[(&str, &str)], args: &[&str]) -> Command {
@@ -245,7 +315,7 @@ pub fn service(t: &Topics, extra_env: &[(&str, &str)], args: &[&str]) -> Command
         .env("KAFKA_SERVICE_INTERNAL_HOST", bootstrap())
         .env("KAFKA_SERVICE_INPUT_TOPIC", &t.input)
         // Several instances run at once in some tests; tests/metrics.rs
-        // covers the exporter.
+        // covers the metrics, and tests that need the endpoints set it.
         .env("DISTINCTLY_METRICS_ADDR", "")
         .env("KAFKA_SERVICE_OUTPUT_TOPIC", &t.output)
         .env("KAFKA_SERVICE_GROUP_ID", &t.group)
@@ -363,4 +433,40 @@ pub fn wait_for_http(addr: &str, path: &str, status: u16, timeout: Duration) -> 
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("{path} never answered {status}; last: {last:?}");
+}
+
+/// `distinctly count ARGS` with `input` on its stdin (written from a thread,
+/// so a large input cannot block against unread output), `env` added.
+pub fn count(input: &[u8], args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("count")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run count");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    out
+}
+
+/// A path named `name` in this test process's own temporary directory
+/// (created if needed; the file itself is not).
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("distinctly-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A new, empty directory of its own (a [`unique`] name under the system's
+/// temporary directory).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

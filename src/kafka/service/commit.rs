@@ -1,11 +1,13 @@
 //! Committing: the safe offsets (see `kafka::offsets`), committed only
 //! after the producer has flushed every record emitted so far.
 
+use super::assignment::Assignment;
 use super::Service;
+use crate::internal_events::{
+    CommitFailed, InternalEvent, OffsetsCommitted, OutputNotAcknowledged,
+};
 use crate::kafka::context::Context;
 use crate::kafka::{offsets, ServiceError};
-use crate::metrics::events::{self as metric_events, KafkaErrorKind};
-use crate::metrics::names as metric_names;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -44,11 +46,11 @@ impl Service<'_> {
         precomputed: Option<TopicPartitionList>,
     ) -> Result<bool, ServiceError> {
         self.last_commit = Instant::now();
-        if !self.complete {
+        if self.assignment != Assignment::Complete {
             return Ok(false);
         }
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            crate::diag!("output not acknowledged yet ({e}); not committing");
+            OutputNotAcknowledged { error: &e }.emit();
             return Ok(false);
         }
         if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
@@ -67,14 +69,21 @@ impl Service<'_> {
             return Ok(true);
         }
         match consumer.commit(&tpl, mode) {
-            Ok(()) => metrics::counter!(metric_names::COMMITS).increment(1),
-            Err(e) if matches!(mode, CommitMode::Async) => {
-                metric_events::kafka_error(KafkaErrorKind::Commit);
-                crate::diag!("commit failed, will retry: {e}");
+            Ok(()) => OffsetsCommitted {
+                partitions: tpl.count(),
             }
-            Err(e) => {
-                metric_events::kafka_error(KafkaErrorKind::Commit);
-                return Err(e.into());
+            .emit(),
+            Err(error) => {
+                let retried = matches!(mode, CommitMode::Async);
+                CommitFailed {
+                    error: &error,
+                    retried,
+                    before_revoke: false,
+                }
+                .emit();
+                if !retried {
+                    return Err(error.into());
+                }
             }
         }
         *self.shared.safe.lock().expect("not poisoned") = Some(tpl);

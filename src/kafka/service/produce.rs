@@ -1,10 +1,11 @@
 //! Producing: one output record per emitted window (and correction), and
 //! dead-letter copies of rejected messages.
 
+use super::assignment::Assignment;
 use super::Service;
+use crate::internal_events::{DeadLetterFailed, InternalEvent, ProducedTo, RecordProduced};
 use crate::kafka::context::Context;
 use crate::kafka::ServiceError;
-use crate::metrics::events::{self as metric_events, KafkaErrorKind, ProducedTo};
 use crate::metrics::Publisher;
 use crate::reject::Reject;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,7 +22,7 @@ impl Service<'_> {
     /// Sends every record emitted so far, keyed by window start (none while
     /// the assignment is partial: those counts would be partial).
     pub(super) fn produce_records(&mut self) -> Result<(), ServiceError> {
-        if !self.complete {
+        if self.assignment != Assignment::Complete {
             self.records.clear();
             return Ok(());
         }
@@ -41,7 +42,10 @@ impl Service<'_> {
                 || end_batch(&mut self.metrics),
             )?;
             self.summary.records_produced += 1;
-            metric_events::produced(ProducedTo::Output);
+            RecordProduced {
+                to: ProducedTo::Output,
+            }
+            .emit();
         }
         Ok(())
     }
@@ -82,12 +86,18 @@ impl Service<'_> {
         match send(&self.producer, record, || end_batch(&mut self.metrics)) {
             Ok(()) => {
                 self.summary.dlq_produced += 1;
-                metric_events::produced(ProducedTo::DeadLetter);
+                RecordProduced {
+                    to: ProducedTo::DeadLetter,
+                }
+                .emit();
             }
             Err(e) => {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
-                metric_events::kafka_error(KafkaErrorKind::DeadLetterDelivery);
-                crate::diag!("dead-letter copy to {dlq} failed: {e}");
+                DeadLetterFailed {
+                    topic: dlq,
+                    error: &e,
+                }
+                .emit();
             }
         }
     }

@@ -1,0 +1,222 @@
+//! Events of the service's life: start, pause and resume of the output,
+//! shutdown, the end of a drain, rejected messages, settings warnings.
+
+use super::InternalEvent;
+use crate::config::CoreConfig;
+use crate::kafka::config::KafkaConfig;
+use crate::metrics::names;
+use crate::reject::{Reject, RejectCounts};
+use tracing::{debug, error, info, warn};
+
+const TARGET: &str = "distinctly";
+
+/// `run` starts: the effective settings, once (secrets redacted).
+pub struct ServiceStarted<'a> {
+    pub core: &'a CoreConfig,
+    pub kafka: &'a KafkaConfig,
+}
+
+impl InternalEvent for ServiceStarted<'_> {
+    fn emit(self) {
+        let (c, k) = (self.core, self.kafka);
+        let counter = c
+            .counter_kind()
+            .map_or_else(|_| c.counter.clone(), |k| k.to_string());
+        info!(
+            target: TARGET,
+            version = env!("CARGO_PKG_VERSION"),
+            bootstrap = %k.bootstrap_servers(),
+            input_topic = %k.env.service_input_topic,
+            output_topic = %k.env.service_output_topic,
+            group = %k.env.service_group_id,
+            security_protocol = %k.security_protocol(),
+            username = k.env.service_username.as_deref().unwrap_or(""),
+            password = if k.env.service_password.is_some() { "***" } else { "" },
+            dlq_topic = k.env.service_dlq_topic.as_deref().unwrap_or(""),
+            auto_offset_reset = %k.env.auto_offset_reset,
+            counter = %counter,
+            window_seconds = c.window_seconds,
+            allowed_lateness_seconds = c.allowed_lateness_seconds,
+            late_retention_seconds = c.late_retention_seconds,
+            max_ahead_seconds = c.max_ahead_seconds,
+            max_behind_seconds = c.max_behind_seconds,
+            jump_confirm_events = c.jump_confirm_events,
+            max_message_bytes = c.max_message_bytes,
+            idle_partition_seconds = k.service.idle_partition_seconds,
+            commit_interval_seconds = k.service.commit_interval_seconds,
+            consumer_properties = %redacted(&k.consumer_props),
+            producer_properties = %redacted(&k.producer_props),
+            "starting: {} -> {} via {} (group {}, counter {counter})",
+            k.env.service_input_topic,
+            k.env.service_output_topic,
+            k.bootstrap_servers(),
+            k.env.service_group_id,
+        );
+    }
+}
+
+/// `name=value` pairs, values of secret-looking names replaced by `***`.
+fn redacted(props: &[(String, String)]) -> String {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let secret = ["password", "secret", "pem", "jaas", "token"]
+                .iter()
+                .any(|s| k.contains(s));
+            format!("{k}={}", if secret { "***" } else { v.as_str() })
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Output and commits pause: this instance holds only some partitions.
+pub struct OutputPaused<'a> {
+    pub topic: &'a str,
+    pub held: usize,
+    pub total: usize,
+}
+
+impl InternalEvent for OutputPaused<'_> {
+    fn emit(self) {
+        metrics::gauge!(names::OUTPUT_PAUSED).set(1.0);
+        warn!(target: TARGET, topic = self.topic, held = self.held, total = self.total,
+            "holding {} of {} partitions of {}: output and commits paused until all are \
+             assigned (run one instance per consumer group)",
+            self.held, self.total, self.topic);
+    }
+}
+
+/// Output and commits resume: every partition is assigned here again.
+pub struct OutputResumed<'a> {
+    pub topic: &'a str,
+    pub total: usize,
+}
+
+impl InternalEvent for OutputResumed<'_> {
+    fn emit(self) {
+        metrics::gauge!(names::OUTPUT_PAUSED).set(0.0);
+        info!(target: TARGET, topic = self.topic, total = self.total,
+            "all {} partitions of {} assigned: output resumed", self.total, self.topic);
+    }
+}
+
+/// SIGTERM or SIGINT: the service stops after committing what is safe.
+pub struct ShutdownRequested;
+
+impl InternalEvent for ShutdownRequested {
+    fn emit(self) {
+        info!(target: TARGET, "stopping: committing what is safe");
+    }
+}
+
+/// `--exit-when-idle`: every partition was read to its end.
+pub struct InputDrained;
+
+impl InternalEvent for InputDrained {
+    fn emit(self) {
+        info!(target: TARGET, "input drained, exiting");
+    }
+}
+
+/// What a run did, as it ends.
+pub struct ServiceStopped {
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub rejected: u64,
+    pub records_produced: u64,
+    pub dlq_produced: u64,
+    pub windows_emitted: u64,
+    pub corrections_emitted: u64,
+}
+
+impl InternalEvent for ServiceStopped {
+    fn emit(self) {
+        info!(
+            target: TARGET,
+            messages = self.messages,
+            bytes = self.bytes,
+            seconds = self.seconds,
+            rejected = self.rejected,
+            records_produced = self.records_produced,
+            dlq_produced = self.dlq_produced,
+            windows_emitted = self.windows_emitted,
+            corrections_emitted = self.corrections_emitted,
+            "stopped: read {} messages ({:.1} MB) in {:.1} s; rejected {}; {} records and {} \
+             DLQ messages produced; windows {} emitted, {} corrections",
+            self.messages,
+            self.bytes as f64 / 1e6,
+            self.seconds,
+            self.rejected,
+            self.records_produced,
+            self.dlq_produced,
+            self.windows_emitted,
+            self.corrections_emitted,
+        );
+    }
+}
+
+/// A message was rejected. Counted into the caller's local counts (the hot
+/// path publishes them once per tick), logged at `debug` with its origin.
+pub struct MessageRejected<'a> {
+    pub reason: Reject,
+    pub partition: i32,
+    pub offset: i64,
+    pub counts: &'a mut RejectCounts,
+}
+
+impl InternalEvent for MessageRejected<'_> {
+    #[inline]
+    fn emit(self) {
+        self.counts.add(self.reason);
+        debug!(target: TARGET, reason = self.reason.as_str(), partition = self.partition,
+            offset = self.offset, "message rejected");
+    }
+}
+
+/// A `DISTINCTLY_*` variable that no setting reads (a typo).
+pub struct UnknownVariable<'a> {
+    pub name: &'a str,
+    pub closest: Option<&'a str>,
+}
+
+impl InternalEvent for UnknownVariable<'_> {
+    fn emit(self) {
+        match self.closest {
+            Some(known) => warn!(target: TARGET, variable = self.name,
+                "{} is not a setting (did you mean {known}?)", self.name),
+            None => warn!(target: TARGET, variable = self.name,
+                "{} is not a setting; it is ignored", self.name),
+        }
+    }
+}
+
+/// The HTTP endpoints (`/metrics`, `/healthz`, `/readyz`) listen.
+pub struct HttpServing {
+    pub addr: std::net::SocketAddr,
+}
+
+impl InternalEvent for HttpServing {
+    fn emit(self) {
+        if self.addr.port() == 0 {
+            // Port 0: the system picked a free port (benchmarks).
+            info!(target: TARGET, address = %self.addr,
+                "serving /metrics, /healthz and /readyz on {} (any free port)", self.addr.ip());
+        } else {
+            info!(target: TARGET, address = %self.addr,
+                "serving /metrics, /healthz and /readyz on http://{}", self.addr);
+        }
+    }
+}
+
+/// `run` cannot go on (a setting, authentication, a refused certificate, a
+/// lost record): the one line that says why, as the process exits.
+pub struct ServiceFailed<'a> {
+    pub error: &'a (dyn std::error::Error + 'static),
+}
+
+impl InternalEvent for ServiceFailed<'_> {
+    fn emit(self) {
+        error!(target: TARGET, "{}", crate::diag::one_line(self.error));
+    }
+}
