@@ -105,10 +105,22 @@ pub struct CountArgs {
     /// Summary on stderr: text, json or none.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
+    /// Records: `updates` streams each window as it closes and every
+    /// correction; `final` prints one record per window at the end of the
+    /// input, in window order per size.
+    #[arg(long, value_enum, default_value_t = Emit::Updates)]
+    pub emit: Emit,
     /// Serve Prometheus metrics on this address while counting (overrides
     /// DISTINCTLY_METRICS_ADDR; off unless one of them is set).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+}
+
+/// Which records `count` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    Updates,
+    Final,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,9 +142,18 @@ pub struct CoreArgs {
     /// lgK of cpc and hll4, 4..=21 [env: DISTINCTLY_SKETCH_LGK].
     #[arg(long)]
     pub sketch_lgk: Option<u8>,
-    /// Window length in seconds [env: DISTINCTLY_WINDOW_SECONDS].
+    /// Window sizes, comma-separated: <n>s, <n>m, <n>h, <n>d, 1w, 1mo
+    /// [env: DISTINCTLY_WINDOWS; default 1m].
+    #[arg(long)]
+    pub windows: Option<String>,
+    /// One window length in seconds, the one-size form of --windows
+    /// [env: DISTINCTLY_WINDOW_SECONDS].
     #[arg(long)]
     pub window_seconds: Option<u64>,
+    /// IANA time zone of hour, day, week and month windows
+    /// [env: DISTINCTLY_TIMEZONE; default UTC].
+    #[arg(long)]
+    pub timezone: Option<String>,
     /// Watermark lag behind the highest event time [env: DISTINCTLY_ALLOWED_LATENESS_SECONDS].
     #[arg(long)]
     pub allowed_lateness_seconds: Option<u64>,
@@ -160,7 +181,6 @@ macro_rules! copy_fields {
         $m!(
             hll_precision,
             sketch_lgk,
-            window_seconds,
             allowed_lateness_seconds,
             late_retention_seconds,
             max_ahead_seconds,
@@ -177,6 +197,15 @@ impl CoreArgs {
         if let Some(v) = &self.counter {
             cfg.counter = v.clone();
         }
+        if let Some(v) = &self.timezone {
+            cfg.timezone = v.clone();
+        }
+        if self.windows.is_some() {
+            cfg.windows = self.windows.clone();
+        }
+        if self.window_seconds.is_some() {
+            cfg.window_seconds = self.window_seconds;
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field {
@@ -190,8 +219,15 @@ impl CoreArgs {
     /// The `CoreConfig` fields that flags set.
     pub fn given(&self) -> Vec<&'static str> {
         let mut given = Vec::new();
-        if self.counter.is_some() {
-            given.push("counter");
+        for (set, name) in [
+            (self.counter.is_some(), "counter"),
+            (self.windows.is_some(), "windows"),
+            (self.window_seconds.is_some(), "window_seconds"),
+            (self.timezone.is_some(), "timezone"),
+        ] {
+            if set {
+                given.push(name);
+            }
         }
         macro_rules! seen {
             ($($field:ident),*) => {$(
@@ -281,9 +317,17 @@ pub struct GenerateArgs {
     /// Frame shape: minimal (~45 B) or realistic (~2 KB).
     #[arg(long, default_value = "realistic")]
     pub frame: FrameKind,
-    /// Window length used for the truth file [env: DISTINCTLY_WINDOW_SECONDS].
+    /// Window sizes of the truth file, as `count --windows`
+    /// [env: DISTINCTLY_WINDOWS].
+    #[arg(long)]
+    pub windows: Option<String>,
+    /// One window length of the truth file, in seconds
+    /// [env: DISTINCTLY_WINDOW_SECONDS].
     #[arg(long)]
     pub window_seconds: Option<u64>,
+    /// Time zone of the truth's calendar windows [env: DISTINCTLY_TIMEZONE].
+    #[arg(long)]
+    pub timezone: Option<String>,
     /// Also write the exact per-window truth as JSON lines to this file.
     #[arg(long)]
     pub truth: Option<String>,
@@ -293,6 +337,16 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
+    /// The window settings of the truth file, as flags over the variables.
+    pub fn window_args(&self) -> CoreArgs {
+        CoreArgs {
+            windows: self.windows.clone(),
+            window_seconds: self.window_seconds,
+            timezone: self.timezone.clone(),
+            ..CoreArgs::default()
+        }
+    }
+
     pub fn options(&self) -> GenerateOptions {
         GenerateOptions {
             seed: self.seed,

@@ -8,6 +8,7 @@
 //! variable that no setting reads is reported by [`unknown_variables`].
 
 use crate::counter::{cpc, hll, CounterKind, BACKENDS};
+use crate::window::size::WindowSize;
 use crate::window::WindowConfig;
 use serde::Deserialize;
 
@@ -19,7 +20,9 @@ pub mod defaults {
     pub const HLL_PRECISION: u8 = crate::counter::hll::DEFAULT_PRECISION;
     /// lgK of `cpc` and `hll4`; why this value: docs/performance.md.
     pub const SKETCH_LGK: u8 = crate::counter::DEFAULT_SKETCH_LG_K;
-    pub const WINDOW_SECONDS: u64 = 60;
+    /// `DISTINCTLY_WINDOWS`: one size, the old app's minute.
+    pub const WINDOWS: &str = "1m";
+    pub const TIMEZONE: &str = "UTC";
     pub const ALLOWED_LATENESS_SECONDS: u64 = 5;
     pub const LATE_RETENTION_SECONDS: u64 = 600;
     pub const MAX_AHEAD_SECONDS: u64 = 300;
@@ -44,8 +47,16 @@ pub struct CoreConfig {
     /// `DISTINCTLY_SKETCH_LGK`: log2 of K for the DataSketches backends
     /// `cpc` and `hll4` (2^lgK registers or rows). Only used by them.
     pub sketch_lgk: u8,
-    /// `DISTINCTLY_WINDOW_SECONDS`: tumbling window length.
-    pub window_seconds: u64,
+    /// `DISTINCTLY_WINDOWS`: comma-separated window sizes (see
+    /// `window::size`); unset: `DISTINCTLY_WINDOW_SECONDS`, else
+    /// [`defaults::WINDOWS`].
+    pub windows: Option<String>,
+    /// `DISTINCTLY_WINDOW_SECONDS`: the one-size form, a window length in
+    /// seconds (not together with `DISTINCTLY_WINDOWS`).
+    pub window_seconds: Option<u64>,
+    /// `DISTINCTLY_TIMEZONE`: IANA zone whose wall clock hour, day, week and
+    /// month windows follow.
+    pub timezone: String,
     /// `DISTINCTLY_ALLOWED_LATENESS_SECONDS`: how far behind the highest event
     /// time the watermark trails (the source promises 99.9 % of events
     /// within the default).
@@ -74,7 +85,9 @@ impl Default for CoreConfig {
             counter: defaults::COUNTER.to_string(),
             hll_precision: defaults::HLL_PRECISION,
             sketch_lgk: defaults::SKETCH_LGK,
-            window_seconds: defaults::WINDOW_SECONDS,
+            windows: None,
+            window_seconds: None,
+            timezone: defaults::TIMEZONE.to_string(),
             allowed_lateness_seconds: defaults::ALLOWED_LATENESS_SECONDS,
             late_retention_seconds: defaults::LATE_RETENTION_SECONDS,
             max_ahead_seconds: defaults::MAX_AHEAD_SECONDS,
@@ -226,7 +239,9 @@ impl CoreConfig {
                 ))
             }
         };
-        in_range("window_seconds", self.window_seconds, 1, MAX_SPAN_SECONDS)?;
+        self.sizes_named(names)?;
+        crate::window::size::time_zone(&self.timezone)
+            .map_err(|reason| invalid(names.of("timezone"), reason))?;
         in_range(
             "allowed_lateness_seconds",
             self.allowed_lateness_seconds,
@@ -270,9 +285,55 @@ impl CoreConfig {
         Ok(())
     }
 
+    /// The window sizes these settings ask for (validated).
+    pub fn sizes(&self) -> Result<Vec<WindowSize>, ConfigError> {
+        self.sizes_named(&Names { from_flags: &[] })
+    }
+
+    fn sizes_named(&self, names: &Names<'_>) -> Result<Vec<WindowSize>, ConfigError> {
+        use crate::window::size::parse_sizes;
+        let sizes = match (&self.windows, self.window_seconds) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    names.of("windows"),
+                    format!(
+                        "set either it or {} (the one-size form), not both",
+                        names.of("window_seconds")
+                    ),
+                ))
+            }
+            (Some(list), None) => {
+                parse_sizes(list).map_err(|e| invalid(names.of("windows"), e.to_string()))?
+            }
+            (None, Some(seconds)) => vec![WindowSize::Seconds(seconds)],
+            (None, None) => parse_sizes(defaults::WINDOWS).expect("the default parses"),
+        };
+        let field = if self.windows.is_some() {
+            "windows"
+        } else {
+            "window_seconds"
+        };
+        for &size in &sizes {
+            let reason = match size {
+                WindowSize::Seconds(n) if !(1..=bounds::MAX_SPAN_SECONDS).contains(&n) => {
+                    format!("{n} is outside 1..={}", bounds::MAX_SPAN_SECONDS)
+                }
+                WindowSize::Days(_) if size.nominal_seconds() > bounds::MAX_SPAN_SECONDS => {
+                    format!("{size} is longer than 366 days")
+                }
+                _ => continue,
+            };
+            return Err(invalid(names.of(field), reason));
+        }
+        Ok(sizes)
+    }
+
     pub fn window_config(&self) -> WindowConfig {
         WindowConfig {
-            window_seconds: self.window_seconds,
+            sizes: self
+                .sizes()
+                .unwrap_or_else(|_| vec![WindowSize::Seconds(60)]),
+            timezone: self.timezone.clone(),
             allowed_lateness_seconds: self.allowed_lateness_seconds,
             late_retention_seconds: self.late_retention_seconds,
             max_ahead_seconds: self.max_ahead_seconds,
@@ -443,7 +504,7 @@ mod tests {
             c.counter_kind().unwrap(),
             CounterKind::Hll { precision: 12 }
         );
-        assert_eq!(c.window_seconds, 300);
+        assert_eq!(c.window_seconds, Some(300));
         for (backend, kind) in [
             ("cpc", CounterKind::Cpc { lg_k: 11 }),
             ("hll4", CounterKind::Hll4 { lg_k: 11 }),
@@ -470,7 +531,7 @@ mod tests {
             ..CoreArgs::default()
         };
         let c = CoreConfig::load(env.clone(), &args).unwrap();
-        assert_eq!(c.window_seconds, 300);
+        assert_eq!(c.window_seconds, Some(300));
         assert_eq!(c.counter, "hll");
         // Without the flag the variable is read, and its error names it.
         let e = CoreConfig::load(env, &CoreArgs::default()).unwrap_err();
@@ -620,7 +681,11 @@ mod tests {
             serde_json::to_value(crate::kafka::config::ServiceEnv::default()).unwrap(),
         ] {
             for (field, v) in value.as_object().unwrap() {
-                want.push((format!("DISTINCTLY_{}", field.to_uppercase()), as_text(v)));
+                let var = format!("DISTINCTLY_{}", field.to_uppercase());
+                // An optional setting: its default is checked below.
+                if !v.is_null() {
+                    want.push((var, as_text(v)));
+                }
             }
         }
         use crate::kafka::config::defaults as kafka;
@@ -635,6 +700,7 @@ mod tests {
                 "KAFKA_SERVICE_SASL_MECHANISM".into(),
                 kafka::sasl_mechanism(),
             ),
+            ("DISTINCTLY_WINDOWS".into(), defaults::WINDOWS.into()),
             (
                 "DISTINCTLY_METRICS_ADDR".into(),
                 defaults::METRICS_ADDR.into(),
@@ -652,6 +718,8 @@ mod tests {
                 "README says {var} defaults to {cell}, the code to {value}"
             );
         }
+        // The one-size form has no value of its own.
+        assert!(rows["DISTINCTLY_WINDOW_SECONDS"].starts_with("unset"));
         for var in [
             "KAFKA_SERVICE_INTERNAL_HOST",
             "KAFKA_SERVICE_INPUT_TOPIC",

@@ -71,7 +71,13 @@ fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCod
     }
     let stop = Stop::on_signals()?;
     serve_metrics(vars, args.metrics_addr, Mode::Count)?;
-    let outcome = distinctly::count::count(&cfg, &args.files, std::io::stdout().lock(), &stop)?;
+    let outcome = distinctly::count::count(
+        &cfg,
+        &args.files,
+        args.emit,
+        std::io::stdout().lock(),
+        &stop,
+    )?;
     if let End::OutputClosed = outcome.end {
         // `| head`: the reader has what it wanted; end quietly.
         return Ok(ExitCode::SUCCESS);
@@ -210,14 +216,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let window = match args.window_seconds {
-        Some(w) => w,
-        None => CoreConfig::load(std::env::vars(), &Default::default())?.window_seconds,
-    };
+    let cfg = CoreConfig::load(std::env::vars(), &args.window_args())?;
+    let grids = distinctly::window::size::Grid::all(&cfg.sizes()?, &cfg.timezone)
+        .map_err(anyhow::Error::msg)?;
     let opts = args.options();
     let truth = if args.output == "-" {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let t = distinctly::generate::generate(&opts, window, &mut out)
+        let t = distinctly::generate::generate(&opts, &grids, &mut out)
             .and_then(|t| out.flush().map(|()| t));
         match t {
             Ok(t) => t,
@@ -231,19 +236,18 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         let mut file = std::io::BufWriter::new(file);
         let t = if args.output.ends_with(".gz") {
             let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::best());
-            let t = distinctly::generate::generate(&opts, window, &mut gz)?;
+            let t = distinctly::generate::generate(&opts, &grids, &mut gz)?;
             gz.finish()?;
             t
         } else {
-            distinctly::generate::generate(&opts, window, &mut file)?
+            distinctly::generate::generate(&opts, &grids, &mut file)?
         };
         file.flush()
             .with_context(|| format!("writing {}", args.output))?;
         t
     };
     if let Some(path) = &args.truth {
-        std::fs::write(path, truth.to_json_lines(window))
-            .with_context(|| format!("writing {path}"))?;
+        std::fs::write(path, truth.to_json_lines()).with_context(|| format!("writing {path}"))?;
     }
     Ok(())
 }

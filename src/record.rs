@@ -6,17 +6,25 @@
 //!  "counter":"hll-p14","revision":0}
 //! ```
 //!
+//! With several window sizes the record also says its size, last:
+//! `…,"revision":0,"window":"1h"}`, and its Kafka key is `1h:<start_ts>`;
+//! with one size both are as above (key: `start_ts`).
+//!
 //! Written by hand into a reused buffer: every field is a number or a string
 //! that needs no escaping, and this runs once per window, not per event.
 
 use crate::counter::CounterKind;
+use crate::window::size::WindowSize;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowRecord {
-    /// Window start, Unix seconds (a multiple of `window_seconds`).
+    /// Window start, Unix seconds.
     pub start_ts: u64,
-    pub window_seconds: u64,
+    /// Window end (exclusive), Unix seconds.
+    pub end_ts: u64,
+    /// The window's size, when the run counts several (then it is written).
+    pub size: Option<WindowSize>,
     /// Distinct users (the backend's estimate, rounded).
     pub unique_users: u64,
     /// Accepted events counted in the window, duplicates and late ones included.
@@ -28,7 +36,16 @@ pub struct WindowRecord {
 
 impl WindowRecord {
     pub fn end_ts(&self) -> u64 {
-        self.start_ts + self.window_seconds
+        self.end_ts
+    }
+
+    /// The Kafka key: `start_ts`, or `<size>:<start_ts>` with several sizes
+    /// (so a compacted topic keeps the latest record of each window).
+    pub fn key(&self) -> String {
+        match self.size {
+            None => self.start_ts.to_string(),
+            Some(size) => format!("{size}:{}", self.start_ts),
+        }
     }
 
     /// Appends the JSON object (no newline).
@@ -37,16 +54,20 @@ impl WindowRecord {
         let _ = write!(
             out,
             "{{\"window_start\":\"{}\",\"window_end\":\"{}\",\"start_ts\":{},\"end_ts\":{},\
-             \"unique_users\":{},\"events\":{},\"counter\":\"{}\",\"revision\":{}}}",
+             \"unique_users\":{},\"events\":{},\"counter\":\"{}\",\"revision\":{}",
             Rfc3339(self.start_ts),
-            Rfc3339(self.end_ts()),
+            Rfc3339(self.end_ts),
             self.start_ts,
-            self.end_ts(),
+            self.end_ts,
             self.unique_users,
             self.events,
             self.counter,
             self.revision
         );
+        let _ = match self.size {
+            Some(size) => write!(out, ",\"window\":\"{size}\"}}"),
+            None => write!(out, "}}"),
+        };
     }
 
     /// The record as a JSON string.
@@ -110,9 +131,10 @@ mod tests {
 
     #[test]
     fn record_json_parses_back() {
-        let r = WindowRecord {
+        let mut r = WindowRecord {
             start_ts: 1_767_225_600,
-            window_seconds: 60,
+            end_ts: 1_767_225_660,
+            size: None,
             unique_users: 12,
             events: 30,
             counter: CounterKind::Hll { precision: 14 },
@@ -127,5 +149,11 @@ mod tests {
         assert_eq!(v["events"], 30);
         assert_eq!(v["counter"], "hll-p14");
         assert_eq!(v["revision"], 2);
+        assert!(v.get("window").is_none(), "one size: today's record");
+        assert_eq!(r.key(), "1767225600");
+        r.size = Some(WindowSize::Hours(1));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["window"], "1h");
+        assert_eq!(r.key(), "1h:1767225600");
     }
 }

@@ -636,3 +636,152 @@ fn flags_win_over_malformed_variables_and_typos_are_reported() {
         );
     }
 }
+
+/// A 30-hour stream with late events, invalid lines and bit flips, and its
+/// truth for minutes, hours and days.
+fn thirty_hours() -> (Vec<u8>, SizedWindows) {
+    generate_sized(&[
+        "--events",
+        "120000",
+        "--users",
+        "8000",
+        "--frame",
+        "minimal",
+        "--span-seconds",
+        "108000",
+        "--late-share",
+        "0.02",
+        "--invalid-share",
+        "0.01",
+        "--outlier-share",
+        "0.001",
+        "--windows",
+        "1m,1h,1d",
+        "--seed",
+        "41",
+    ])
+}
+
+#[test]
+fn several_sizes_in_one_pass_count_what_separate_runs_count() {
+    let (data, truth) = thirty_hours();
+    assert_eq!(
+        truth
+            .keys()
+            .map(|(s, _)| s.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["1d", "1h", "1m"].into()
+    );
+    let out = count(&data, &["--windows", "1m,1h,1d", "--summary", "json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = json_lines(&out.stdout);
+    check_revisions_grow(&records);
+    let multi = last_per_sized_window(&records);
+    assert_eq!(multi, truth);
+    // Each size alone (today's one-size records, no `window` field) counts
+    // the same.
+    for size in ["1m", "1h", "1d"] {
+        let single = count(&data, &["--windows", size, "--summary", "none"], &[]);
+        let got = records_in_order(&single.stdout);
+        let want: Windows = truth
+            .iter()
+            .filter(|((s, _), _)| s == size)
+            .map(|((_, start), w)| (*start, *w))
+            .collect();
+        assert_eq!(got, want, "{size}");
+        assert!(json_lines(&single.stdout)
+            .iter()
+            .all(|r| r.get("window").is_none()));
+    }
+    let s: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    for size in ["1m", "1h", "1d"] {
+        assert!(
+            s["sizes"][size]["windows_emitted"].as_u64().unwrap() > 0,
+            "{s}"
+        );
+    }
+    // The one-size forms agree: DISTINCTLY_WINDOW_SECONDS=3600 is 60m, an
+    // epoch-aligned hour, which in UTC is the hour.
+    let legacy = count(
+        &data,
+        &["--summary", "none"],
+        &[("DISTINCTLY_WINDOW_SECONDS", "3600")],
+    );
+    let want: Windows = truth
+        .iter()
+        .filter(|((s, _), _)| s == "1h")
+        .map(|((_, start), w)| (*start, *w))
+        .collect();
+    assert_eq!(records_in_order(&legacy.stdout), want);
+}
+
+#[test]
+fn emit_final_prints_each_window_once_in_order_per_size() {
+    let (data, truth) = thirty_hours();
+    let out = count(
+        &data,
+        &[
+            "--windows",
+            "1m,1h,1d",
+            "--emit",
+            "final",
+            "--summary",
+            "none",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), truth.len(), "one record per window");
+    assert_eq!(last_per_sized_window(&records), truth);
+    // Sizes in the order given, windows in start order within each.
+    let order: Vec<(String, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["window"].as_str().unwrap().to_string(),
+                r["start_ts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let rank = |s: &str| ["1m", "1h", "1d"].iter().position(|x| *x == s).unwrap();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|(s, start)| (rank(s), *start));
+    assert_eq!(order, sorted);
+}
+
+#[test]
+fn window_settings_that_conflict_or_do_not_parse_are_named() {
+    for (env, flags, want) in [
+        (
+            vec![("DISTINCTLY_WINDOWS", "1m"), ("DISTINCTLY_WINDOW_SECONDS", "60")],
+            vec![],
+            "DISTINCTLY_WINDOWS: set either it or DISTINCTLY_WINDOW_SECONDS (the one-size form), not both",
+        ),
+        (
+            vec![("DISTINCTLY_WINDOW_SECONDS", "60")],
+            vec!["--windows", "1h"],
+            "--windows: set either it or DISTINCTLY_WINDOW_SECONDS (the one-size form), not both",
+        ),
+        (
+            vec![],
+            vec!["--windows", "1m,5h"],
+            "--windows: \"5h\" is not a window size (expected <n>s, <n>m, <n>h with n dividing 24, <n>d, 1w or 1mo)",
+        ),
+        (
+            vec![("DISTINCTLY_TIMEZONE", "Mars/Olympus")],
+            vec![],
+            "DISTINCTLY_TIMEZONE: \"Mars/Olympus\" is not a known IANA time zone",
+        ),
+    ] {
+        let out = count(b"", &flags, &env);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(&format!("distinctly: {want}")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

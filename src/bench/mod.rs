@@ -88,7 +88,8 @@ pub fn default_windows(distinct: u64) -> u64 {
 /// plus emitted ones kept for corrections (`(lateness + retention) / W + 2`).
 pub fn held_windows() -> u64 {
     let d = CoreConfig::default();
-    (d.allowed_lateness_seconds + d.late_retention_seconds) / d.window_seconds + 2
+    let window = d.sizes().expect("default sizes")[0].nominal_seconds();
+    (d.allowed_lateness_seconds + d.late_retention_seconds) / window + 2
 }
 
 #[derive(Debug, thiserror::Error)]

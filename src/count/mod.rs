@@ -19,6 +19,7 @@ mod summary;
 
 pub use summary::Summary;
 
+use crate::cli::Emit;
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
@@ -27,7 +28,9 @@ use crate::metrics::{Publisher, Totals};
 use crate::record::WindowRecord;
 use crate::reject::Reject;
 use crate::stop::{self, Stop};
+use crate::window::size::WindowSize;
 use crate::window::Windower;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -69,6 +72,7 @@ pub struct Outcome {
 pub fn count<W: Write>(
     cfg: &CoreConfig,
     inputs: &[String],
+    emit: Emit,
     out: W,
     stop: &Stop,
 ) -> Result<Outcome, CountError> {
@@ -89,7 +93,7 @@ pub fn count<W: Write>(
             })?;
         sources.push((path, source));
     }
-    let mut counting = Counting::new(cfg, io::BufWriter::with_capacity(1 << 16, out))?;
+    let mut counting = Counting::new(cfg, emit, io::BufWriter::with_capacity(1 << 16, out))?;
     let mut end = End::Complete;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (path, mut source) in sources {
@@ -107,6 +111,7 @@ pub fn count<W: Write>(
     counting.finish(&mut end);
     let mut summary = counting.summary;
     summary.elapsed = started.elapsed();
+    summary.by_size = counting.windower.stats_by_size();
     Ok(Outcome { summary, end })
 }
 
@@ -139,14 +144,21 @@ struct Counting<W: Write> {
     summary: Summary,
     /// Exported metrics, when `DISTINCTLY_METRICS_ADDR` is set.
     metrics: Option<Publisher>,
+    /// With `--emit final`: the latest record of every window, by (size
+    /// index, start), written at the end.
+    finals: Option<BTreeMap<(usize, u64), WindowRecord>>,
+    sizes: Vec<WindowSize>,
 }
 
 impl<W: Write> Counting<W> {
-    fn new(cfg: &CoreConfig, out: W) -> Result<Self, CountError> {
+    fn new(cfg: &CoreConfig, emit: Emit, out: W) -> Result<Self, CountError> {
         Ok(Counting {
+            finals: (emit == Emit::Final).then(BTreeMap::new),
+            sizes: cfg.sizes()?,
             cfg: cfg.clone(),
             decoder: Decoder::new(),
-            windower: Windower::new(cfg.window_config(), cfg.counter_kind()?),
+            windower: Windower::new(cfg.window_config(), cfg.counter_kind()?)
+                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?,
             records: Vec::new(),
             line_buf: Vec::with_capacity(256),
             out,
@@ -283,8 +295,31 @@ impl<W: Write> Counting<W> {
             return ControlFlow::Continue(());
         }
         if let Some(m) = &mut self.metrics {
-            m.observe(&self.records);
+            m.observe(&self.records, self.windower.sizes().next());
         }
+        if self.finals.is_some() {
+            self.stash_finals();
+            return ControlFlow::Continue(());
+        }
+        self.write_now()
+    }
+
+    /// `--emit final`: keeps the latest record of each window for the end.
+    fn stash_finals(&mut self) {
+        let Some(finals) = &mut self.finals else {
+            return;
+        };
+        for r in self.records.drain(..) {
+            let lane = r
+                .size
+                .and_then(|s| self.sizes.iter().position(|&x| x == s))
+                .unwrap_or(0);
+            finals.insert((lane, r.start_ts), r);
+        }
+    }
+
+    /// Writes the pending records (one JSON line each) and flushes.
+    fn write_now(&mut self) -> ControlFlow<End> {
         for r in self.records.drain(..) {
             self.line_buf.clear();
             r.write_json(&mut self.line_buf);
@@ -303,9 +338,17 @@ impl<W: Write> Counting<W> {
     /// and completes the summary. A write failure here becomes the end.
     fn finish(&mut self, end: &mut End) {
         self.windower.finish(&mut self.records);
+        if let Some(m) = &mut self.metrics {
+            m.observe(&self.records, self.windower.sizes().next());
+        }
+        self.stash_finals();
+        if let Some(finals) = self.finals.take() {
+            // `--emit final`: every window once, in order per size.
+            self.records.extend(finals.into_values());
+        }
         if matches!(end, End::OutputClosed) {
             self.records.clear();
-        } else if let ControlFlow::Break(e) = self.write_records() {
+        } else if let ControlFlow::Break(e) = self.write_now() {
             if !matches!(end, End::Failed(_)) {
                 *end = e;
             }

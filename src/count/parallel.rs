@@ -173,7 +173,7 @@ mod tests {
             ..GenerateOptions::default()
         };
         let mut data = Vec::new();
-        generate(&opts, 60, &mut data).unwrap();
+        generate(&opts, &[crate::window::size::Grid::fixed(60)], &mut data).unwrap();
         data.extend_from_slice(b"\n\n{\"ts\":5,\"uid\":\"no newline at the end\"}");
 
         // One thread, one line at a time.

@@ -1,6 +1,7 @@
 //! What a `count` run saw and did, for people (text) and programs (JSON).
 
 use crate::reject::{Reject, RejectCounts};
+use crate::window::size::WindowSize;
 use crate::window::WindowStats;
 use std::time::Duration;
 
@@ -14,7 +15,10 @@ pub struct Summary {
     /// Messages the decoder accepted (then counted, late or out of range).
     pub decoded: u64,
     pub rejected: RejectCounts,
+    /// Outcomes of the first window size (and the shared `ts_out_of_range`).
     pub windows: WindowStats,
+    /// Outcomes per size, when the run counted several (else empty or one).
+    pub by_size: Vec<(WindowSize, WindowStats)>,
     pub elapsed: Duration,
 }
 
@@ -63,10 +67,24 @@ impl Summary {
         if !reasons.is_empty() {
             s += &format!(" ({})", reasons.join(", "));
         }
-        s += &format!(
-            "\nwindows {} emitted, {} corrections\n",
-            w.windows_emitted, w.corrections_emitted
-        );
+        if self.by_size.len() > 1 {
+            let sizes: Vec<String> = self
+                .by_size
+                .iter()
+                .map(|(size, w)| {
+                    format!(
+                        "{size}: {} emitted, {} corrections, {} late dropped",
+                        w.windows_emitted, w.corrections_emitted, w.late_dropped
+                    )
+                })
+                .collect();
+            s += &format!("\nwindows {}\n", sizes.join("; "));
+        } else {
+            s += &format!(
+                "\nwindows {} emitted, {} corrections\n",
+                w.windows_emitted, w.corrections_emitted
+            );
+        }
         s
     }
 
@@ -78,7 +96,23 @@ impl Summary {
             .map(|(r, n)| (r.as_str().to_string(), n.into()))
             .collect();
         let w = &self.windows;
-        serde_json::json!({
+        let sizes: serde_json::Map<String, serde_json::Value> = self
+            .by_size
+            .iter()
+            .map(|(size, s)| {
+                (
+                    size.to_string(),
+                    serde_json::json!({
+                        "counted": s.counted,
+                        "late_corrected": s.late_corrected,
+                        "late_dropped": s.late_dropped,
+                        "windows_emitted": s.windows_emitted,
+                        "corrections_emitted": s.corrections_emitted,
+                    }),
+                )
+            })
+            .collect();
+        let mut json = serde_json::json!({
             "messages": self.messages,
             "bytes": self.bytes,
             "accepted": self.accepted(),
@@ -92,6 +126,10 @@ impl Summary {
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "mb_per_second": self.rate(self.bytes as f64) / 1e6,
             "events_per_second": self.rate(self.messages as f64),
-        })
+        });
+        if sizes.len() > 1 {
+            json["sizes"] = sizes.into();
+        }
+        json
     }
 }

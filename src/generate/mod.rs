@@ -6,6 +6,7 @@
 //! dependency version, forever. Alongside the lines, [`generate`] returns the exact [`Truth`] that a
 //! correct counter must report, so tests never need a second implementation of the counting rules.
 
+use crate::window::size::{Grid, WindowSize};
 use std::collections::{BTreeMap, HashSet};
 
 use std::fmt::{self, Write as _};
@@ -102,14 +103,19 @@ impl Default for GenerateOptions {
     }
 }
 
+/// Window start (unix seconds) -> (distinct users, accepted events).
+pub type TruthWindows = BTreeMap<u64, (u64, u64)>;
+
 /// Exact truth of what a correct counter must report per window.
 ///
 /// Every valid line counts, late ones included (`late` is a subset of `valid`); invalid and
 /// outlier lines never count.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Truth {
-    /// Window start (unix seconds, `start % window_seconds == 0`) -> (distinct users, accepted events).
-    pub windows: BTreeMap<u64, (u64, u64)>,
+    /// Of the first size: window start (unix seconds) -> (distinct users, accepted events).
+    pub windows: TruthWindows,
+    /// Every size, in order, with its windows (the first is `windows` again).
+    pub by_size: Vec<(WindowSize, TruthWindows)>,
     /// Lines written.
     pub lines: u64,
     /// Lines counted into `windows` (on-time and late).
@@ -123,15 +129,22 @@ pub struct Truth {
 }
 
 impl Truth {
-    /// One `{"start_ts":N,"unique_users":N,"events":N}` line per window, in window order.
-    pub fn to_json_lines(&self, window_seconds: u64) -> String {
+    /// One `{"start_ts":N,"unique_users":N,"events":N}` line per window, in window order
+    /// per size; with several sizes each line ends with `"window":"<size>"`, as records do.
+    pub fn to_json_lines(&self) -> String {
         let mut s = String::new();
-        for (start, (users, events)) in &self.windows {
-            debug_assert!(window_seconds == 0 || start % window_seconds == 0);
-            let _ = writeln!(
-                s,
-                r#"{{"start_ts":{start},"unique_users":{users},"events":{events}}}"#
-            );
+        let labelled = self.by_size.len() > 1;
+        for (size, windows) in &self.by_size {
+            for (start, (users, events)) in windows {
+                let _ = write!(
+                    s,
+                    r#"{{"start_ts":{start},"unique_users":{users},"events":{events}"#
+                );
+                if labelled {
+                    let _ = write!(s, r#","window":"{size}""#);
+                }
+                s.push_str("}\n");
+            }
         }
         s
     }
@@ -154,21 +167,21 @@ pub enum LineKind {
 /// Memory: O(distinct (window, user) pairs) for the truth, never O(events).
 pub fn generate<W: Write>(
     opts: &GenerateOptions,
-    window_seconds: u64,
+    grids: &[Grid],
     out: &mut W,
 ) -> io::Result<Truth> {
-    generate_traced(opts, window_seconds, out, |_| {})
+    generate_traced(opts, grids, out, |_| {})
 }
 
 /// [`generate`], also reporting the kind of each line, in order, to `trace`.
 pub fn generate_traced<W: Write, F: FnMut(LineKind)>(
     opts: &GenerateOptions,
-    window_seconds: u64,
+    grids: &[Grid],
     out: &mut W,
     mut trace: F,
 ) -> io::Result<Truth> {
-    if window_seconds == 0 || opts.users == 0 || !(opts.skew.is_finite() && opts.skew >= 0.0) {
-        let msg = "window_seconds and users must be > 0, skew finite and >= 0";
+    if grids.is_empty() || opts.users == 0 || !(opts.skew.is_finite() && opts.skew >= 0.0) {
+        let msg = "window sizes and users must be given, skew finite and >= 0";
         return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     }
     let zipf = Zipf::new(opts.users, opts.skew);
@@ -185,9 +198,10 @@ pub fn generate_traced<W: Write, F: FnMut(LineKind)>(
         ..Truth::default()
     };
     let mut tally = Tally {
-        window: window_seconds,
+        grids: grids.to_vec(),
         horizon: late_max,
-        open: BTreeMap::new(),
+        open: vec![BTreeMap::new(); grids.len()],
+        done: vec![BTreeMap::new(); grids.len()],
         truth,
     };
     let mut buf = Vec::with_capacity(1 << 17);
@@ -244,7 +258,7 @@ pub fn generate_traced<W: Write, F: FnMut(LineKind)>(
     }
     out.write_all(&buf)?;
     tally.close_before(u64::MAX);
-    Ok(tally.truth)
+    Ok(tally.finish())
 }
 
 /// Bijective 64-bit mixer (SplitMix64 finalizer): distinct inputs give distinct outputs.
@@ -274,34 +288,50 @@ pub(crate) fn push_uid(s: &mut String, k: u64) {
 
 /// Truth builder that finalizes windows as soon as no later event can reach them, so memory is
 /// bounded by the (window, user) pairs of the windows still open.
+/// A truth window that later events can still reach: end, users, events.
+type OpenWindow = (u64, HashSet<u64>, u64);
+
 struct Tally {
-    window: u64,
+    grids: Vec<Grid>,
     /// Largest distance of a valid ts below "now".
     horizon: u64,
-    open: BTreeMap<u64, (HashSet<u64>, u64)>,
+    /// Per size: start -> the window still open.
+    open: Vec<BTreeMap<u64, OpenWindow>>,
+    /// Per size: finished windows.
+    done: Vec<TruthWindows>,
     truth: Truth,
 }
 
 impl Tally {
     fn add(&mut self, ts: u64, user: u64, late: bool) {
-        let w = self.open.entry(ts - ts % self.window).or_default();
-        w.0.insert(user);
-        w.1 += 1;
+        for (grid, open) in self.grids.iter().zip(&mut self.open) {
+            let (start, end) = grid.bounds(ts).expect("generated times are in range");
+            let w = open
+                .entry(start)
+                .or_insert_with(|| (end, HashSet::new(), 0));
+            w.1.insert(user);
+            w.2 += 1;
+        }
         self.truth.valid += 1;
         self.truth.late += u64::from(late);
     }
     /// Every later valid ts is `>= now - horizon`, so windows ending at or before it are final.
     fn close_before(&mut self, now: u64) {
         let limit = now.saturating_sub(self.horizon);
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().saturating_add(self.window) > limit {
-                break;
+        for (open, done) in self.open.iter_mut().zip(&mut self.done) {
+            while let Some(entry) = open.first_entry() {
+                if entry.get().0 > limit {
+                    break;
+                }
+                let (start, (_, users, events)) = entry.remove_entry();
+                done.insert(start, (users.len() as u64, events));
             }
-            let (start, (users, events)) = entry.remove_entry();
-            self.truth
-                .windows
-                .insert(start, (users.len() as u64, events));
         }
+    }
+    fn finish(mut self) -> Truth {
+        self.truth.by_size = self.grids.iter().map(|g| g.size).zip(self.done).collect();
+        self.truth.windows = self.truth.by_size[0].1.clone();
+        self.truth
     }
 }
 

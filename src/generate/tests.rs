@@ -4,7 +4,8 @@ use serde_json::Value;
 
 fn run(o: &GenerateOptions, window: u64) -> (Vec<u8>, Truth, Vec<LineKind>) {
     let (mut out, mut kinds) = (Vec::new(), Vec::new());
-    let truth = generate_traced(o, window, &mut out, |k| kinds.push(k)).unwrap();
+    let grids = [crate::window::size::Grid::fixed(window)];
+    let truth = generate_traced(o, &grids, &mut out, |k| kinds.push(k)).unwrap();
     (out, truth, kinds)
 }
 
@@ -175,8 +176,11 @@ fn truth_equals_recount_of_output() {
         events: 0,
         ..Default::default()
     };
-    assert_eq!(run(&o, 60), (vec![], Truth::default(), vec![]));
-    assert!(generate(&GenerateOptions { users: 0, ..o }, 60, &mut io::sink()).is_err());
+    let (out, truth, kinds) = run(&o, 60);
+    assert!(out.is_empty() && kinds.is_empty());
+    assert!(truth.windows.is_empty() && truth.valid == 0);
+    let grids = [crate::window::size::Grid::fixed(60)];
+    assert!(generate(&GenerateOptions { users: 0, ..o }, &grids, &mut io::sink()).is_err());
 }
 
 #[test]
@@ -225,12 +229,19 @@ fn helpers() {
         Ok(FrameKind::Realistic)
     );
     assert!("x".parse::<FrameKind>().is_err());
-    let t = Truth {
-        windows: [(60, (2, 3))].into(),
+    use crate::window::size::WindowSize;
+    let mut t = Truth {
+        by_size: vec![(WindowSize::Seconds(60), [(60, (2, 3))].into())],
         ..Default::default()
     };
     assert_eq!(
-        t.to_json_lines(60),
+        t.to_json_lines(),
         "{\"start_ts\":60,\"unique_users\":2,\"events\":3}\n"
+    );
+    t.by_size.push((WindowSize::Hours(1), [(0, (2, 3))].into()));
+    assert_eq!(
+        t.to_json_lines(),
+        "{\"start_ts\":60,\"unique_users\":2,\"events\":3,\"window\":\"1m\"}\n\
+         {\"start_ts\":0,\"unique_users\":2,\"events\":3,\"window\":\"1h\"}\n"
     );
 }

@@ -31,7 +31,8 @@ pub const WINDOWS_RETAINED: &str = "distinctly_windows_retained";
 pub const LAST_WINDOW_START: &str = "distinctly_last_window_start_seconds";
 /// Gauge: unique users of the newest window emitted (latest revision).
 pub const LAST_WINDOW_UNIQUE: &str = "distinctly_last_window_unique_users";
-/// Gauge: heap bytes of every held counter (open and retained windows).
+/// Gauge; label `window` (a window size, e.g. `1h`): heap bytes of the held
+/// counters (open and retained windows) of that size.
 pub const COUNTER_HEAP: &str = "distinctly_windows_heap_bytes";
 /// Gauge: resident set size of the process.
 pub const RESIDENT_MEMORY: &str = "distinctly_process_resident_memory_bytes";

@@ -4,6 +4,7 @@ use super::names;
 use crate::counter::CounterKind;
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
+use crate::window::size::WindowSize;
 use crate::window::Windower;
 use metrics::{Counter, Gauge, Histogram};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,7 +38,8 @@ pub struct Publisher {
     corrections: Counter,
     open: Gauge,
     retained: Gauge,
-    heap: Gauge,
+    /// Per window size (label `window`), made on the first publish.
+    heap: Vec<(WindowSize, Gauge)>,
     rss: Gauge,
     watermark: Gauge,
     delay: Gauge,
@@ -91,7 +93,7 @@ impl Publisher {
             corrections: metrics::counter!(names::CORRECTIONS_EMITTED),
             open: metrics::gauge!(names::WINDOWS_OPEN),
             retained: metrics::gauge!(names::WINDOWS_RETAINED),
-            heap: metrics::gauge!(names::COUNTER_HEAP),
+            heap: Vec::new(),
             rss: metrics::gauge!(names::RESIDENT_MEMORY),
             watermark: metrics::gauge!(names::WATERMARK),
             delay: metrics::gauge!(names::EVENT_TIME_DELAY),
@@ -107,9 +109,13 @@ impl Publisher {
         }
     }
 
-    /// Notes emitted records (the newest window and its latest revision).
-    pub fn observe(&mut self, records: &[WindowRecord]) {
+    /// Notes emitted records (the newest window of the first size, `lead`,
+    /// and its latest revision).
+    pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
         for r in records {
+            if r.size.is_some() && r.size != lead {
+                continue;
+            }
             if self
                 .last_window
                 .is_none_or(|(start, _)| r.start_ts >= start)
@@ -161,13 +167,31 @@ impl Publisher {
         }
         self.messages.absolute(totals.messages);
         self.bytes.absolute(totals.bytes);
-        self.windows_emitted.absolute(w.windows_emitted);
-        self.corrections.absolute(w.corrections_emitted);
+        let by_size = windower.stats_by_size();
+        self.windows_emitted
+            .absolute(by_size.iter().map(|(_, s)| s.windows_emitted).sum());
+        self.corrections
+            .absolute(by_size.iter().map(|(_, s)| s.corrections_emitted).sum());
         let open = windower.windows_open();
         self.open.set(open as f64);
         self.retained
             .set(windower.windows_held().saturating_sub(open) as f64);
-        self.heap.set(windower.counter_heap_bytes() as f64);
+        let heap = windower.heap_bytes_by_size();
+        if self.heap.len() != heap.len() {
+            self.heap = heap
+                .iter()
+                .map(|(size, _)| {
+                    let label = size.to_string();
+                    (
+                        *size,
+                        metrics::gauge!(names::COUNTER_HEAP, "window" => label),
+                    )
+                })
+                .collect();
+        }
+        for ((_, gauge), (_, bytes)) in self.heap.iter().zip(&heap) {
+            gauge.set(*bytes as f64);
+        }
         // After a rebalance the windower starts without a watermark until
         // replay delivers: keep the last one, so the delay keeps growing.
         if let Some(wm) = windower.watermark() {

@@ -400,7 +400,8 @@ mod tests {
 
     fn guard(confirm: u64) -> Guard {
         Guard::new(&WindowConfig {
-            window_seconds: 60,
+            sizes: vec![crate::window::size::WindowSize::Seconds(60)],
+            timezone: "UTC".into(),
             allowed_lateness_seconds: 5,
             late_retention_seconds: 600,
             max_ahead_seconds: 300,

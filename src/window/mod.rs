@@ -1,25 +1,28 @@
-//! Tumbling event-time windows with a watermark, late corrections and
-//! bounded retention.
+//! Tumbling event-time windows of one or several sizes, with a watermark,
+//! late corrections and bounded retention.
 //!
-//! - Windows are `[start, start + W)` with `start % W == 0`: aligned to the
-//!   Unix epoch, UTC (`W` = `DISTINCTLY_WINDOW_SECONDS`).
+//! - Sizes (`DISTINCTLY_WINDOWS`, [`size`]): fixed seconds and minutes
+//!   aligned to the Unix epoch; hours, days, ISO weeks and calendar months
+//!   aligned to the wall clock of `DISTINCTLY_TIMEZONE`. Each size is a
+//!   [`lane`] of its own windows and counters; an event is judged once (time
+//!   guard, watermark) and inserted once per size.
 //! - Watermark = stream time − allowed lateness, where stream time is the
 //!   highest plausible event time (see [`guard`] for what is plausible). A
 //!   window is emitted (revision 0) once the watermark reaches its end.
 //! - A late event for an emitted window still counts while the watermark is
 //!   less than `end + retention`: the window is marked changed and emitted
 //!   again with the next revision at the next *tick* — whenever the watermark
-//!   closes another window, at [`Windower::flush_corrections`], and at the
-//!   end. So corrections are coalesced: one record per window per tick,
-//!   however many late events arrived. Later than that, the event is
-//!   `late_dropped`.
+//!   closes another window of its size, at [`Windower::flush_corrections`],
+//!   and at the end. So corrections are coalesced: one record per window per
+//!   tick, however many late events arrived. Later than that, the event is
+//!   `late_dropped` (for that size).
 //! - When the whole input goes idle ([`Windower::flush_idle`]) the open
 //!   windows are emitted early, as *provisional*: events that still arrive
 //!   for them are counted, and such a window is emitted again when it closes
 //!   (or at the next idle flush), so its last record is complete.
 //! - Windows are freed once the watermark passes `end + retention`, so memory
 //!   is bounded by the open and retained windows: about
-//!   `(lateness + retention) / W + 2` of them.
+//!   `(lateness + retention) / W + 2` of them per size.
 //!
 //! Several *sources* (Kafka partitions) can feed one windower. Each has its
 //! own time guard and stream time; the watermark is the minimum over the
@@ -29,16 +32,22 @@
 //! replay to rebuild it (see `kafka::offsets`). `count` uses one source.
 
 pub mod guard;
+pub(crate) mod lane;
+pub mod size;
 
-use crate::counter::{AnyCounter, CounterKind};
+use crate::counter::CounterKind;
 use crate::record::WindowRecord;
 use guard::{Guard, Released, Verdict};
-use std::collections::VecDeque;
+use lane::{Lane, Outcome};
+use size::{Grid, WindowSize};
 
 /// Window and time settings (see `config` for the variables and defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowConfig {
-    pub window_seconds: u64,
+    /// One or more sizes, in the order records and summaries list them.
+    pub sizes: Vec<WindowSize>,
+    /// IANA name of the zone calendar sizes follow.
+    pub timezone: String,
     pub allowed_lateness_seconds: u64,
     pub late_retention_seconds: u64,
     pub max_ahead_seconds: u64,
@@ -46,7 +55,19 @@ pub struct WindowConfig {
     pub jump_confirm_events: u64,
 }
 
-/// What happened to accepted-by-decoder events, by outcome.
+impl WindowConfig {
+    /// One fixed size of `seconds`, UTC, the other settings at `base`'s.
+    pub fn single(seconds: u64, base: &WindowConfig) -> Self {
+        WindowConfig {
+            sizes: vec![WindowSize::Seconds(seconds)],
+            timezone: "UTC".to_string(),
+            ..base.clone()
+        }
+    }
+}
+
+/// What happened to accepted-by-decoder events, by outcome (per size: an
+/// event on time for the hour can be late for its minute).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WindowStats {
     /// Counted in a window that was still open.
@@ -55,45 +76,12 @@ pub struct WindowStats {
     pub late_corrected: u64,
     /// Too late: its window was past retention.
     pub late_dropped: u64,
-    /// Implausible time (see [`guard`]).
+    /// Implausible time (see [`guard`]); the same for every size.
     pub ts_out_of_range: u64,
     /// Records emitted with revision 0.
     pub windows_emitted: u64,
     /// Records emitted with revision > 0.
     pub corrections_emitted: u64,
-}
-
-/// Where a window stands in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Not emitted yet.
-    Open,
-    /// Emitted while still open (the whole input was idle); emitted again
-    /// when it closes if it changed meanwhile.
-    Provisional { revision: u32 },
-    /// Emitted at or after its close; any change is a late correction.
-    Closed { revision: u32 },
-}
-
-#[derive(Debug, Clone)]
-struct Window {
-    start: u64,
-    counter: AnyCounter,
-    events: u64,
-    phase: Phase,
-    /// It has events its last record lacks and is due at the next tick (a
-    /// late correction, a changed provisional window, or a window that was
-    /// closed when it was created or held back after a restart).
-    changed: bool,
-    /// Per source: lowest offset of an event in this window (`i64::MAX`: none).
-    first_offset: Vec<i64>,
-}
-
-impl Window {
-    /// A record is due before it may be freed.
-    fn unsent(&self) -> bool {
-        self.phase == Phase::Open || self.changed
-    }
 }
 
 /// One input of the windower (a partition).
@@ -105,60 +93,68 @@ struct Source {
 
 pub struct Windower {
     cfg: WindowConfig,
-    kind: CounterKind,
     sources: Vec<Source>,
-    /// Slot `i` holds the window starting at `base + i * W`, if it has events.
-    slots: VecDeque<Option<Window>>,
-    base: u64,
+    lanes: Vec<Lane>,
     watermark: Option<u64>,
-    stats: WindowStats,
-    corrections_pending: bool,
+    /// Events refused before reaching any lane (guard, year 9999).
+    ts_out_of_range: u64,
     /// Windows ending at or before this are not emitted until
     /// [`Windower::release_held`] (catching up after a restart).
     hold_until: Option<u64>,
-    /// Highest event time whose window ends by 9999-12-31T23:59:59Z (the
-    /// last instant RFC 3339 can write); later ones are `ts_out_of_range`.
+    /// Highest event time whose windows, of every size, end by
+    /// 9999-12-31T23:59:59Z (the last instant RFC 3339 can write); later
+    /// ones are `ts_out_of_range`.
     max_ts: u64,
-    /// `(start, slot index)` of the last window used: most events hit it,
-    /// and it saves two 64-bit divisions per event. Cleared whenever `base`
-    /// moves.
-    last_slot: Option<(u64, usize)>,
     /// Events a guard released, being counted (buffers reused).
     released: Released,
 }
 
-/// The highest event time whose `W`-second window ends by the last instant
-/// an RFC 3339 timestamp can hold.
-fn max_ts(window_seconds: u64) -> u64 {
-    let w = window_seconds.max(1);
-    let last_end = crate::decode::MAX_TS;
-    // The last window start `s` with `s + w <= last_end`.
-    match last_end.checked_sub(w) {
-        Some(s) => s - s % w + w - 1,
-        None => 0,
-    }
-}
+/// Why the settings cannot make a windower.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadZone(pub String);
 
 impl Windower {
-    /// A windower with one source (id 0).
-    pub fn new(cfg: WindowConfig, kind: CounterKind) -> Self {
-        Windower {
+    /// A windower with one source (id 0). Fails only for an unknown time
+    /// zone (validated with the configuration).
+    pub fn new(cfg: WindowConfig, kind: CounterKind) -> Result<Self, BadZone> {
+        let tz = size::time_zone(&cfg.timezone).map_err(BadZone)?;
+        let labelled = cfg.sizes.len() > 1;
+        let lanes: Vec<Lane> = cfg
+            .sizes
+            .iter()
+            .map(|&s| {
+                Lane::new(
+                    Grid::new(s, tz.clone()),
+                    labelled,
+                    kind,
+                    cfg.late_retention_seconds,
+                )
+            })
+            .collect();
+        let max_ts = lanes
+            .iter()
+            .map(|l| l.grid.max_ts(crate::decode::MAX_TS))
+            .min()
+            .unwrap_or(0);
+        Ok(Windower {
             sources: vec![Source {
                 guard: Guard::new(&cfg),
                 idle: false,
             }],
-            max_ts: max_ts(cfg.window_seconds),
             cfg,
-            kind,
-            slots: VecDeque::new(),
-            base: 0,
+            lanes,
             watermark: None,
-            stats: WindowStats::default(),
-            corrections_pending: false,
+            ts_out_of_range: 0,
             hold_until: None,
-            last_slot: None,
+            max_ts,
             released: Released::default(),
-        }
+        })
+    }
+
+    /// The sizes counted, in order.
+    pub fn sizes(&self) -> impl Iterator<Item = WindowSize> + '_ {
+        self.lanes.iter().map(|l| l.grid.size)
     }
 
     /// Starts over with `n` sources, forgetting every window and held event
@@ -170,10 +166,10 @@ impl Windower {
                 idle: false,
             })
             .collect();
-        self.slots.clear();
-        self.last_slot = None;
+        for lane in &mut self.lanes {
+            lane.clear();
+        }
         self.watermark = None;
-        self.corrections_pending = false;
         self.hold_until = None;
     }
 
@@ -196,7 +192,9 @@ impl Windower {
     /// the held windows are complete again and are emitted.
     pub fn release_held(&mut self, out: &mut Vec<WindowRecord>) {
         if self.hold_until.take().is_some() {
-            self.corrections_pending = true;
+            for lane in &mut self.lanes {
+                lane.corrections_due();
+            }
             self.flush_corrections(out);
         }
     }
@@ -225,16 +223,9 @@ impl Windower {
             self.sources[source].guard.settle();
             self.settle_guard(source, out);
         }
-        let w = self.cfg.window_seconds;
-        let hold = self.hold_until;
-        for window in self.slots.iter_mut().flatten() {
-            if window.phase == Phase::Open && hold.is_none_or(|h| window.start + w > h) {
-                let closed = self.watermark.is_some_and(|wm| window.start + w <= wm);
-                out.push(emit(window, self.kind, w, closed, &mut self.stats));
-            }
+        for lane in &mut self.lanes {
+            lane.flush_idle(self.watermark, self.hold_until, out);
         }
-        self.corrections_pending = true;
-        self.flush_corrections(out);
     }
 
     /// Stream time of a source.
@@ -245,13 +236,7 @@ impl Windower {
     /// Lowest offset of `source` that a restart must replay to rebuild every
     /// held window and held event; `None` if nothing of it is held.
     pub fn min_offset_needed(&self, source: usize) -> Option<i64> {
-        let windows = self
-            .slots
-            .iter()
-            .flatten()
-            .filter_map(|w| w.first_offset.get(source).copied())
-            .filter(|&o| o != i64::MAX)
-            .min();
+        let windows = self.lanes.iter().filter_map(|l| l.min_offset(source)).min();
         let held = self.sources[source].guard.min_held_offset();
         match (windows, held) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -271,8 +256,24 @@ impl Windower {
         min.map(|t| t.saturating_sub(self.cfg.allowed_lateness_seconds))
     }
 
+    /// Outcomes of the first size (the one summaries lead with), plus the
+    /// events refused before any size.
     pub fn stats(&self) -> WindowStats {
-        self.stats
+        let mut s = self.lanes.first().map(|l| l.stats).unwrap_or_default();
+        s.ts_out_of_range = self.ts_out_of_range;
+        s
+    }
+
+    /// Outcomes per size, in order (each with the shared `ts_out_of_range`).
+    pub fn stats_by_size(&self) -> Vec<(WindowSize, WindowStats)> {
+        self.lanes
+            .iter()
+            .map(|l| {
+                let mut s = l.stats;
+                s.ts_out_of_range = self.ts_out_of_range;
+                (l.grid.size, s)
+            })
+            .collect()
     }
 
     /// Current watermark (Unix seconds), once any event was accepted.
@@ -280,27 +281,27 @@ impl Windower {
         self.watermark
     }
 
-    /// Windows held: open plus emitted-and-retained.
+    /// Windows held, every size: open plus emitted-and-retained.
     pub fn windows_held(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.lanes.iter().map(|l| l.windows.len()).sum()
     }
 
-    /// Windows not closed yet (provisional ones included).
+    /// Windows not closed yet, every size (provisional ones included).
     pub fn windows_open(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|w| !matches!(w.phase, Phase::Closed { .. }))
-            .count()
+        self.lanes.iter().map(Lane::open).sum()
     }
 
     /// Heap bytes of all held counters.
     pub fn counter_heap_bytes(&self) -> usize {
-        self.slots
+        self.lanes.iter().map(Lane::heap_bytes).sum()
+    }
+
+    /// Heap bytes of the held counters of each size.
+    pub fn heap_bytes_by_size(&self) -> Vec<(WindowSize, usize)> {
+        self.lanes
             .iter()
-            .flatten()
-            .map(|w| w.counter.heap_bytes())
-            .sum()
+            .map(|l| (l.grid.size, l.heap_bytes()))
+            .collect()
     }
 
     /// Feeds one decoded event of source 0; emitted records are appended
@@ -322,7 +323,7 @@ impl Windower {
         out: &mut Vec<WindowRecord>,
     ) {
         if ts > self.max_ts {
-            self.stats.ts_out_of_range += 1;
+            self.ts_out_of_range += 1;
             return;
         }
         let src = &mut self.sources[source];
@@ -339,7 +340,7 @@ impl Windower {
                 }
                 self.accept(source, ts, uid, hash, offset);
             }
-            Verdict::Reject => self.stats.ts_out_of_range += 1,
+            Verdict::Reject => self.ts_out_of_range += 1,
             Verdict::Held => {}
         }
         if decided {
@@ -354,7 +355,7 @@ impl Windower {
     #[cold]
     fn settle_guard(&mut self, source: usize, out: &mut Vec<WindowRecord>) {
         let guard = &mut self.sources[source].guard;
-        self.stats.ts_out_of_range += guard.take_rejected();
+        self.ts_out_of_range += guard.take_rejected();
         if !guard.has_released() {
             return;
         }
@@ -372,147 +373,33 @@ impl Windower {
     fn raise_watermark(&mut self, out: &mut Vec<WindowRecord>) {
         if let Some(wm) = self.global_watermark() {
             if self.watermark.is_none_or(|w| wm > w) {
-                self.advance(wm, out);
+                self.watermark = Some(wm);
+                for lane in &mut self.lanes {
+                    lane.advance(wm, self.hold_until, out);
+                }
             }
         }
     }
 
+    /// One insert per size.
+    #[inline]
     fn accept(&mut self, source: usize, ts: u64, uid: &[u8], hash: u64, offset: i64) {
-        let watermark = self.watermark.unwrap_or(0);
-        let w = self.cfg.window_seconds;
-        let cached = self.last_slot.filter(|&(s, _)| ts >= s && ts - s < w);
-        let start = cached.map_or_else(|| ts - ts % w, |(s, _)| s);
-        let end = start + w;
-        if end + self.cfg.late_retention_seconds <= watermark {
-            self.stats.late_dropped += 1;
-            return;
+        let mut refused = false;
+        for lane in &mut self.lanes {
+            refused |=
+                lane.accept(source, ts, uid, hash, offset, self.watermark) == Outcome::OutOfRange;
         }
-        let closed = self.watermark.is_some() && end <= watermark;
-        let window = self.slot(start, cached.map(|(_, i)| i));
-        window.counter.insert(uid, hash);
-        window.events += 1;
-        if window.first_offset.len() <= source {
-            window.first_offset.resize(source + 1, i64::MAX);
-        }
-        let first = &mut window.first_offset[source];
-        *first = (*first).min(offset);
-        if closed {
-            window.changed = true;
-            self.corrections_pending = true;
-            self.stats.late_corrected += 1;
-        } else {
-            if let Phase::Provisional { .. } = window.phase {
-                // Emitted early: its final record must include this event.
-                window.changed = true;
-            }
-            self.stats.counted += 1;
-        }
-    }
-
-    /// The window starting at `start` (at slot `cached_idx` if known),
-    /// created if needed.
-    fn slot(&mut self, start: u64, cached_idx: Option<usize>) -> &mut Window {
-        let w = self.cfg.window_seconds;
-        let idx = match cached_idx {
-            Some(idx) => idx,
-            None => {
-                if self.slots.is_empty() {
-                    self.base = start;
-                }
-                while start < self.base {
-                    self.slots.push_front(None);
-                    self.base -= w;
-                }
-                let idx = ((start - self.base) / w) as usize;
-                while self.slots.len() <= idx {
-                    self.slots.push_back(None);
-                }
-                self.last_slot = Some((start, idx));
-                idx
-            }
-        };
-        let kind = self.kind;
-        self.slots[idx].get_or_insert_with(|| Window {
-            start,
-            counter: AnyCounter::new(kind),
-            events: 0,
-            phase: Phase::Open,
-            changed: false,
-            first_offset: Vec::new(),
-        })
-    }
-
-    /// Raises the watermark: emits windows that closed (a provisional one
-    /// again only if it changed), then pending corrections (a tick), then
-    /// frees windows past retention.
-    fn advance(&mut self, watermark: u64, out: &mut Vec<WindowRecord>) {
-        self.watermark = Some(watermark);
-        let w = self.cfg.window_seconds;
-        let hold = self.hold_until;
-        let mut ticked = false;
-        for window in self.slots.iter_mut().flatten() {
-            if window.start + w > watermark {
-                continue;
-            }
-            match window.phase {
-                Phase::Open => {
-                    if hold.is_some_and(|h| window.start + w <= h) {
-                        window.changed = true; // emitted on release
-                        self.corrections_pending = true;
-                        continue;
-                    }
-                    out.push(emit(window, self.kind, w, true, &mut self.stats));
-                    ticked = true;
-                }
-                Phase::Provisional { revision } => {
-                    if window.changed {
-                        out.push(emit(window, self.kind, w, true, &mut self.stats));
-                    } else {
-                        window.phase = Phase::Closed { revision };
-                    }
-                    ticked = true;
-                }
-                Phase::Closed { .. } => {}
-            }
-        }
-        if ticked {
-            self.flush_corrections(out);
-        }
-        while let Some(front) = self.slots.front() {
-            let expired = self.base + w + self.cfg.late_retention_seconds <= watermark;
-            // A window stays until its last record has been emitted.
-            let unsent = front.as_ref().is_some_and(Window::unsent);
-            if !expired || unsent {
-                break;
-            }
-            self.slots.pop_front();
-            self.base += w;
-            self.last_slot = None;
+        if refused {
+            self.ts_out_of_range += 1;
         }
     }
 
     /// Emits a new revision of every window that changed since it was last
-    /// emitted (except those held back after a restart).
+    /// emitted.
     pub fn flush_corrections(&mut self, out: &mut Vec<WindowRecord>) {
-        if !self.corrections_pending {
-            return;
+        for lane in &mut self.lanes {
+            lane.flush_corrections(self.watermark, self.hold_until, out);
         }
-        let w = self.cfg.window_seconds;
-        let hold = self.hold_until;
-        let watermark = self.watermark;
-        let mut held_back = false;
-        for window in self.slots.iter_mut().flatten() {
-            if !window.changed {
-                continue;
-            }
-            if hold.is_some_and(|h| window.start + w <= h) {
-                held_back = true;
-                continue;
-            }
-            let closed = watermark.is_some_and(|wm| window.start + w <= wm);
-            out.push(emit(window, self.kind, w, closed, &mut self.stats));
-        }
-        self.corrections_pending = held_back;
     }
 
     /// End of input: settles held events, emits every open window and every
@@ -523,50 +410,9 @@ impl Windower {
             self.settle_guard(source, out);
         }
         self.release_held(out);
-        let w = self.cfg.window_seconds;
-        for window in self.slots.iter_mut().flatten() {
-            if window.phase == Phase::Open || window.changed {
-                out.push(emit(window, self.kind, w, true, &mut self.stats));
-            }
+        for lane in &mut self.lanes {
+            lane.finish(out);
         }
-        self.corrections_pending = false;
-        self.slots.clear();
-        self.last_slot = None;
-    }
-}
-
-/// Builds the record for a window's next revision, counts it, and moves the
-/// window to its next phase (`closed`: the watermark has passed its end).
-fn emit(
-    window: &mut Window,
-    kind: CounterKind,
-    window_seconds: u64,
-    closed: bool,
-    stats: &mut WindowStats,
-) -> WindowRecord {
-    let revision = match window.phase {
-        Phase::Open => {
-            stats.windows_emitted += 1;
-            0
-        }
-        Phase::Provisional { revision } | Phase::Closed { revision } => {
-            stats.corrections_emitted += 1;
-            revision + 1
-        }
-    };
-    window.phase = if closed {
-        Phase::Closed { revision }
-    } else {
-        Phase::Provisional { revision }
-    };
-    window.changed = false;
-    WindowRecord {
-        start_ts: window.start,
-        window_seconds,
-        unique_users: window.counter.count(),
-        events: window.events,
-        counter: kind,
-        revision,
     }
 }
 

@@ -61,6 +61,47 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 /// start_ts -> (unique_users, events)
 pub type Windows = BTreeMap<u64, (u64, u64)>;
 
+/// (window size, start_ts) -> (unique_users, events); the size is the
+/// record's `window` field ("" when it has none: a one-size run).
+pub type SizedWindows = BTreeMap<(String, u64), (u64, u64)>;
+
+/// The last record per (size, window) of `records`.
+pub fn last_per_sized_window(records: &[serde_json::Value]) -> SizedWindows {
+    records
+        .iter()
+        .map(|v| {
+            let size = v.get("window").and_then(|w| w.as_str()).unwrap_or("");
+            (
+                (size.to_string(), v["start_ts"].as_u64().unwrap()),
+                (
+                    v["unique_users"].as_u64().unwrap(),
+                    v["events"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `distinctly generate ARGS` and its truth for every size (`--windows`).
+pub fn generate_sized(args: &[&str]) -> (Vec<u8>, SizedWindows) {
+    let truth = std::env::temp_dir().join(unique("truth"));
+    let out = Command::new(BIN)
+        .arg("generate")
+        .args(args)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .expect("run generate");
+    assert!(
+        out.status.success(),
+        "generate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = last_per_sized_window(&json_lines(&std::fs::read(&truth).unwrap()));
+    std::fs::remove_file(truth).unwrap();
+    (out.stdout, t)
+}
+
 /// A consumed message: key, payload, headers.
 pub type Consumed = (Option<Vec<u8>>, Vec<u8>, Vec<(String, String)>);
 
@@ -196,9 +237,10 @@ pub fn check_revisions_grow(records: &[serde_json::Value]) {
     let mut revisions = BTreeMap::new();
     for v in records {
         let start = v["start_ts"].as_u64().unwrap();
+        let size = v.get("window").and_then(|w| w.as_str()).unwrap_or("");
         if let Some(rev) = v.get("revision") {
             let rev = rev.as_u64().unwrap();
-            let prev = revisions.insert(start, rev);
+            let prev = revisions.insert((size.to_string(), start), rev);
             assert!(
                 prev.is_none_or(|p| rev > p),
                 "revisions must grow for {start}"

@@ -134,7 +134,8 @@ impl<'a> Service<'a> {
             shared,
             producer,
             decoder: Decoder::new(),
-            windower: Windower::new(core.window_config(), kind),
+            windower: Windower::new(core.window_config(), kind)
+                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?,
             partitions: Vec::new(),
             by_id: SourceIndex::new(),
             records: Vec::new(),

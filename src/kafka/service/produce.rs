@@ -27,13 +27,13 @@ impl Service<'_> {
             return Ok(());
         }
         if let Some(m) = &mut self.metrics {
-            m.observe(&self.records);
+            m.observe(&self.records, self.windower.sizes().next());
         }
         let topic = &self.kafka.env.service_output_topic;
         for r in self.records.drain(..) {
             self.record_buf.clear();
             r.write_json(&mut self.record_buf);
-            let key = r.start_ts.to_string();
+            let key = r.key();
             send(
                 &self.producer,
                 BaseRecord::<str, [u8]>::to(topic)

@@ -1,0 +1,344 @@
+//! The windows of one size: where an event goes, when a window is emitted,
+//! corrected and freed. The [`super::Windower`] runs one lane per size over
+//! a shared watermark.
+
+use super::size::{Grid, WindowSize};
+use super::WindowStats;
+use crate::counter::{AnyCounter, CounterKind};
+use crate::record::WindowRecord;
+use std::collections::VecDeque;
+
+/// Where a window stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not emitted yet.
+    Open,
+    /// Emitted while still open (the whole input was idle); emitted again
+    /// when it closes if it changed meanwhile.
+    Provisional { revision: u32 },
+    /// Emitted at or after its close; any change is a late correction.
+    Closed { revision: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub start: u64,
+    pub end: u64,
+    pub counter: AnyCounter,
+    pub events: u64,
+    pub phase: Phase,
+    /// It has events its last record lacks and is due at the next tick (a
+    /// late correction, a changed provisional window, or a window that was
+    /// closed when it was created or held back after a restart).
+    pub changed: bool,
+    /// Per source: lowest offset of an event in this window (`i64::MAX`: none).
+    pub first_offset: Vec<i64>,
+}
+
+impl Window {
+    /// A record is due before it may be freed.
+    fn unsent(&self) -> bool {
+        self.phase == Phase::Open || self.changed
+    }
+
+    fn is_closed(&self, watermark: Option<u64>) -> bool {
+        watermark.is_some_and(|wm| self.end <= wm)
+    }
+}
+
+/// What became of one event in one lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Counted,
+    LateCorrected,
+    LateDropped,
+    /// The time-zone library cannot place it (far outside any real time).
+    OutOfRange,
+}
+
+pub(crate) struct Lane {
+    pub grid: Grid,
+    /// The size as written in records, when the run has several.
+    label: Option<WindowSize>,
+    kind: CounterKind,
+    retention: u64,
+    /// Non-overlapping, in start order.
+    pub windows: VecDeque<Window>,
+    /// Index of the window used last: most events hit it again.
+    last: usize,
+    pub stats: WindowStats,
+    corrections_pending: bool,
+}
+
+impl Lane {
+    pub fn new(grid: Grid, labelled: bool, kind: CounterKind, retention: u64) -> Self {
+        Lane {
+            label: labelled.then_some(grid.size),
+            grid,
+            kind,
+            retention,
+            windows: VecDeque::new(),
+            last: 0,
+            stats: WindowStats::default(),
+            corrections_pending: false,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.windows.clear();
+        self.last = 0;
+        self.corrections_pending = false;
+    }
+
+    /// Index of the held window containing `ts`, or where one would go.
+    #[inline]
+    fn find(&self, ts: u64) -> Result<usize, usize> {
+        if let Some(w) = self.windows.get(self.last) {
+            if w.start <= ts && ts < w.end {
+                return Ok(self.last);
+            }
+        }
+        let i = self.windows.partition_point(|w| w.start <= ts);
+        match i.checked_sub(1) {
+            Some(j) if ts < self.windows[j].end => Ok(j),
+            _ => Err(i),
+        }
+    }
+
+    /// Counts one accepted event.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        &mut self,
+        source: usize,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        offset: i64,
+        watermark: Option<u64>,
+    ) -> Outcome {
+        let wm = watermark.unwrap_or(0);
+        let idx = match self.find(ts) {
+            Ok(i) => {
+                if self.windows[i].end + self.retention <= wm {
+                    self.stats.late_dropped += 1;
+                    return Outcome::LateDropped;
+                }
+                i
+            }
+            Err(at) => {
+                let Some((start, end)) = self.grid.bounds(ts) else {
+                    return Outcome::OutOfRange;
+                };
+                if end + self.retention <= wm {
+                    self.stats.late_dropped += 1;
+                    return Outcome::LateDropped;
+                }
+                self.windows.insert(
+                    at,
+                    Window {
+                        start,
+                        end,
+                        counter: AnyCounter::new(self.kind),
+                        events: 0,
+                        phase: Phase::Open,
+                        changed: false,
+                        first_offset: Vec::new(),
+                    },
+                );
+                at
+            }
+        };
+        self.last = idx;
+        let window = &mut self.windows[idx];
+        window.counter.insert(uid, hash);
+        window.events += 1;
+        if window.first_offset.len() <= source {
+            window.first_offset.resize(source + 1, i64::MAX);
+        }
+        let first = &mut window.first_offset[source];
+        *first = (*first).min(offset);
+        if window.is_closed(watermark) {
+            window.changed = true;
+            self.corrections_pending = true;
+            self.stats.late_corrected += 1;
+            Outcome::LateCorrected
+        } else {
+            if let Phase::Provisional { .. } = window.phase {
+                // Emitted early: its final record must include this event.
+                window.changed = true;
+            }
+            self.stats.counted += 1;
+            Outcome::Counted
+        }
+    }
+
+    /// The watermark rose: emits windows that closed (a provisional one
+    /// again only if it changed), then pending corrections (a tick), then
+    /// frees windows past retention.
+    pub fn advance(&mut self, watermark: u64, hold: Option<u64>, out: &mut Vec<WindowRecord>) {
+        let mut ticked = false;
+        for i in 0..self.windows.len() {
+            let (end, phase, changed) = {
+                let w = &self.windows[i];
+                (w.end, w.phase, w.changed)
+            };
+            if end > watermark {
+                break; // ends grow with starts: the rest are open
+            }
+            match phase {
+                Phase::Open => {
+                    if hold.is_some_and(|h| end <= h) {
+                        self.windows[i].changed = true; // emitted on release
+                        self.corrections_pending = true;
+                        continue;
+                    }
+                    out.push(self.emit(i, true));
+                    ticked = true;
+                }
+                Phase::Provisional { revision } => {
+                    if changed {
+                        out.push(self.emit(i, true));
+                    } else {
+                        self.windows[i].phase = Phase::Closed { revision };
+                    }
+                    ticked = true;
+                }
+                Phase::Closed { .. } => {}
+            }
+        }
+        if ticked {
+            self.flush_corrections(Some(watermark), hold, out);
+        }
+        let mut freed = false;
+        while let Some(front) = self.windows.front() {
+            let expired = front.end + self.retention <= watermark;
+            // A window stays until its last record has been emitted.
+            if !expired || front.unsent() {
+                break;
+            }
+            self.windows.pop_front();
+            freed = true;
+        }
+        if freed {
+            self.last = 0;
+        }
+    }
+
+    /// Emits a new revision of every window that changed since it was last
+    /// emitted (except those held back after a restart).
+    pub fn flush_corrections(
+        &mut self,
+        watermark: Option<u64>,
+        hold: Option<u64>,
+        out: &mut Vec<WindowRecord>,
+    ) {
+        if !self.corrections_pending {
+            return;
+        }
+        let mut held_back = false;
+        for i in 0..self.windows.len() {
+            let (changed, end, closed) = {
+                let w = &self.windows[i];
+                (w.changed, w.end, w.is_closed(watermark))
+            };
+            if !changed {
+                continue;
+            }
+            if hold.is_some_and(|h| end <= h) {
+                held_back = true;
+                continue;
+            }
+            out.push(self.emit(i, closed));
+        }
+        self.corrections_pending = held_back;
+    }
+
+    /// Marks corrections due (after a hold-back ends).
+    pub fn corrections_due(&mut self) {
+        self.corrections_pending = true;
+    }
+
+    /// The input is idle: every open window is emitted now, provisionally,
+    /// then every changed one.
+    pub fn flush_idle(
+        &mut self,
+        watermark: Option<u64>,
+        hold: Option<u64>,
+        out: &mut Vec<WindowRecord>,
+    ) {
+        for i in 0..self.windows.len() {
+            let (open, end, closed) = {
+                let w = &self.windows[i];
+                (w.phase == Phase::Open, w.end, w.is_closed(watermark))
+            };
+            if open && hold.is_none_or(|h| end > h) {
+                out.push(self.emit(i, closed));
+            }
+        }
+        self.corrections_pending = true;
+        self.flush_corrections(watermark, hold, out);
+    }
+
+    /// End of input: every open window and pending correction, then none
+    /// are held.
+    pub fn finish(&mut self, out: &mut Vec<WindowRecord>) {
+        for i in 0..self.windows.len() {
+            if self.windows[i].unsent() {
+                out.push(self.emit(i, true));
+            }
+        }
+        self.clear();
+    }
+
+    /// Builds the record of window `i`'s next revision, counts it, and moves
+    /// the window to its next phase (`closed`: the watermark passed its end).
+    fn emit(&mut self, i: usize, closed: bool) -> WindowRecord {
+        let window = &mut self.windows[i];
+        let revision = match window.phase {
+            Phase::Open => {
+                self.stats.windows_emitted += 1;
+                0
+            }
+            Phase::Provisional { revision } | Phase::Closed { revision } => {
+                self.stats.corrections_emitted += 1;
+                revision + 1
+            }
+        };
+        window.phase = if closed {
+            Phase::Closed { revision }
+        } else {
+            Phase::Provisional { revision }
+        };
+        window.changed = false;
+        WindowRecord {
+            start_ts: window.start,
+            end_ts: window.end,
+            size: self.label,
+            unique_users: window.counter.count(),
+            events: window.events,
+            counter: self.kind,
+            revision,
+        }
+    }
+
+    /// Lowest offset of `source` in a held window.
+    pub fn min_offset(&self, source: usize) -> Option<i64> {
+        self.windows
+            .iter()
+            .filter_map(|w| w.first_offset.get(source).copied())
+            .filter(|&o| o != i64::MAX)
+            .min()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.windows.iter().map(|w| w.counter.heap_bytes()).sum()
+    }
+
+    pub fn open(&self) -> usize {
+        self.windows
+            .iter()
+            .filter(|w| !matches!(w.phase, Phase::Closed { .. }))
+            .count()
+    }
+}
