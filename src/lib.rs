@@ -17,8 +17,10 @@
 //!   hll.rs       HyperLogLog++ (hyperloglogplus)
 //!   cpc.rs       DataSketches CPC (datasketches)
 //!   hll4.rs      DataSketches HLL with 4-bit registers (datasketches)
-//! window/     tumbling event-time windows
-//!   mod.rs       Windower: watermark, emission, late corrections, retention
+//! window/     tumbling event-time windows of one or several sizes
+//!   mod.rs       Windower: sources, watermark, one lane per size
+//!   lane.rs      the windows of one size: emission, corrections, retention
+//!   size.rs      sizes (s, m, h, d, w, mo) and their bounds in a time zone
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! record.rs   the output record (one JSON object per emitted window)
 //! config.rs   DISTINCTLY_* settings: defaults, env loading, validation
@@ -32,8 +34,10 @@
 //!   config.rs    KAFKA_* settings (the old app's names), librdkafka configs
 //!   context.rs   librdkafka callbacks: errors, rebalances
 //!   offsets.rs   commit metadata (stream time) for restarts
+//!   state.rs     the state topic's format: window checkpoints in chunks
 //!   service/     the consume -> window -> produce -> commit loop
-//!                (mod.rs loop and tick, produce.rs, commit.rs)
+//!                (mod.rs loop and tick, assignment.rs, produce.rs,
+//!                checkpoint.rs, commit.rs)
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits

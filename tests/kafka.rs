@@ -481,3 +481,110 @@ fn json_logs_and_readiness_follow_a_broker_outage() {
         .iter()
         .any(|m| m.starts_with("assigned partitions ")));
 }
+
+/// The number in a run's `restored N windows from T; replaying M messages`
+/// log line: (N, M).
+fn restored(stderr: &str) -> (u64, i64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("restored ") && l.contains(" replaying "))
+        .unwrap_or_else(|| panic!("no restore line: {stderr}"));
+    let number_after = |word: &str| -> i64 {
+        let rest = &line[line.find(word).unwrap() + word.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    (number_after("restored ") as u64, number_after("replaying "))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn checkpoints_keep_the_replay_of_day_windows_short_across_kill_9() {
+    let _b = broker();
+    let (jsonl, truth) = generate_sized(&[
+        "--events",
+        "45000",
+        "--users",
+        "4000",
+        "--frame",
+        "minimal",
+        "--span-seconds",
+        "108000",
+        "--late-share",
+        "0.02",
+        "--invalid-share",
+        "0.01",
+        "--outlier-share",
+        "0.001",
+        "--windows",
+        "1m,1h,1d",
+        "--seed",
+        "51",
+    ]);
+    let lines: Vec<Vec<u8>> = jsonl
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let t = topics("ckpt", 3);
+    let env = [("DISTINCTLY_WINDOWS", "1m,1h,1d")];
+    let third = lines.len() / 3;
+
+    // First run: the first 10 hours. Once read, the committed offsets reach
+    // the end of the input although its day window is still open.
+    produce(&t.input, 3, &lines[..third]);
+    let first = service(&t, &env, &[]).spawn().unwrap();
+    wait_until(
+        "the first run commits up to the end",
+        Duration::from_secs(90),
+        || committed_lag(&t) == 0,
+    );
+    let out = kill9_output(first);
+    let (windows, replay) = restored(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        (windows, replay),
+        (0, third as i64),
+        "a fresh start reads everything"
+    );
+
+    // Second run: restores the checkpoint and replays only what came after
+    // the kill, then is killed again while the last third streams in.
+    produce(&t.input, 3, &lines[third..2 * third]);
+    let second = service(&t, &env, &[]).spawn().unwrap();
+    wait_until(
+        "the second run commits up to the end",
+        Duration::from_secs(90),
+        || committed_lag(&t) == 0,
+    );
+    produce(&t.input, 3, &lines[2 * third..]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = kill9_output(second);
+    let lag_at_kill = committed_lag(&t);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (windows, replay) = restored(&stderr);
+    assert!(
+        windows >= 3,
+        "the held minutes, hours and the day came back: {windows}"
+    );
+    assert_eq!(replay, third as i64, "only the new messages: {stderr}");
+
+    // Third run: drains the rest; it replays what the second had not
+    // committed when it was killed, a commit interval or so of input.
+    let out = drain(&t, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, replay) = restored(&stderr);
+    assert_eq!(replay, lag_at_kill, "{stderr}");
+    assert!(
+        replay < (lines.len() - 2 * third) as i64,
+        "committed while streaming: {replay} left of {}",
+        lines.len() - 2 * third
+    );
+    let got = last_per_sized_window(&output_records(&t.output));
+    assert_eq!(got, truth);
+}

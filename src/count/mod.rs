@@ -273,8 +273,16 @@ impl<W: Write> Counting<W> {
         }
     }
 
-    /// Copies the totals into the exported metrics (once per input batch).
+    /// Copies the totals into the exported metrics, and notes the heap of
+    /// each size (once per input batch).
     fn publish(&mut self) {
+        let heap = self.windower.heap_bytes_by_size();
+        if self.summary.peak_heap.len() != heap.len() {
+            self.summary.peak_heap = heap.iter().map(|&(s, _)| (s, 0)).collect();
+        }
+        for ((_, peak), (_, bytes)) in self.summary.peak_heap.iter_mut().zip(heap) {
+            *peak = (*peak).max(bytes);
+        }
         if let Some(m) = &mut self.metrics {
             m.batch_end();
             m.publish(

@@ -19,6 +19,9 @@ pub struct Summary {
     pub windows: WindowStats,
     /// Outcomes per size, when the run counted several (else empty or one).
     pub by_size: Vec<(WindowSize, WindowStats)>,
+    /// Per size: the most heap bytes its held counters took at once
+    /// (sampled after every input block).
+    pub peak_heap: Vec<(WindowSize, usize)>,
     pub elapsed: Duration,
 }
 
@@ -130,6 +133,12 @@ impl Summary {
         if sizes.len() > 1 {
             json["sizes"] = sizes.into();
         }
+        let heap: serde_json::Map<String, serde_json::Value> = self
+            .peak_heap
+            .iter()
+            .map(|(size, bytes)| (size.to_string(), (*bytes).into()))
+            .collect();
+        json["peak_heap_bytes"] = heap.into();
         json
     }
 }

@@ -49,6 +49,30 @@ impl ExactCounter {
         self.table.is_empty() && self.overflowed == 0
     }
 
+    /// The uid arena: per uid, a varint length and its bytes, in first-seen
+    /// order. It only ever grows at its end, which is what makes incremental
+    /// checkpoints possible (a prefix written once stays valid).
+    pub fn arena(&self) -> &[u8] {
+        &self.arena
+    }
+
+    /// Uids counted but not stored (beyond the 4 GiB arena).
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
+    /// Rebuilds a counter from an [`ExactCounter::arena`] holding `uids`
+    /// distinct uids, plus `overflowed` unstored ones.
+    pub fn from_arena(arena: &[u8], uids: u64, overflowed: u64) -> Result<Self, CounterError> {
+        let mut payload = Vec::with_capacity(arena.len() + 20);
+        varint::write(&mut payload, uids);
+        payload.extend_from_slice(arena);
+        if overflowed > 0 {
+            varint::write(&mut payload, overflowed);
+        }
+        Self::read_payload(CounterKind::Exact, &payload)
+    }
+
     /// The uids, in first-seen order.
     pub fn uids(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut rest = &self.arena[..];

@@ -63,6 +63,8 @@ impl KafkaErrorKind {
 pub enum ProducedTo {
     Output,
     DeadLetter,
+    /// The state topic (checkpoints).
+    State,
 }
 
 impl ProducedTo {
@@ -70,6 +72,7 @@ impl ProducedTo {
         match self {
             ProducedTo::Output => "output",
             ProducedTo::DeadLetter => "dead_letter",
+            ProducedTo::State => "state",
         }
     }
 }
@@ -80,7 +83,11 @@ pub fn register_kafka() {
     for kind in KafkaErrorKind::ALL {
         metrics::counter!(names::KAFKA_ERRORS, "kind" => kind.as_str()).increment(0);
     }
-    for to in [ProducedTo::Output, ProducedTo::DeadLetter] {
+    for to in [
+        ProducedTo::Output,
+        ProducedTo::DeadLetter,
+        ProducedTo::State,
+    ] {
         metrics::counter!(names::RECORDS_PRODUCED, "topic" => to.as_str()).increment(0);
     }
     metrics::counter!(names::COMMITS).increment(0);

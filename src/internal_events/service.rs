@@ -101,6 +101,25 @@ impl InternalEvent for OutputResumed<'_> {
     }
 }
 
+/// The held windows came back from the state topic after an assignment.
+pub struct StateRestored<'a> {
+    pub topic: &'a str,
+    pub windows: usize,
+    /// Messages between the committed offsets and the partitions' ends:
+    /// what is read again, plus what arrived meanwhile.
+    pub replay_messages: i64,
+    pub seconds: f64,
+}
+
+impl InternalEvent for StateRestored<'_> {
+    fn emit(self) {
+        info!(target: TARGET, topic = self.topic, windows = self.windows,
+            replay_messages = self.replay_messages, seconds = self.seconds,
+            "restored {} windows from {}; replaying {} messages", self.windows, self.topic,
+            self.replay_messages);
+    }
+}
+
 /// SIGTERM or SIGINT: the service stops after committing what is safe.
 pub struct ShutdownRequested;
 

@@ -77,6 +77,10 @@ pub struct KafkaEnv {
     /// `KAFKA_SERVICE_DLQ_TOPIC`: when set, rejected messages are copied there
     /// with the reason and their origin in headers.
     pub service_dlq_topic: Option<String>,
+    /// `KAFKA_SERVICE_STATE_TOPIC`: the compacted topic of window checkpoints
+    /// (unset: `<output topic>-state`; empty: no checkpoints, a restart
+    /// replays everything the held windows need).
+    pub service_state_topic: Option<String>,
     /// `KAFKA_AUTO_OFFSET_RESET`: where a group without committed offsets
     /// starts: `earliest` or `latest`.
     #[serde(default = "defaults::auto_offset_reset")]
@@ -117,6 +121,9 @@ pub struct KafkaConfig {
     /// (`DISTINCTLY_RDKAFKA_SSL_CA_LOCATION` is `ssl.ca.location`).
     pub consumer_props: Vec<(String, String)>,
     pub producer_props: Vec<(String, String)>,
+    /// The `DISTINCTLY_RDKAFKA_*` properties for every client (the admin
+    /// client that creates the state topic gets these).
+    pub common_props: Vec<(String, String)>,
 }
 
 const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
@@ -131,6 +138,7 @@ impl KafkaConfig {
         let service: ServiceEnv = from_prefixed("DISTINCTLY_", vars.iter().cloned())?;
         let mut consumer_props = Vec::new();
         let mut producer_props = Vec::new();
+        let mut common_props = Vec::new();
         for (k, v) in &vars {
             let Some(rest) = k.strip_prefix("DISTINCTLY_RDKAFKA_") else {
                 continue;
@@ -143,6 +151,7 @@ impl KafkaConfig {
             } else {
                 consumer_props.push((prop(rest), v.clone()));
                 producer_props.push((prop(rest), v.clone()));
+                common_props.push((prop(rest), v.clone()));
             }
         }
         let cfg = KafkaConfig {
@@ -150,6 +159,7 @@ impl KafkaConfig {
             service,
             consumer_props,
             producer_props,
+            common_props,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -170,6 +180,14 @@ impl KafkaConfig {
         ] {
             if topic.trim().is_empty() {
                 return Err(invalid(var, "expected a topic name".into()));
+            }
+        }
+        if let Some(state) = self.state_topic() {
+            if state == e.service_input_topic || state == e.service_output_topic {
+                return Err(invalid(
+                    "KAFKA_SERVICE_STATE_TOPIC",
+                    format!("{state:?} must differ from the input and output topics"),
+                ));
             }
         }
         if e.service_input_topic == e.service_output_topic {
@@ -232,6 +250,15 @@ impl KafkaConfig {
             .join(",")
     }
 
+    /// The state topic, unless checkpoints are off.
+    pub fn state_topic(&self) -> Option<String> {
+        match self.env.service_state_topic.as_deref().map(str::trim) {
+            None => Some(format!("{}-state", self.env.service_output_topic)),
+            Some("") => None,
+            Some(t) => Some(t.to_string()),
+        }
+    }
+
     /// `security.protocol`: as set, else SASL over TLS with credentials
     /// (the old app's hosted Kafka), else plaintext.
     pub fn security_protocol(&self) -> String {
@@ -241,6 +268,15 @@ impl KafkaConfig {
             (None, Some(_)) => "sasl_ssl".to_string(),
             (None, None) => "plaintext".to_string(),
         }
+    }
+
+    /// Settings of the admin client (creating the state topic).
+    pub fn admin_config(&self) -> ClientConfig {
+        let mut c = self.common();
+        for (k, v) in &self.common_props {
+            c.set(k, v);
+        }
+        c
     }
 
     /// Settings shared by the consumer and the producer.

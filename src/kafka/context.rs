@@ -36,6 +36,9 @@ pub struct Shared {
     /// Dead-letter copies that could not be delivered (logged, counted).
     pub dlq_failures: AtomicU64,
     pub output_topic: String,
+    /// The state topic, when checkpoints are on: its records must be
+    /// delivered like output records.
+    pub state_topic: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,11 +50,24 @@ pub enum FatalError {
 }
 
 impl Shared {
-    /// State for a service producing to `output_topic`.
-    pub fn new(output_topic: &str) -> Self {
+    /// State for a service producing to `output_topic` (and checkpoints to
+    /// `state_topic`).
+    pub fn new(output_topic: &str, state_topic: Option<String>) -> Self {
         Shared {
             output_topic: output_topic.to_string(),
+            state_topic,
             ..Shared::default()
+        }
+    }
+
+    /// Which of the service's topics `topic` is.
+    fn produced_to(&self, topic: &str) -> ProducedTo {
+        if topic == self.output_topic {
+            ProducedTo::Output
+        } else if self.state_topic.as_deref() == Some(topic) {
+            ProducedTo::State
+        } else {
+            ProducedTo::DeadLetter
         }
     }
 
@@ -284,7 +300,7 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
         if let Err((err, msg)) = result {
-            if msg.topic() != self.shared.output_topic {
+            if self.shared.produced_to(msg.topic()) == ProducedTo::DeadLetter {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
                 DeadLetterFailed {
                     topic: msg.topic(),
@@ -312,11 +328,7 @@ impl ProducerContext for Context {
             }
         } else {
             if let Ok(msg) = result {
-                let to = if msg.topic() == self.shared.output_topic {
-                    ProducedTo::Output
-                } else {
-                    ProducedTo::DeadLetter
-                };
+                let to = self.shared.produced_to(msg.topic());
                 // SAFETY: the message is valid for the duration of the
                 // callback; the call only reads its timestamps.
                 let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(msg.ptr()) };

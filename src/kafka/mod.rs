@@ -7,6 +7,7 @@
 //! config.rs   KAFKA_* / DISTINCTLY_* service settings, librdkafka configs
 //! context.rs  librdkafka callbacks: errors, rebalances (commit before revoke)
 //! offsets.rs  safe offsets and the commit metadata that restores time
+//! state.rs    the state topic: checkpoints of held windows
 //! service/    the consume -> decode -> window -> produce -> commit loop:
 //!             mod.rs (loop, tick), produce.rs (records, dead letters),
 //!             commit.rs (safe offsets, flush then commit)
@@ -14,28 +15,33 @@
 //!
 //! # The no-loss mechanism
 //!
-//! Every window remembers, per partition, the lowest offset of its events.
-//! A partition's *safe offset* is the lowest offset still needed by a window
-//! held in memory (open, or emitted and retained for corrections), or by an
-//! event held by the time guard; with nothing held, the next offset to read.
-//! Every `DISTINCTLY_COMMIT_INTERVAL_SECONDS` the producer is flushed (so every
-//! record emitted so far, output and DLQ, is acknowledged by the broker with
-//! `acks=all`), then the safe offsets are committed with the partition's
+//! Every window remembers, per partition, the offset a restart must replay
+//! from to rebuild it: its lowest event offset, or the read position of its
+//! last checkpoint. A partition's *safe offset* is the lowest such offset
+//! over the held windows (open, or emitted and retained for corrections)
+//! and the events held by the time guard; with nothing held, the next
+//! offset to read. Every `DISTINCTLY_COMMIT_INTERVAL_SECONDS` every held
+//! window is checkpointed to the state topic ([`state`]), the producer is
+//! flushed (output, dead letters and checkpoints acknowledged with
+//! `acks=all`), the checkpointed windows' replay offsets move up to the read
+//! positions, and the safe offsets are committed with the partition's
 //! stream time in the commit metadata. After a crash at any moment, the
-//! restarted service resumes from the safe offsets and so replays every event
-//! of every window it had not finished: each is rebuilt complete. The stream
-//! time from the metadata restores the watermark, so windows that were
-//! already complete before the commit are not re-opened as partial ones by
-//! replayed late events, and windows that were closed at the restored
-//! watermark are only emitted again once replay has caught up with the end
-//! of every partition. A rebalance is handled the same way: commit the safe
-//! offsets before the partitions are revoked, forget all state, rebuild by
-//! replay from the new assignment.
+//! restarted service restores the windows from the state topic and resumes
+//! from the safe offsets: a replayed event that a restored window already
+//! holds (below its checkpoint's position) is not counted again, and
+//! windows the state topic lacks are rebuilt by the replay. The stream time
+//! from the metadata restores the watermark, so windows that were already
+//! complete are not re-opened as partial ones by replayed late events, and
+//! windows closed at the restored watermark are only emitted again once
+//! replay has caught up with the end of every partition. A rebalance is
+//! handled the same way: commit the safe offsets before the partitions are
+//! revoked, forget all state, restore and replay for the new assignment.
 
 pub mod config;
 mod context;
 pub mod offsets;
 mod service;
+pub mod state;
 
 pub use service::{run, RunOptions, RunSummary};
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 /// Where a window stands in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// Not emitted yet.
     Open,
     /// Emitted while still open (the whole input was idle); emitted again
@@ -21,7 +21,7 @@ pub(crate) enum Phase {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Window {
+pub struct Window {
     pub start: u64,
     pub end: u64,
     pub counter: AnyCounter,
@@ -31,8 +31,27 @@ pub(crate) struct Window {
     /// late correction, a changed provisional window, or a window that was
     /// closed when it was created or held back after a restart).
     pub changed: bool,
-    /// Per source: lowest offset of an event in this window (`i64::MAX`: none).
-    pub first_offset: Vec<i64>,
+    /// Per source: the offset a restart must replay from to rebuild this
+    /// window: its lowest event offset, or, once it is checkpointed, the
+    /// read position of the checkpoint (`i64::MAX`: nothing needed).
+    pub replay_from: Vec<i64>,
+    /// Per source: events below this offset are already in the window
+    /// (restored from a checkpoint); replayed ones are not counted again.
+    pub covered: Vec<i64>,
+    /// What the state topic holds of this window (`None`: nothing yet).
+    pub saved: Option<Saved>,
+    /// Counted events since the last checkpoint.
+    pub dirty: bool,
+}
+
+/// What a checkpoint of a window wrote (see `kafka::state`): the chunks of
+/// generation `generation` hold its counter's first `len` bytes (`exact`:
+/// the arena with `uids` uids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    pub generation: u64,
+    pub chunks: u32,
+    pub len: u64,
 }
 
 impl Window {
@@ -48,15 +67,17 @@ impl Window {
 
 /// What became of one event in one lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Counted,
     LateCorrected,
     LateDropped,
     /// The time-zone library cannot place it (far outside any real time).
     OutOfRange,
+    /// Replayed after a restart, and already in the window's checkpoint.
+    Covered,
 }
 
-pub(crate) struct Lane {
+pub struct Lane {
     pub grid: Grid,
     /// The size as written in records, when the run has several.
     label: Option<WindowSize>,
@@ -68,6 +89,9 @@ pub(crate) struct Lane {
     last: usize,
     pub stats: WindowStats,
     corrections_pending: bool,
+    /// Windows freed since the caller last asked, when it asked to know
+    /// (checkpoints delete what the state topic holds of them).
+    freed: Option<Vec<(u64, Saved)>>,
 }
 
 impl Lane {
@@ -81,6 +105,27 @@ impl Lane {
             last: 0,
             stats: WindowStats::default(),
             corrections_pending: false,
+            freed: None,
+        }
+    }
+
+    /// From now on, remember the checkpointed windows that are freed.
+    pub fn track_freed(&mut self) {
+        self.freed.get_or_insert_with(Vec::new);
+    }
+
+    /// `(start, what was saved)` of the checkpointed windows freed since
+    /// the last call.
+    pub fn take_freed(&mut self) -> Vec<(u64, Saved)> {
+        self.freed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Puts a window restored from a checkpoint in its place (in start
+    /// order; a window already there is kept).
+    pub fn restore(&mut self, window: Window) {
+        match self.find(window.start) {
+            Ok(_) => {}
+            Err(at) => self.windows.insert(at, window),
         }
     }
 
@@ -143,7 +188,10 @@ impl Lane {
                         events: 0,
                         phase: Phase::Open,
                         changed: false,
-                        first_offset: Vec::new(),
+                        replay_from: Vec::new(),
+                        covered: Vec::new(),
+                        saved: None,
+                        dirty: false,
                     },
                 );
                 at
@@ -151,12 +199,16 @@ impl Lane {
         };
         self.last = idx;
         let window = &mut self.windows[idx];
+        if window.covered.get(source).is_some_and(|&c| offset < c) {
+            return Outcome::Covered;
+        }
         window.counter.insert(uid, hash);
         window.events += 1;
-        if window.first_offset.len() <= source {
-            window.first_offset.resize(source + 1, i64::MAX);
+        window.dirty = true;
+        if window.replay_from.len() <= source {
+            window.replay_from.resize(source + 1, i64::MAX);
         }
-        let first = &mut window.first_offset[source];
+        let first = &mut window.replay_from[source];
         *first = (*first).min(offset);
         if window.is_closed(watermark) {
             window.changed = true;
@@ -217,7 +269,11 @@ impl Lane {
             if !expired || front.unsent() {
                 break;
             }
-            self.windows.pop_front();
+            if let Some(w) = self.windows.pop_front() {
+                if let (Some(list), Some(saved)) = (&mut self.freed, w.saved) {
+                    list.push((w.start, saved));
+                }
+            }
             freed = true;
         }
         if freed {
@@ -326,7 +382,7 @@ impl Lane {
     pub fn min_offset(&self, source: usize) -> Option<i64> {
         self.windows
             .iter()
-            .filter_map(|w| w.first_offset.get(source).copied())
+            .filter_map(|w| w.replay_from.get(source).copied())
             .filter(|&o| o != i64::MAX)
             .min()
     }

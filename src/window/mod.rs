@@ -32,7 +32,7 @@
 //! replay to rebuild it (see `kafka::offsets`). `count` uses one source.
 
 pub mod guard;
-pub(crate) mod lane;
+pub mod lane;
 pub mod size;
 
 use crate::counter::CounterKind;
@@ -107,6 +107,8 @@ pub struct Windower {
     max_ts: u64,
     /// Events a guard released, being counted (buffers reused).
     released: Released,
+    /// See [`Windower::replayed_covered`].
+    replayed_covered: u64,
 }
 
 /// Why the settings cannot make a windower.
@@ -149,6 +151,7 @@ impl Windower {
             hold_until: None,
             max_ts,
             released: Released::default(),
+            replayed_covered: 0,
         })
     }
 
@@ -385,12 +388,78 @@ impl Windower {
     #[inline]
     fn accept(&mut self, source: usize, ts: u64, uid: &[u8], hash: u64, offset: i64) {
         let mut refused = false;
+        let mut covered = true;
         for lane in &mut self.lanes {
-            refused |=
-                lane.accept(source, ts, uid, hash, offset, self.watermark) == Outcome::OutOfRange;
+            let outcome = lane.accept(source, ts, uid, hash, offset, self.watermark);
+            refused |= outcome == Outcome::OutOfRange;
+            covered &= outcome == Outcome::Covered;
         }
         if refused {
             self.ts_out_of_range += 1;
+        }
+        if covered {
+            self.replayed_covered += 1;
+        }
+    }
+
+    /// Replayed events that every size already had from its checkpoint.
+    pub fn replayed_covered(&self) -> u64 {
+        self.replayed_covered
+    }
+
+    /// Whether a time guard holds events (their offsets are not in any
+    /// window yet, so a checkpoint now could not say what it covers).
+    pub fn holds_events(&self) -> bool {
+        self.sources.iter().any(|s| s.guard.held() > 0)
+    }
+
+    /// Remembers, from now on, the checkpointed windows that are freed
+    /// (see [`Windower::take_freed`]).
+    pub fn track_freed(&mut self) {
+        for lane in &mut self.lanes {
+            lane.track_freed();
+        }
+    }
+
+    /// `(size, start, saved)` of checkpointed windows freed since the last
+    /// call: what the state topic may delete.
+    pub fn take_freed(&mut self) -> Vec<(WindowSize, u64, lane::Saved)> {
+        self.lanes
+            .iter_mut()
+            .flat_map(|l| {
+                let size = l.grid.size;
+                l.take_freed()
+                    .into_iter()
+                    .map(move |(start, saved)| (size, start, saved))
+            })
+            .collect()
+    }
+
+    /// Every held window, with its size, for a checkpoint.
+    pub fn windows_mut(&mut self) -> impl Iterator<Item = (WindowSize, &mut lane::Window)> {
+        self.lanes.iter_mut().flat_map(|l| {
+            let size = l.grid.size;
+            l.windows.iter_mut().map(move |w| (size, w))
+        })
+    }
+
+    /// After a checkpoint of every held window at read positions `positions`
+    /// (per source) is durable: a restart replays from there.
+    pub fn checkpointed(&mut self, positions: &[i64]) {
+        for (_, window) in self.windows_mut() {
+            window.replay_from = positions.to_vec();
+            window.dirty = false;
+        }
+    }
+
+    /// A window restored from a checkpoint, if its size is counted.
+    pub fn restore_window(&mut self, size: WindowSize, window: lane::Window) -> bool {
+        match self.lanes.iter_mut().find(|l| l.grid.size == size) {
+            Some(lane) => {
+                lane.restore(window);
+                true
+            }
+            None => false,
         }
     }
 

@@ -334,10 +334,15 @@ pub fn output_records(topic: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .map(|(key, payload, _)| {
             let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            // `<start_ts>`, or `<size>:<start_ts>` when records name their size.
+            let want = match v.get("window").and_then(|w| w.as_str()) {
+                Some(size) => format!("{size}:{}", v["start_ts"]),
+                None => v["start_ts"].to_string(),
+            };
             assert_eq!(
                 key.as_deref(),
-                Some(v["start_ts"].to_string().as_bytes()),
-                "records are keyed by start_ts"
+                Some(want.as_bytes()),
+                "records are keyed by size and start_ts"
             );
             v
         })
@@ -511,4 +516,44 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Messages of the input topic after the group's committed offsets (all of
+/// them for a partition without one): what a restart now would replay.
+pub fn committed_lag(t: &Topics) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &t.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(&t.input), Duration::from_secs(10))
+        .unwrap();
+    let parts = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition(&t.input, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let mut lag = 0;
+    for e in committed.elements_for_topic(&t.input) {
+        let (low, high) = consumer
+            .fetch_watermarks(&t.input, e.partition(), Duration::from_secs(10))
+            .unwrap();
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += high - from;
+    }
+    lag
+}
+
+/// SIGKILL, then what the process had written.
+pub fn kill9_output(mut child: Child) -> Output {
+    child.kill().unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -7,6 +7,7 @@ use crate::internal_events::{InternalEvent, OutputPaused, OutputResumed, Partiti
 use crate::kafka::context::Context;
 use crate::kafka::{offsets, ServiceError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ pub(super) struct Partition {
     pub active: bool,
     /// Reached the end of the partition since the last message.
     pub eof: bool,
+    /// The committed offset reading started from, if the group had one.
+    pub start_offset: Option<i64>,
 }
 
 /// How long to wait for metadata and committed offsets after a rebalance.
@@ -68,6 +71,7 @@ impl Service<'_> {
                 last_event: now,
                 active: false,
                 eof: false,
+                start_offset: None,
             })
             .collect();
         self.idle_flushed = false;
@@ -97,13 +101,29 @@ impl Service<'_> {
         }
         if self.assignment != Assignment::None {
             let committed = consumer.committed_offsets(assignment, METADATA_TIMEOUT)?;
+            let mut replay = 0;
             for e in committed.elements_for_topic(topic) {
-                if let (Some(&src), Some(st)) = (
-                    self.by_id.get(&e.partition()),
-                    offsets::decode(e.metadata()),
-                ) {
+                let Some(&src) = self.by_id.get(&e.partition()) else {
+                    continue;
+                };
+                if let Offset::Offset(o) = e.offset() {
+                    self.partitions[src].start_offset = Some(o);
+                }
+                if let Some(st) = offsets::decode(e.metadata()) {
                     self.windower.restore(src, st);
                 }
+                if self.assignment == Assignment::Complete && self.state.is_some() {
+                    let (low, high) =
+                        consumer.fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT)?;
+                    let from = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => low,
+                    };
+                    replay += (high - from).max(0);
+                }
+            }
+            if self.assignment == Assignment::Complete {
+                self.restore_state(consumer, replay)?;
             }
         }
         PartitionsAssigned {

@@ -37,22 +37,48 @@ impl Service<'_> {
     }
 
     /// Flushes the producer (every emitted record acknowledged), then commits
-    /// the safe offsets (`precomputed` or computed now). Returns whether the
+    /// the safe offsets (`precomputed` or computed now; after a checkpoint
+    /// that covers the read positions `covered`, those). Returns whether the
     /// output was acknowledged (nothing is committed otherwise).
     pub(super) fn commit(
         &mut self,
         consumer: &BaseConsumer<Context>,
         mode: CommitMode,
         precomputed: Option<TopicPartitionList>,
+        covered: Option<Vec<i64>>,
     ) -> Result<bool, ServiceError> {
         self.last_commit = Instant::now();
         if self.assignment != Assignment::Complete {
             return Ok(false);
         }
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            OutputNotAcknowledged { error: &e }.emit();
+        if !self.flush_output() {
             return Ok(false);
         }
+        if let Some(positions) = covered {
+            // The checkpoint is durable: replay can start where it stands.
+            self.windower.checkpointed(&positions);
+        }
+        self.check_delivered()?;
+        let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
+        if tpl.count() == 0 {
+            return Ok(true);
+        }
+        self.commit_offsets(consumer, mode, tpl)
+    }
+
+    /// Flushes the producer; false (and logged) if it did not finish in time.
+    pub(super) fn flush_output(&mut self) -> bool {
+        match self.producer.flush(FLUSH_TIMEOUT) {
+            Ok(()) => true,
+            Err(e) => {
+                OutputNotAcknowledged { error: &e }.emit();
+                false
+            }
+        }
+    }
+
+    /// Fails if a record was lost for good or the client failed.
+    fn check_delivered(&self) -> Result<(), ServiceError> {
         if self.shared.delivery_failures.load(Ordering::SeqCst) > 0 {
             let (topic, reason) = self
                 .shared
@@ -63,11 +89,15 @@ impl Service<'_> {
                 .unwrap_or_default();
             return Err(ServiceError::Delivery { topic, reason });
         }
-        self.check_fatal()?;
-        let tpl = precomputed.unwrap_or_else(|| self.safe_offsets());
-        if tpl.count() == 0 {
-            return Ok(true);
-        }
+        self.check_fatal()
+    }
+
+    fn commit_offsets(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        mode: CommitMode,
+        tpl: TopicPartitionList,
+    ) -> Result<bool, ServiceError> {
         match consumer.commit(&tpl, mode) {
             Ok(()) => OffsetsCommitted {
                 partitions: tpl.count(),

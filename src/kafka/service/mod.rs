@@ -5,10 +5,12 @@
 //! mod.rs         construction, the loop, per-message work, the tick
 //! assignment.rs  the partitions held: rebalances, idleness, readiness
 //! produce.rs     output records and dead-letter copies
+//! checkpoint.rs  window checkpoints to the state topic, and their restore
 //! commit.rs      safe offsets, flush-then-commit
 //! ```
 
 mod assignment;
+mod checkpoint;
 mod commit;
 mod produce;
 
@@ -16,6 +18,7 @@ use super::config::KafkaConfig;
 use super::context::{Context, FatalError, Shared};
 use super::ServiceError;
 use crate::config::CoreConfig;
+use crate::counter::CounterKind;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
 use crate::health::health;
@@ -84,6 +87,9 @@ struct Service<'a> {
     last_commit: Instant,
     /// Exported metrics, when an exporter runs.
     metrics: Option<Publisher>,
+    /// Checkpoints, unless `KAFKA_SERVICE_STATE_TOPIC` is empty.
+    state: Option<checkpoint::StateStore>,
+    kind: CounterKind,
 }
 
 /// Runs until `shutdown` is set (SIGTERM/SIGINT), a fatal error, or, with
@@ -111,7 +117,11 @@ impl<'a> Service<'a> {
     ) -> Result<(Self, BaseConsumer<Context>), ServiceError> {
         core.validate()?;
         let kind = core.counter_kind()?;
-        let shared = Arc::new(Shared::new(&kafka.env.service_output_topic));
+        let state_topic = kafka.state_topic();
+        let shared = Arc::new(Shared::new(
+            &kafka.env.service_output_topic,
+            state_topic.clone(),
+        ));
         let consumer: BaseConsumer<Context> =
             kafka.consumer_config().create_with_context(Context {
                 shared: shared.clone(),
@@ -128,14 +138,18 @@ impl<'a> Service<'a> {
         if metrics.is_some() {
             register_kafka();
         }
+        let mut windower = Windower::new(core.window_config(), kind)
+            .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?;
+        if state_topic.is_some() {
+            windower.track_freed();
+        }
         let svc = Service {
             core,
             kafka,
             shared,
             producer,
             decoder: Decoder::new(),
-            windower: Windower::new(core.window_config(), kind)
-                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?,
+            windower,
             partitions: Vec::new(),
             by_id: SourceIndex::new(),
             records: Vec::new(),
@@ -147,6 +161,8 @@ impl<'a> Service<'a> {
             active: false,
             last_commit: Instant::now(),
             metrics,
+            state: state_topic.map(checkpoint::StateStore::new),
+            kind,
         };
         Ok((svc, consumer))
     }
@@ -165,7 +181,7 @@ impl<'a> Service<'a> {
                 ShutdownRequested.emit();
                 health().set_ready(Err("shutting down".into()));
                 self.produce_records()?;
-                self.commit(consumer, CommitMode::Sync, None)?;
+                self.checkpoint_and_commit(consumer, CommitMode::Sync)?;
                 return Ok(());
             }
             // A batch is what the consumer hands over without waiting: once
@@ -349,18 +365,44 @@ impl<'a> Service<'a> {
         if self.last_commit.elapsed()
             >= Duration::from_secs(self.kafka.service.commit_interval_seconds)
         {
-            self.commit(consumer, CommitMode::Async, None)?;
+            self.checkpoint_and_commit(consumer, CommitMode::Async)?;
         }
         Ok(false)
+    }
+
+    /// A checkpoint round (if one can be taken now), then the commit: once
+    /// the producer has flushed it, the offsets move up to what it covers.
+    fn checkpoint_and_commit(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        mode: CommitMode,
+    ) -> Result<bool, ServiceError> {
+        let covered = self.write_checkpoint(consumer)?;
+        self.commit(consumer, mode, None, covered)
     }
 
     /// `--exit-when-idle` at the end of the input: commit as if stopping
     /// (open windows stay replayable), then emit everything.
     fn drain_and_commit(&mut self, consumer: &BaseConsumer<Context>) -> Result<(), ServiceError> {
+        if let Some(covered) = self.write_checkpoint(consumer)? {
+            // The held windows are in the state topic: commit up to them,
+            // then emit everything (a later run restores and continues).
+            if self.commit(consumer, CommitMode::Sync, None, Some(covered))? {
+                self.windower.finish(&mut self.records);
+                self.produce_records()?;
+                if self.flush_output() {
+                    return Ok(());
+                }
+            }
+            return Err(ServiceError::Fatal(
+                "input drained, but the output was not acknowledged in time; a rerun resumes"
+                    .into(),
+            ));
+        }
         let safe = self.safe_offsets();
         self.windower.finish(&mut self.records);
         self.produce_records()?;
-        if !self.commit(consumer, CommitMode::Sync, Some(safe))? {
+        if !self.commit(consumer, CommitMode::Sync, Some(safe), None)? {
             return Err(ServiceError::Fatal(
                 "input drained, but the output was not acknowledged in time; \
                  nothing committed, a rerun resumes"

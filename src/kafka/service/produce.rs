@@ -119,7 +119,7 @@ fn end_batch(metrics: &mut Option<Publisher>) {
 
 /// Enqueues a record, waiting while librdkafka's queue is full (`before_wait`
 /// runs once before the first wait).
-fn send<K, P>(
+pub(super) fn send<K, P>(
     producer: &BaseProducer<Context>,
     mut record: BaseRecord<'_, K, P>,
     before_wait: impl FnOnce(),

@@ -1,0 +1,461 @@
+//! The state topic: checkpoints of the held windows, so that a restart
+//! replays about one commit interval of input instead of everything a long
+//! window (an hour, a day) still holds.
+//!
+//! One compacted topic (`KAFKA_SERVICE_STATE_TOPIC`), written to partition 0
+//! only, so records stay in the order they were produced. Per window:
+//!
+//! ```text
+//! key                          value
+//! w/<size>/<start>             header: phase, revision, events, the read
+//!                              position of every input partition when it was
+//!                              written ("covered"), the counter kind, and
+//!                              which chunks hold the counter
+//! w/<size>/<start>/<gen>/<i>   chunk i of generation gen of the counter
+//! ```
+//!
+//! A header is written after the chunks it names, so the latest header of a
+//! window always finds its chunks. Counters are written in chunks of at most
+//! [`CHUNK`] bytes (under the broker's default 1 MB message size):
+//!
+//! - `exact` incrementally: its uid arena only grows at its end, so each
+//!   checkpoint appends the bytes added since the last one as new chunks of
+//!   the same generation; after [`MAX_CHUNKS`] chunks a new generation is
+//!   written whole and the old one deleted (tombstones).
+//! - sketches (and `roaring`) whole, as a new generation, when they changed.
+//!
+//! A window freed past retention gets tombstones for its header and chunks;
+//! chunks no header names (a crash between writing them and deleting them)
+//! are deleted when the topic is next read.
+
+use crate::counter::{AnyCounter, CounterKind, ExactCounter};
+use crate::window::lane::{Phase, Saved, Window};
+use crate::window::size::WindowSize;
+use std::collections::HashMap;
+
+/// Most bytes of counter per chunk record.
+pub const CHUNK: usize = 512 << 10;
+/// An `exact` generation grows by appended chunks up to this many, then is
+/// rewritten whole.
+pub const MAX_CHUNKS: u32 = 64;
+
+const MAGIC: &[u8; 4] = b"DSW1";
+
+/// Why a state record cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("state record {key}: {reason}")]
+    Corrupt { key: String, reason: &'static str },
+    #[error(
+        "the state topic holds windows counted with {found}, this run counts with {configured}: \
+         to change the counter, use another KAFKA_SERVICE_STATE_TOPIC (and consumer group)"
+    )]
+    OtherCounter { found: String, configured: String },
+}
+
+/// The key of a window's header.
+pub fn header_key(size: WindowSize, start: u64) -> String {
+    format!("w/{size}/{start}")
+}
+
+/// The key of chunk `i` of generation `generation` of a window's counter.
+pub fn chunk_key(size: WindowSize, start: u64, generation: u64, i: u32) -> String {
+    format!("w/{size}/{start}/{generation}/{i}")
+}
+
+/// What a state key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Header {
+        size: WindowSize,
+        start: u64,
+    },
+    Chunk {
+        size: WindowSize,
+        start: u64,
+        generation: u64,
+        index: u32,
+    },
+}
+
+pub fn parse_key(key: &str) -> Option<Key> {
+    let mut parts = key.split('/');
+    if parts.next()? != "w" {
+        return None;
+    }
+    let size: WindowSize = parts.next()?.parse().ok()?;
+    let start: u64 = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Some(Key::Header { size, start }),
+        (Some(g), Some(i), None) => Some(Key::Chunk {
+            size,
+            start,
+            generation: g.parse().ok()?,
+            index: i.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// A window's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub size: WindowSize,
+    pub start: u64,
+    pub end: u64,
+    pub phase: Phase,
+    pub changed: bool,
+    pub events: u64,
+    /// `(input partition, read position)` when it was written: events of
+    /// that partition below the position are in it.
+    pub covered: Vec<(i32, i64)>,
+    /// The `counter` field of records (`exact`, `hll-p14`, ...).
+    pub counter: String,
+    /// Which chunks hold the counter.
+    pub saved: Saved,
+    /// `exact` only: distinct uids in the arena, and uids not stored.
+    pub uids: u64,
+    pub overflowed: u64,
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// Reads from the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = self.u8()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+impl Header {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(MAGIC);
+        let label = self.size.to_string();
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+        put_u64(&mut out, self.start);
+        put_u64(&mut out, self.end);
+        let (phase, revision) = match self.phase {
+            Phase::Open => (0, 0),
+            Phase::Provisional { revision } => (1, revision),
+            Phase::Closed { revision } => (2, revision),
+        };
+        out.push(phase);
+        out.extend_from_slice(&revision.to_be_bytes());
+        out.push(u8::from(self.changed));
+        put_u64(&mut out, self.events);
+        out.extend_from_slice(&(self.covered.len() as u32).to_be_bytes());
+        for &(partition, offset) in &self.covered {
+            out.extend_from_slice(&partition.to_be_bytes());
+            out.extend_from_slice(&offset.to_be_bytes());
+        }
+        out.push(self.counter.len() as u8);
+        out.extend_from_slice(self.counter.as_bytes());
+        put_u64(&mut out, self.saved.generation);
+        out.extend_from_slice(&self.saved.chunks.to_be_bytes());
+        put_u64(&mut out, self.saved.len);
+        put_u64(&mut out, self.uids);
+        put_u64(&mut out, self.overflowed);
+        out
+    }
+
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Header, StateError> {
+        let corrupt = |reason| StateError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let mut r = Reader(bytes);
+        if r.take(4) != Some(&MAGIC[..]) {
+            return Err(corrupt("not a distinctly window header"));
+        }
+        let parse = |r: &mut Reader<'_>| -> Option<Header> {
+            let size: WindowSize = r.str()?.parse().ok()?;
+            let start = r.u64()?;
+            let end = r.u64()?;
+            let (phase, revision) = (r.u8()?, r.u32()?);
+            let phase = match phase {
+                0 => Phase::Open,
+                1 => Phase::Provisional { revision },
+                2 => Phase::Closed { revision },
+                _ => return None,
+            };
+            let changed = r.u8()? != 0;
+            let events = r.u64()?;
+            let n = r.u32()? as usize;
+            let mut covered = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                let partition = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
+                let offset = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
+                covered.push((partition, offset));
+            }
+            let counter = r.str()?;
+            let saved = Saved {
+                generation: r.u64()?,
+                chunks: r.u32()?,
+                len: r.u64()?,
+            };
+            let (uids, overflowed) = (r.u64()?, r.u64()?);
+            (r.0.is_empty() && start < end).then_some(Header {
+                size,
+                start,
+                end,
+                phase,
+                changed,
+                events,
+                covered,
+                counter,
+                saved,
+                uids,
+                overflowed,
+            })
+        };
+        parse(&mut r).ok_or(corrupt("malformed window header"))
+    }
+}
+
+/// The records that checkpoint one window: `(key, value)`, a `None` value
+/// being a tombstone.
+pub type Records = Vec<(String, Option<Vec<u8>>)>;
+
+/// Adds the records that bring the state topic's copy of `window` up to
+/// date (new chunks, tombstones of a replaced generation, then the header)
+/// and notes what is saved in the window. `round` numbers checkpoints of
+/// this process; `covered` is the read position of every input partition.
+pub fn checkpoint_window(
+    size: WindowSize,
+    window: &mut Window,
+    kind: CounterKind,
+    round: u64,
+    covered: &[(i32, i64)],
+    out: &mut Records,
+) {
+    let mut uids = 0;
+    let mut overflowed = 0;
+    // Tombstones of a replaced generation go after the new header: until
+    // it is written, the old header still needs them.
+    let mut replaced = None;
+    let saved = match &window.counter {
+        AnyCounter::Exact(exact) => {
+            uids = exact.len() as u64;
+            overflowed = exact.overflowed();
+            let saved = append_arena(size, window.start, window.saved, exact, round, out);
+            if window
+                .saved
+                .is_some_and(|s| s.generation != saved.generation)
+            {
+                replaced = window.saved;
+            }
+            saved
+        }
+        other => match window.saved {
+            Some(saved) if !window.dirty => saved,
+            previous => {
+                let bytes = other.to_bytes();
+                let generation = next_generation(previous, round);
+                let chunks = write_chunks(size, window.start, generation, 0, &bytes, out);
+                replaced = previous;
+                Saved {
+                    generation,
+                    chunks,
+                    len: bytes.len() as u64,
+                }
+            }
+        },
+    };
+    window.saved = Some(saved);
+    let header = Header {
+        size,
+        start: window.start,
+        end: window.end,
+        phase: window.phase,
+        changed: window.changed,
+        events: window.events,
+        covered: covered.to_vec(),
+        counter: kind.to_string(),
+        saved,
+        uids,
+        overflowed,
+    };
+    out.push((header_key(size, window.start), Some(header.encode())));
+    delete_chunks(size, window.start, replaced, out);
+}
+
+/// A generation number above the previous one (numbers restart with each
+/// process, saved ones do not).
+fn next_generation(previous: Option<Saved>, round: u64) -> u64 {
+    previous.map_or(round, |p| round.max(p.generation + 1))
+}
+
+/// The exact counter's arena: the bytes added since `saved` as new chunks,
+/// or the whole arena as a new generation.
+fn append_arena(
+    size: WindowSize,
+    start: u64,
+    saved: Option<Saved>,
+    exact: &ExactCounter,
+    round: u64,
+    out: &mut Records,
+) -> Saved {
+    let arena = exact.arena();
+    match saved {
+        Some(s) if (s.len as usize) <= arena.len() && s.chunks < MAX_CHUNKS => {
+            let added = &arena[s.len as usize..];
+            let chunks = write_chunks(size, start, s.generation, s.chunks, added, out);
+            Saved {
+                generation: s.generation,
+                chunks: s.chunks + chunks,
+                len: arena.len() as u64,
+            }
+        }
+        previous => {
+            let generation = next_generation(previous, round);
+            let chunks = write_chunks(size, start, generation, 0, arena, out);
+            Saved {
+                generation,
+                chunks,
+                len: arena.len() as u64,
+            }
+        }
+    }
+}
+
+/// Writes `bytes` as chunks `first..` of `generation`; returns how many.
+fn write_chunks(
+    size: WindowSize,
+    start: u64,
+    generation: u64,
+    first: u32,
+    bytes: &[u8],
+    out: &mut Records,
+) -> u32 {
+    let mut n = 0;
+    for piece in bytes.chunks(CHUNK) {
+        out.push((
+            chunk_key(size, start, generation, first + n),
+            Some(piece.to_vec()),
+        ));
+        n += 1;
+    }
+    n
+}
+
+/// Tombstones for every chunk of `saved`.
+fn delete_chunks(size: WindowSize, start: u64, saved: Option<Saved>, out: &mut Records) {
+    if let Some(s) = saved {
+        for i in 0..s.chunks {
+            out.push((chunk_key(size, start, s.generation, i), None));
+        }
+    }
+}
+
+/// Tombstones for a freed window: its header and chunks.
+pub fn forget_window(size: WindowSize, start: u64, saved: Saved, out: &mut Records) {
+    out.push((header_key(size, start), None));
+    delete_chunks(size, start, Some(saved), out);
+}
+
+/// The latest value of every key of the state topic.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub values: HashMap<String, Vec<u8>>,
+}
+
+/// A window read back from a snapshot.
+#[derive(Debug)]
+pub struct Restored {
+    pub header: Header,
+    pub counter: AnyCounter,
+}
+
+impl Snapshot {
+    /// Applies one record of the topic, in order (`None`: a tombstone).
+    pub fn apply(&mut self, key: String, value: Option<Vec<u8>>) {
+        match value {
+            Some(v) => {
+                self.values.insert(key, v);
+            }
+            None => {
+                self.values.remove(&key);
+            }
+        }
+    }
+
+    /// Every window with a header, its counter assembled from its chunks,
+    /// and the keys of chunks no header names (to delete).
+    pub fn windows(&self, kind: CounterKind) -> Result<(Vec<Restored>, Vec<String>), StateError> {
+        let mut windows = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for (key, value) in &self.values {
+            let Some(Key::Header { .. }) = parse_key(key) else {
+                continue;
+            };
+            let header = Header::decode(key, value)?;
+            if header.counter != kind.to_string() {
+                return Err(StateError::OtherCounter {
+                    found: header.counter,
+                    configured: kind.to_string(),
+                });
+            }
+            let mut bytes = Vec::with_capacity(header.saved.len as usize);
+            for i in 0..header.saved.chunks {
+                let ck = chunk_key(header.size, header.start, header.saved.generation, i);
+                let chunk = self.values.get(&ck).ok_or(StateError::Corrupt {
+                    key: ck.clone(),
+                    reason: "a chunk named by its header is missing",
+                })?;
+                bytes.extend_from_slice(chunk);
+                named.insert(ck);
+            }
+            let corrupt = |reason| StateError::Corrupt {
+                key: key.clone(),
+                reason,
+            };
+            if bytes.len() < header.saved.len as usize {
+                return Err(corrupt("chunks shorter than the header says"));
+            }
+            bytes.truncate(header.saved.len as usize);
+            let counter = match kind {
+                CounterKind::Exact => AnyCounter::Exact(
+                    ExactCounter::from_arena(&bytes, header.uids, header.overflowed)
+                        .map_err(|_| corrupt("exact arena"))?,
+                ),
+                _ => AnyCounter::from_bytes(&bytes).map_err(|_| corrupt("counter"))?,
+            };
+            windows.push(Restored { header, counter });
+        }
+        let orphans = self
+            .values
+            .keys()
+            .filter(|k| matches!(parse_key(k), Some(Key::Chunk { .. })) && !named.contains(*k))
+            .cloned()
+            .collect();
+        windows.sort_by_key(|w| (w.header.size, w.header.start));
+        Ok((windows, orphans))
+    }
+}
+
+#[cfg(test)]
+mod tests;
