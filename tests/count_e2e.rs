@@ -640,26 +640,8 @@ fn flags_win_over_malformed_variables_and_typos_are_reported() {
 /// A 30-hour stream with late events, invalid lines and bit flips, and its
 /// truth for minutes, hours and days.
 fn thirty_hours() -> (Vec<u8>, SizedWindows) {
-    generate_sized(&[
-        "--events",
-        "120000",
-        "--users",
-        "8000",
-        "--frame",
-        "minimal",
-        "--span-seconds",
-        "108000",
-        "--late-share",
-        "0.02",
-        "--invalid-share",
-        "0.01",
-        "--outlier-share",
-        "0.001",
-        "--windows",
-        "1m,1h,1d",
-        "--seed",
-        "41",
-    ])
+    let args = thirty_hours_args(120_000, 8_000, 41);
+    generate_sized(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]

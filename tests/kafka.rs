@@ -507,26 +507,8 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 #[test]
 fn checkpoints_keep_the_replay_of_day_windows_short_across_kill_9() {
     let _b = broker();
-    let (jsonl, truth) = generate_sized(&[
-        "--events",
-        "45000",
-        "--users",
-        "4000",
-        "--frame",
-        "minimal",
-        "--span-seconds",
-        "108000",
-        "--late-share",
-        "0.02",
-        "--invalid-share",
-        "0.01",
-        "--outlier-share",
-        "0.001",
-        "--windows",
-        "1m,1h,1d",
-        "--seed",
-        "51",
-    ]);
+    let args = thirty_hours_args(45_000, 4_000, 51);
+    let (jsonl, truth) = generate_sized(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let lines: Vec<Vec<u8>> = jsonl
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())

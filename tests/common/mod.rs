@@ -84,6 +84,38 @@ pub fn last_per_sized_window(records: &[serde_json::Value]) -> SizedWindows {
 
 /// `distinctly generate ARGS` and its truth for every size (`--windows`).
 pub fn generate_sized(args: &[&str]) -> (Vec<u8>, SizedWindows) {
+    let (jsonl, truth) = run_generate(args);
+    (jsonl, last_per_sized_window(&json_lines(&truth)))
+}
+
+/// The arguments of a 30-hour stream of minimal frames with late events,
+/// invalid lines and bit flips, and its truth for minutes, hours and days.
+pub fn thirty_hours_args(events: u64, users: u64, seed: u64) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--frame",
+        "minimal",
+        "--span-seconds",
+        "108000",
+        "--late-share",
+        "0.02",
+        "--invalid-share",
+        "0.01",
+        "--outlier-share",
+        "0.001",
+        "--windows",
+        "1m,1h,1d",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (flag, value) in [("--events", events), ("--users", users), ("--seed", seed)] {
+        args.extend([flag.to_string(), value.to_string()]);
+    }
+    args
+}
+
+/// `distinctly generate ARGS --truth FILE`: what it writes, and the truth
+/// file's bytes.
+fn run_generate(args: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let truth = std::env::temp_dir().join(unique("truth"));
     let out = Command::new(BIN)
         .arg("generate")
@@ -97,9 +129,9 @@ pub fn generate_sized(args: &[&str]) -> (Vec<u8>, SizedWindows) {
         "generate {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let t = last_per_sized_window(&json_lines(&std::fs::read(&truth).unwrap()));
+    let bytes = std::fs::read(&truth).unwrap();
     std::fs::remove_file(truth).unwrap();
-    (out.stdout, t)
+    (out.stdout, bytes)
 }
 
 /// A consumed message: key, payload, headers.
@@ -168,22 +200,8 @@ pub fn generate(args: &[&str]) -> (Vec<Vec<u8>>, Windows) {
 /// `distinctly generate ARGS` as it writes it (JSON lines, each ending in
 /// '\n'; the generator writes no empty line) and the per-window truth.
 pub fn generate_jsonl(args: &[&str]) -> (Vec<u8>, Windows) {
-    let truth = std::env::temp_dir().join(unique("truth"));
-    let out = Command::new(BIN)
-        .arg("generate")
-        .args(args)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .expect("run generate");
-    assert!(
-        out.status.success(),
-        "generate {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t = records(&std::fs::read(&truth).unwrap());
-    std::fs::remove_file(truth).unwrap();
-    (out.stdout, t)
+    let (jsonl, truth) = run_generate(args);
+    (jsonl, records(&truth))
 }
 
 /// Each non-empty line of `jsonl`, parsed as JSON.
