@@ -1,12 +1,12 @@
 //! What `/healthz` and `/readyz` answer, the Kubernetes conventions:
 //!
-//! - **live** (`/healthz`): the process runs its loop. The service loop
-//!   beats every tick; if it has not beaten for [`STALL_AFTER`] it is stuck,
-//!   and a restart is the cure. A command without a loop to watch is live.
-//! - **ready** (`/readyz`): worth sending work to: the service holds its
-//!   partitions and the broker answers. Otherwise the answer is 503 with a
-//!   one-line reason (`broker unreachable`, `holding 1 of 3 partitions of
-//!   events: output paused`, ...).
+//! - **live** (`/healthz`): the process runs its loops. Each loop (the
+//!   three stages of `run`, `count`'s one) beats every tick; if one has not
+//!   beaten for [`STALL_AFTER`] it is stuck, and a restart is the cure. A
+//!   command without a loop to watch is live.
+//! - **ready** (`/readyz`): worth sending work to: every stage runs and the
+//!   broker answers. Otherwise the answer is 503 with a one-line reason
+//!   (`starting`, `broker unreachable`, `shutting down`, ...).
 //!
 //! The state is process-wide: one service runs per process.
 
@@ -19,9 +19,13 @@ use std::time::{Duration, Instant};
 /// the output, a metadata request: seconds to tens of seconds).
 pub const STALL_AFTER: Duration = Duration::from_secs(120);
 
+/// Loops a process can run (the three stages of `run`).
+const LOOPS: usize = 3;
+
 pub struct Health {
-    /// Milliseconds since [`epoch`] of the last beat, plus one (0: no loop).
-    beat: AtomicU64,
+    /// Per loop: milliseconds since [`epoch`] of its last beat, plus one
+    /// (0: no such loop).
+    beats: [AtomicU64; LOOPS],
     ready: Mutex<Result<(), String>>,
 }
 
@@ -34,7 +38,7 @@ fn epoch() -> Instant {
 pub fn health() -> &'static Health {
     static HEALTH: OnceLock<Health> = OnceLock::new();
     HEALTH.get_or_init(|| Health {
-        beat: AtomicU64::new(0),
+        beats: [const { AtomicU64::new(0) }; LOOPS],
         ready: Mutex::new(Err("starting".to_string())),
     })
 }
@@ -42,8 +46,14 @@ pub fn health() -> &'static Health {
 impl Health {
     /// The loop is alive (call once per tick).
     pub fn beat(&self) {
+        self.beat_stage(0);
+    }
+
+    /// Loop `i` (of several) is alive; the process is live while every
+    /// loop that ever beat still does.
+    pub fn beat_stage(&self, i: usize) {
         let now = epoch().elapsed().as_millis() as u64 + 1;
-        self.beat.store(now, Ordering::Relaxed);
+        self.beats[i % LOOPS].store(now, Ordering::Relaxed);
     }
 
     /// Ready, or not ready with a one-line reason.
@@ -57,10 +67,16 @@ impl Health {
     }
 
     fn live_at(&self, now: Duration) -> Result<(), String> {
-        let beat = self.beat.load(Ordering::Relaxed);
-        if beat == 0 {
+        // The loop that beat least recently.
+        let Some(beat) = self
+            .beats
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&b| b > 0)
+            .min()
+        else {
             return Ok(());
-        }
+        };
         let silent = now.saturating_sub(Duration::from_millis(beat - 1));
         if silent > STALL_AFTER {
             Err(format!("service loop stalled for {} s", silent.as_secs()))
@@ -111,15 +127,22 @@ mod tests {
     #[test]
     fn a_loop_that_stops_beating_is_reported_stalled() {
         let h = Health {
-            beat: AtomicU64::new(0),
+            beats: [const { AtomicU64::new(0) }; LOOPS],
             ready: Mutex::new(Err("starting".into())),
         };
         assert_eq!(h.live_at(Duration::from_secs(999)), Ok(()), "no loop yet");
-        h.beat.store(1_000 + 1, Ordering::Relaxed); // beat at 1 s
+        h.beats[0].store(1_000 + 1, Ordering::Relaxed); // beat at 1 s
         assert_eq!(h.live_at(Duration::from_secs(60)), Ok(()));
         assert_eq!(
             h.live_at(Duration::from_secs(200)),
             Err("service loop stalled for 199 s".to_string())
+        );
+        // Two loops: the one that stopped decides, however busy the other.
+        h.beats[0].store(150_000 + 1, Ordering::Relaxed);
+        h.beats[2].store(20_000 + 1, Ordering::Relaxed);
+        assert_eq!(
+            h.live_at(Duration::from_secs(160)),
+            Err("service loop stalled for 140 s".to_string())
         );
         assert_eq!(h.ready(), Err("starting".to_string()));
         h.set_ready(Ok(()));

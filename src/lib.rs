@@ -30,14 +30,16 @@
 //!   mod.rs       the run, its end (signal, closed output, read error)
 //!   parallel.rs  large files decoded on all cores, windowed in file order
 //!   summary.rs   what a run saw, as text or JSON
-//! kafka/      the `run` service: consume, count, produce, commit safely
+//! kafka/      the `run` service: split by user, count per shard, sum
 //!   config.rs    KAFKA_* settings (the old app's names), librdkafka configs
-//!   context.rs   librdkafka callbacks: errors, rebalances
-//!   offsets.rs   commit metadata (stream time) for restarts
+//!   context.rs   librdkafka callbacks: errors, rebalances, deliveries
+//!   offsets.rs   commit metadata (stream times) for restarts
+//!   shard.rs     the shard topic's batches of (ts, uid) and markers
+//!   partials.rs  the partials topic: per-shard counts, statuses
 //!   state.rs     the state topic's format: window checkpoints in chunks
-//!   service/     the consume -> window -> produce -> commit loop
-//!                (mod.rs loop and tick, assignment.rs, produce.rs,
-//!                checkpoint.rs, commit.rs)
+//!   service/     the three stages (mod.rs, topology.rs, clients.rs,
+//!                split.rs, count.rs, checkpoint.rs, sum.rs,
+//!                dead_letter.rs)
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits
@@ -54,7 +56,7 @@
 //! internal_events/  one type per operational event: logs and counts it
 //!   kafka.rs     broker, group, commits, deliveries, dead letters
 //!   service.rs   start (settings), output paused/resumed, shutdown
-//! health.rs   what /healthz (loop alive) and /readyz (partitions, broker) say
+//! health.rs   what /healthz (loops alive) and /readyz (stages, broker) say
 //! logging.rs  tracing to stderr: DISTINCTLY_LOG filter, text or JSON
 //! generate/   reproducible event generator (tests, benches, sample data)
 //!   mod.rs       options, the line loop, the exact truth

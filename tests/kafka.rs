@@ -420,11 +420,11 @@ fn json_logs_and_readiness_follow_a_broker_outage() {
     )
     .spawn()
     .unwrap();
-    // Alive, but not ready while the broker is away.
-    assert_eq!(
-        wait_for_http(&metrics, "/readyz", 503, Duration::from_secs(30)),
-        "broker unreachable\n"
-    );
+    // Alive, but not ready while the broker is away ("starting" until the
+    // first attempt to reach it fails).
+    wait_until("/readyz says why", Duration::from_secs(30), || {
+        http_get(&metrics, "/readyz").is_ok_and(|r| r == (503, "broker unreachable\n".into()))
+    });
     assert_eq!(
         http_get(&metrics, "/healthz").unwrap(),
         (200, "ok\n".into())
@@ -516,56 +516,59 @@ fn checkpoints_keep_the_replay_of_day_windows_short_across_kill_9() {
         .collect();
     let t = topics("ckpt", 3);
     let env = [("DISTINCTLY_WINDOWS", "1m,1h,1d")];
+    let (count_group, shards) = (format!("{}-count", t.group), format!("{}-shards", t.group));
+    // The counters' committed offsets reach the end of the shard topic (but
+    // for each partition's last transaction marker, which is no record).
+    let counted_up = || committed_lag(&t) == 0 && group_lag(&count_group, &shards) <= 3;
     let third = lines.len() / 3;
 
-    // First run: the first 10 hours. Once read, the committed offsets reach
-    // the end of the input although its day window is still open.
+    // First run: the first 10 hours. Once counted, the committed offsets
+    // reach the end although the day window is still open.
     produce(&t.input, 3, &lines[..third]);
     let first = service(&t, &env, &[]).spawn().unwrap();
     wait_until(
         "the first run commits up to the end",
         Duration::from_secs(90),
-        || committed_lag(&t) == 0,
+        counted_up,
     );
+    let end_of_first = group_lag("nobody", &shards);
     let out = kill9_output(first);
-    let (windows, replay) = restored(&String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        (windows, replay),
-        (0, third as i64),
-        "a fresh start reads everything"
-    );
+    let (windows, _) = restored(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(windows, 0, "a fresh start");
 
     // Second run: restores the checkpoint and replays only what came after
-    // the kill, then is killed again while the last third streams in.
+    // it, then is killed again while the last third streams in.
     produce(&t.input, 3, &lines[third..2 * third]);
     let second = service(&t, &env, &[]).spawn().unwrap();
     wait_until(
         "the second run commits up to the end",
         Duration::from_secs(90),
-        || committed_lag(&t) == 0,
+        counted_up,
     );
     produce(&t.input, 3, &lines[2 * third..]);
     std::thread::sleep(Duration::from_millis(1500));
     let out = kill9_output(second);
-    let lag_at_kill = committed_lag(&t);
+    let end_of_second = group_lag("nobody", &shards);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let (windows, replay) = restored(&stderr);
     assert!(
         windows >= 3,
         "the held minutes, hours and the day came back: {windows}"
     );
-    assert_eq!(replay, third as i64, "only the new messages: {stderr}");
+    assert!(
+        replay < end_of_second - end_of_first + 3,
+        "only the new shard records, not the day's: {replay} of {end_of_second}"
+    );
 
     // Third run: drains the rest; it replays what the second had not
     // committed when it was killed, a commit interval or so of input.
     let out = drain(&t, &env);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let (_, replay) = restored(&stderr);
-    assert_eq!(replay, lag_at_kill, "{stderr}");
+    let (windows, replay) = restored(&stderr);
+    assert!(windows >= 3, "{stderr}");
     assert!(
-        replay < (lines.len() - 2 * third) as i64,
-        "committed while streaming: {replay} left of {}",
-        lines.len() - 2 * third
+        replay < end_of_second - end_of_first,
+        "committed while streaming: replayed {replay} shard records"
     );
     let got = last_per_sized_window(&output_records(&t.output));
     assert_eq!(got, truth);

@@ -555,9 +555,14 @@ fn check_build_info_and_memory(f: &LiveRun) {
 /// No lag on any partition, all three assigned, output not paused.
 fn check_the_consumer_caught_up(f: &LiveRun) {
     let m = &f.scrape;
+    let input = format!("topic=\"{}\"", f.t.input);
     for p in 0..3 {
         let part = format!("partition=\"{p}\"");
-        assert_eq!(value(m, names::CONSUMER_LAG, &[&part]), 0.0, "{part}");
+        assert_eq!(
+            value(m, names::CONSUMER_LAG, &[&input, &part]),
+            0.0,
+            "{part}"
+        );
     }
     assert_eq!(value(m, names::ASSIGNED_PARTITIONS, &[]), 3.0);
     assert_eq!(value(m, names::OUTPUT_PAUSED, &[]), 0.0);

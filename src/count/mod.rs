@@ -290,6 +290,7 @@ impl<W: Write> Counting<W> {
                     messages: self.summary.messages,
                     bytes: self.summary.bytes,
                     rejected: &self.summary.rejected,
+                    ts_out_of_range: 0,
                 },
                 &self.windower,
             );

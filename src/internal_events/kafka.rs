@@ -24,12 +24,14 @@ pub enum KafkaErrorKind {
     DeadLetterDelivery,
     /// An offset commit failed (retried at the next interval).
     Commit,
+    /// A splitter's transaction was aborted (its input is read again).
+    Transaction,
     /// Any other client error.
     Other,
 }
 
 impl KafkaErrorKind {
-    pub const ALL: [KafkaErrorKind; 8] = [
+    pub const ALL: [KafkaErrorKind; 9] = [
         KafkaErrorKind::BrokerUnreachable,
         KafkaErrorKind::Authentication,
         KafkaErrorKind::Fatal,
@@ -37,6 +39,7 @@ impl KafkaErrorKind {
         KafkaErrorKind::Delivery,
         KafkaErrorKind::DeadLetterDelivery,
         KafkaErrorKind::Commit,
+        KafkaErrorKind::Transaction,
         KafkaErrorKind::Other,
     ];
 
@@ -49,6 +52,7 @@ impl KafkaErrorKind {
             KafkaErrorKind::Delivery => "delivery",
             KafkaErrorKind::DeadLetterDelivery => "dead_letter_delivery",
             KafkaErrorKind::Commit => "commit",
+            KafkaErrorKind::Transaction => "transaction",
             KafkaErrorKind::Other => "other",
         }
     }
@@ -63,8 +67,8 @@ impl KafkaErrorKind {
 pub enum ProducedTo {
     Output,
     DeadLetter,
-    /// The state topic (checkpoints).
-    State,
+    /// The internal topics: shards, partial counts, checkpoints.
+    Internal,
 }
 
 impl ProducedTo {
@@ -72,7 +76,7 @@ impl ProducedTo {
         match self {
             ProducedTo::Output => "output",
             ProducedTo::DeadLetter => "dead_letter",
-            ProducedTo::State => "state",
+            ProducedTo::Internal => "internal",
         }
     }
 }
@@ -86,7 +90,7 @@ pub fn register_kafka() {
     for to in [
         ProducedTo::Output,
         ProducedTo::DeadLetter,
-        ProducedTo::State,
+        ProducedTo::Internal,
     ] {
         metrics::counter!(names::RECORDS_PRODUCED, "topic" => to.as_str()).increment(0);
     }
@@ -193,17 +197,21 @@ impl InternalEvent for ConsumeFailed<'_> {
     }
 }
 
-/// A rebalance gave this instance its (new) partitions.
+/// A rebalance gave this instance its (new) partitions of a topic.
 pub struct PartitionsAssigned<'a> {
     pub topic: &'a str,
     pub partitions: &'a [i32],
     /// Partitions of the topic.
     pub total: usize,
+    /// The input topic (the gauge counts its partitions only).
+    pub input: bool,
 }
 
 impl InternalEvent for PartitionsAssigned<'_> {
     fn emit(self) {
-        metrics::gauge!(names::ASSIGNED_PARTITIONS).set(self.partitions.len() as f64);
+        if self.input {
+            metrics::gauge!(names::ASSIGNED_PARTITIONS).set(self.partitions.len() as f64);
+        }
         info!(target: TARGET, topic = self.topic, total = self.total,
             "assigned partitions {:?} of {}", self.partitions, self.topic);
     }
@@ -327,6 +335,46 @@ impl InternalEvent for RecordDelivered {
         if self.micros >= 0 {
             metrics::histogram!(names::DELIVERY_LATENCY, "topic" => self.to.as_str())
                 .record(self.micros as f64 / 1e6);
+        }
+    }
+}
+
+/// A splitter's transaction could not commit: aborted, and the input
+/// partition is read again from its committed offset (`fenced`: another
+/// instance took the partition over, this one drops it).
+pub struct TransactionAborted<'a> {
+    pub partition: i32,
+    pub error: &'a dyn Display,
+    pub fenced: bool,
+}
+
+impl InternalEvent for TransactionAborted<'_> {
+    fn emit(self) {
+        KafkaErrorKind::Transaction.count();
+        if self.fenced {
+            info!(target: TARGET, partition = self.partition, error = %self.error,
+                "input partition {} taken over by another instance", self.partition);
+        } else {
+            warn!(target: TARGET, partition = self.partition, error = %self.error,
+                "transaction of input partition {} aborted; reading it again", self.partition);
+        }
+    }
+}
+
+/// A record of the shard topic is not a batch this version can read
+/// (written by something else): skipped.
+pub struct BadShardRecord {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl InternalEvent for BadShardRecord {
+    fn emit(self) {
+        static LIMIT: RateLimit = RateLimit::new();
+        KafkaErrorKind::Other.count();
+        if let Some(suppressed) = LIMIT.allow() {
+            error!(target: TARGET, partition = self.partition, offset = self.offset, suppressed,
+                "skipped an unreadable record of the shard topic");
         }
     }
 }

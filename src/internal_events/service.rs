@@ -70,34 +70,32 @@ fn redacted(props: &[(String, String)]) -> String {
         .join(",")
 }
 
-/// Output and commits pause: this instance holds only some partitions.
-pub struct OutputPaused<'a> {
-    pub topic: &'a str,
-    pub held: usize,
-    pub total: usize,
+/// Output pauses: this instance sums the shards' counts, but some shard has
+/// not reported yet (no counter holds it, or its counter is catching up).
+pub struct OutputPaused {
+    pub missing: usize,
+    pub shards: usize,
 }
 
-impl InternalEvent for OutputPaused<'_> {
+impl InternalEvent for OutputPaused {
     fn emit(self) {
         metrics::gauge!(names::OUTPUT_PAUSED).set(1.0);
-        warn!(target: TARGET, topic = self.topic, held = self.held, total = self.total,
-            "holding {} of {} partitions of {}: output and commits paused until all are \
-             assigned (run one instance per consumer group)",
-            self.held, self.total, self.topic);
+        warn!(target: TARGET, missing = self.missing, shards = self.shards,
+            "{} of {} shards have not reported: output paused until they do",
+            self.missing, self.shards);
     }
 }
 
-/// Output and commits resume: every partition is assigned here again.
-pub struct OutputResumed<'a> {
-    pub topic: &'a str,
-    pub total: usize,
+/// Output resumes: every shard reports.
+pub struct OutputResumed {
+    pub shards: usize,
 }
 
-impl InternalEvent for OutputResumed<'_> {
+impl InternalEvent for OutputResumed {
     fn emit(self) {
         metrics::gauge!(names::OUTPUT_PAUSED).set(0.0);
-        info!(target: TARGET, topic = self.topic, total = self.total,
-            "all {} partitions of {} assigned: output resumed", self.total, self.topic);
+        info!(target: TARGET, shards = self.shards, "all {} shards report: output resumed",
+            self.shards);
     }
 }
 
@@ -238,5 +236,19 @@ pub struct ServiceFailed<'a> {
 impl InternalEvent for ServiceFailed<'_> {
     fn emit(self) {
         error!(target: TARGET, "{}", crate::diag::one_line(self.error));
+    }
+}
+
+/// A counter that took a shard read it up to its end: the windows it held
+/// back are emitted, and the shard reports to the summer again.
+pub struct ShardCaughtUp {
+    pub shard: i32,
+    pub seconds: f64,
+}
+
+impl InternalEvent for ShardCaughtUp {
+    fn emit(self) {
+        info!(target: TARGET, shard = self.shard, seconds = self.seconds,
+            "shard {} caught up after {:.1} s", self.shard, self.seconds);
     }
 }

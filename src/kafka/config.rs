@@ -99,6 +99,12 @@ pub struct ServiceEnv {
     /// `DISTINCTLY_COMMIT_INTERVAL_SECONDS`: how often safe offsets are
     /// committed.
     pub commit_interval_seconds: u64,
+    /// `DISTINCTLY_SHARDS`: partitions of the shard topic when it is made
+    /// (unset: the input topic's partition count).
+    pub shards: Option<u32>,
+    /// `DISTINCTLY_INSTANCE_ID`: this instance's stable name in the consumer
+    /// groups (static membership; unset: `<host name>-<pid>`).
+    pub instance_id: Option<String>,
 }
 
 impl Default for ServiceEnv {
@@ -106,6 +112,8 @@ impl Default for ServiceEnv {
         ServiceEnv {
             idle_partition_seconds: 30,
             commit_interval_seconds: 5,
+            shards: None,
+            instance_id: None,
         }
     }
 }
@@ -221,6 +229,9 @@ impl KafkaConfig {
                 ));
             }
         }
+        if self.service.shards == Some(0) {
+            return Err(invalid("DISTINCTLY_SHARDS", "must be at least 1".into()));
+        }
         if self.service.commit_interval_seconds == 0 {
             return Err(invalid(
                 "DISTINCTLY_COMMIT_INTERVAL_SECONDS",
@@ -306,6 +317,14 @@ impl KafkaConfig {
         // Statistics feed the consumer-lag gauges (parsed in
         // `context::stats_raw`; a few kB of JSON every 5 s).
         c.set("statistics.interval.ms", "5000");
+        // Fail-over: a member that stops heartbeating leaves its group after
+        // 6 s (the broker's minimum session timeout) instead of librdkafka's
+        // 45 s, and the others learn of the rebalance within a heartbeat;
+        // cooperative rebalancing moves only the partitions that must move,
+        // so the other stages and partitions keep working.
+        c.set("session.timeout.ms", "6000");
+        c.set("heartbeat.interval.ms", "1000");
+        c.set("partition.assignment.strategy", "cooperative-sticky");
         // When its local queue is full librdkafka pauses a partition's
         // fetching for this long (default 1 s): a consumer that is briefly
         // slower than the fetcher would then sit idle. Keep the pause short.

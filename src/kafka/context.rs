@@ -35,10 +35,11 @@ pub struct Shared {
     pub last_delivery_error: Mutex<Option<(String, String)>>,
     /// Dead-letter copies that could not be delivered (logged, counted).
     pub dlq_failures: AtomicU64,
-    pub output_topic: String,
-    /// The state topic, when checkpoints are on: its records must be
-    /// delivered like output records.
-    pub state_topic: Option<String>,
+    /// The dead-letter topic: the one topic whose failed deliveries are not
+    /// fatal.
+    pub dlq_topic: Option<String>,
+    /// The output topic (for the metrics' `topic` label).
+    pub output_topic: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,24 +51,31 @@ pub enum FatalError {
 }
 
 impl Shared {
-    /// State for a service producing to `output_topic` (and checkpoints to
-    /// `state_topic`).
-    pub fn new(output_topic: &str, state_topic: Option<String>) -> Self {
+    /// State for a client whose failed deliveries are fatal, except to
+    /// `dlq_topic`.
+    pub fn new(dlq_topic: Option<String>) -> Self {
         Shared {
-            output_topic: output_topic.to_string(),
-            state_topic,
+            dlq_topic,
             ..Shared::default()
         }
     }
 
-    /// Which of the service's topics `topic` is.
+    /// The same, for the client that writes the output topic.
+    pub fn with_output(dlq_topic: Option<String>, output_topic: &str) -> Self {
+        Shared {
+            output_topic: Some(output_topic.to_string()),
+            ..Shared::new(dlq_topic)
+        }
+    }
+
+    /// Which kind of topic `topic` is.
     fn produced_to(&self, topic: &str) -> ProducedTo {
-        if topic == self.output_topic {
-            ProducedTo::Output
-        } else if self.state_topic.as_deref() == Some(topic) {
-            ProducedTo::State
-        } else {
+        if self.dlq_topic.as_deref() == Some(topic) {
             ProducedTo::DeadLetter
+        } else if self.output_topic.as_deref() == Some(topic) {
+            ProducedTo::Output
+        } else {
+            ProducedTo::Internal
         }
     }
 
@@ -300,6 +308,13 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
         if let Err((err, msg)) = result {
+            if let Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) =
+                err.rdkafka_error_code()
+            {
+                // Purged on purpose: a splitter's aborted transaction, read
+                // again from its input.
+                return;
+            }
             if self.shared.produced_to(msg.topic()) == ProducedTo::DeadLetter {
                 self.shared.dlq_failures.fetch_add(1, Ordering::Relaxed);
                 DeadLetterFailed {

@@ -1,46 +1,46 @@
-//! The Kafka service, `distinctly run`: consume the input topic, count per
-//! window with the core, produce one record per emitted window (and per
-//! correction) to the output topic, and commit offsets only when that loses
-//! nothing.
+//! The Kafka service, `distinctly run`: any number of identical instances
+//! share the work through Kafka. Each runs three stages (see `service`):
+//! split the input by user into the shard topic, count the shards it
+//! holds, and, in the one instance that holds the partials topic, sum the
+//! shards' counts into one record per window (and per correction).
 //!
 //! ```text
-//! config.rs   KAFKA_* / DISTINCTLY_* service settings, librdkafka configs
-//! context.rs  librdkafka callbacks: errors, rebalances (commit before revoke)
-//! offsets.rs  safe offsets and the commit metadata that restores time
-//! state.rs    the state topic: checkpoints of held windows
-//! service/    the consume -> decode -> window -> produce -> commit loop:
-//!             mod.rs (loop, tick), produce.rs (records, dead letters),
-//!             commit.rs (safe offsets, flush then commit)
+//! config.rs    KAFKA_* / DISTINCTLY_* service settings, librdkafka configs
+//! context.rs   librdkafka callbacks: errors, rebalances (commit before
+//!              revoke), deliveries
+//! offsets.rs   commit metadata: stream times that restore the watermark
+//! shard.rs     the shard topic: batches of (ts, uid) ending in a marker
+//! partials.rs  the partials topic: per-shard counts, statuses, emissions
+//! state.rs     the state topic: checkpoints of each shard's windows
+//! service/     the stages
 //! ```
 //!
 //! # The no-loss mechanism
 //!
-//! Every window remembers, per partition, the offset a restart must replay
-//! from to rebuild it: its lowest event offset, or the read position of its
-//! last checkpoint. A partition's *safe offset* is the lowest such offset
-//! over the held windows (open, or emitted and retained for corrections)
-//! and the events held by the time guard; with nothing held, the next
-//! offset to read. Every `DISTINCTLY_COMMIT_INTERVAL_SECONDS` every held
-//! window is checkpointed to the state topic ([`state`]), the producer is
-//! flushed (output, dead letters and checkpoints acknowledged with
-//! `acks=all`), the checkpointed windows' replay offsets move up to the read
-//! positions, and the safe offsets are committed with the partition's
-//! stream time in the commit metadata. After a crash at any moment, the
-//! restarted service restores the windows from the state topic and resumes
-//! from the safe offsets: a replayed event that a restored window already
-//! holds (below its checkpoint's position) is not counted again, and
-//! windows the state topic lacks are rebuilt by the replay. The stream time
-//! from the metadata restores the watermark, so windows that were already
-//! complete are not re-opened as partial ones by replayed late events, and
-//! windows closed at the restored watermark are only emitted again once
-//! replay has caught up with the end of every partition. A rebalance is
-//! handled the same way: commit the safe offsets before the partitions are
-//! revoked, forget all state, restore and replay for the new assignment.
+//! Into the shards, exactly once: each input partition's batches and its
+//! offset commit in one transaction, and shard readers read committed
+//! records only. Per shard, as a single instance did per input: every
+//! window remembers the shard offset a restart must replay from to rebuild
+//! it (its lowest event offset, or the read position of its last
+//! checkpoint), and a shard's *safe offset* is the lowest over its held
+//! windows. Every `DISTINCTLY_COMMIT_INTERVAL_SECONDS` every held window is
+//! checkpointed to the state topic ([`state`]), the producer is flushed
+//! (partial counts and checkpoints acknowledged with `acks=all`), the
+//! checkpointed windows' replay offsets move up to the read position, and
+//! the safe offsets are committed with every input partition's stream time
+//! in the metadata. A counter that takes a shard (restart, rebalance)
+//! restores its windows, replays from the safe offset without counting an
+//! event twice (events below a window's checkpoint position are in it),
+//! and holds back windows that were already closed until it has caught
+//! up. Partial counts and output records are values keyed by window, so
+//! writing one twice is harmless. The full argument: `docs/design.md`.
 
 pub mod config;
 mod context;
 pub mod offsets;
+pub mod partials;
 mod service;
+pub mod shard;
 pub mod state;
 
 pub use service::{run, RunOptions, RunSummary};

@@ -3,15 +3,17 @@
 //! window (an hour, a day) still holds.
 //!
 //! One compacted topic (`KAFKA_SERVICE_STATE_TOPIC`), written to partition 0
-//! only, so records stay in the order they were produced. Per window:
+//! only, so records stay in the order they were produced. Per window of a
+//! shard (the shard partition that counts it):
 //!
 //! ```text
-//! key                          value
-//! w/<size>/<start>             header: phase, revision, events, the read
-//!                              position of every input partition when it was
-//!                              written ("covered"), the counter kind, and
-//!                              which chunks hold the counter
-//! w/<size>/<start>/<gen>/<i>   chunk i of generation gen of the counter
+//! key                                  value
+//! <shard>/w/<size>/<start>             header: phase, revision, events, the
+//!                                      read position of the shard partition
+//!                                      when it was written ("covered"), the
+//!                                      counter kind, and which chunks hold
+//!                                      the counter
+//! <shard>/w/<size>/<start>/<gen>/<i>   chunk i of generation gen
 //! ```
 //!
 //! A header is written after the chunks it names, so the latest header of a
@@ -51,28 +53,38 @@ pub enum StateError {
          to change the counter, use another KAFKA_SERVICE_STATE_TOPIC (and consumer group)"
     )]
     OtherCounter { found: String, configured: String },
+    #[error(
+        "the state topic holds checkpoints of a distinctly without shards (key {key}): drain \
+         the group with that version first, or use another KAFKA_SERVICE_STATE_TOPIC and \
+         consumer group"
+    )]
+    Unsharded { key: String },
+}
+
+/// Which window: the shard that counts it, its size and start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowId {
+    pub shard: i32,
+    pub size: WindowSize,
+    pub start: u64,
 }
 
 /// The key of a window's header.
-pub fn header_key(size: WindowSize, start: u64) -> String {
-    format!("w/{size}/{start}")
+pub fn header_key(id: WindowId) -> String {
+    format!("{}/w/{}/{}", id.shard, id.size, id.start)
 }
 
 /// The key of chunk `i` of generation `generation` of a window's counter.
-pub fn chunk_key(size: WindowSize, start: u64, generation: u64, i: u32) -> String {
-    format!("w/{size}/{start}/{generation}/{i}")
+pub fn chunk_key(id: WindowId, generation: u64, i: u32) -> String {
+    format!("{}/w/{}/{}/{generation}/{i}", id.shard, id.size, id.start)
 }
 
 /// What a state key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
-    Header {
-        size: WindowSize,
-        start: u64,
-    },
+    Header(WindowId),
     Chunk {
-        size: WindowSize,
-        start: u64,
+        id: WindowId,
         generation: u64,
         index: u32,
     },
@@ -80,16 +92,19 @@ pub enum Key {
 
 pub fn parse_key(key: &str) -> Option<Key> {
     let mut parts = key.split('/');
+    let shard: i32 = parts.next()?.parse().ok()?;
     if parts.next()? != "w" {
         return None;
     }
-    let size: WindowSize = parts.next()?.parse().ok()?;
-    let start: u64 = parts.next()?.parse().ok()?;
+    let id = WindowId {
+        shard,
+        size: parts.next()?.parse().ok()?,
+        start: parts.next()?.parse().ok()?,
+    };
     match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => Some(Key::Header { size, start }),
+        (None, _, _) => Some(Key::Header(id)),
         (Some(g), Some(i), None) => Some(Key::Chunk {
-            size,
-            start,
+            id,
             generation: g.parse().ok()?,
             index: i.parse().ok()?,
         }),
@@ -240,11 +255,14 @@ impl Header {
 /// being a tombstone.
 pub type Records = Vec<(String, Option<Vec<u8>>)>;
 
-/// Adds the records that bring the state topic's copy of `window` up to
-/// date (new chunks, tombstones of a replaced generation, then the header)
-/// and notes what is saved in the window. `round` numbers checkpoints of
-/// this process; `covered` is the read position of every input partition.
+/// Adds the records that bring the state topic's copy of `window` (of
+/// `size`, counted by shard `shard`) up to date: new chunks, then the
+/// header, then tombstones of a replaced generation; notes what is saved in
+/// the window. `round` numbers checkpoints of this process; `covered` is the
+/// read position of the partitions the window is counted from.
+#[allow(clippy::too_many_arguments)]
 pub fn checkpoint_window(
+    shard: i32,
     size: WindowSize,
     window: &mut Window,
     kind: CounterKind,
@@ -252,6 +270,11 @@ pub fn checkpoint_window(
     covered: &[(i32, i64)],
     out: &mut Records,
 ) {
+    let id = WindowId {
+        shard,
+        size,
+        start: window.start,
+    };
     let mut uids = 0;
     let mut overflowed = 0;
     // Tombstones of a replaced generation go after the new header: until
@@ -261,7 +284,7 @@ pub fn checkpoint_window(
         AnyCounter::Exact(exact) => {
             uids = exact.len() as u64;
             overflowed = exact.overflowed();
-            let saved = append_arena(size, window.start, window.saved, exact, round, out);
+            let saved = append_arena(id, window.saved, exact, round, out);
             if window
                 .saved
                 .is_some_and(|s| s.generation != saved.generation)
@@ -275,7 +298,7 @@ pub fn checkpoint_window(
             previous => {
                 let bytes = other.to_bytes();
                 let generation = next_generation(previous, round);
-                let chunks = write_chunks(size, window.start, generation, 0, &bytes, out);
+                let chunks = write_chunks(id, generation, 0, &bytes, out);
                 replaced = previous;
                 Saved {
                     generation,
@@ -299,8 +322,8 @@ pub fn checkpoint_window(
         uids,
         overflowed,
     };
-    out.push((header_key(size, window.start), Some(header.encode())));
-    delete_chunks(size, window.start, replaced, out);
+    out.push((header_key(id), Some(header.encode())));
+    delete_chunks(id, replaced, out);
 }
 
 /// A generation number above the previous one (numbers restart with each
@@ -312,8 +335,7 @@ fn next_generation(previous: Option<Saved>, round: u64) -> u64 {
 /// The exact counter's arena: the bytes added since `saved` as new chunks,
 /// or the whole arena as a new generation.
 fn append_arena(
-    size: WindowSize,
-    start: u64,
+    id: WindowId,
     saved: Option<Saved>,
     exact: &ExactCounter,
     round: u64,
@@ -323,7 +345,7 @@ fn append_arena(
     match saved {
         Some(s) if (s.len as usize) <= arena.len() && s.chunks < MAX_CHUNKS => {
             let added = &arena[s.len as usize..];
-            let chunks = write_chunks(size, start, s.generation, s.chunks, added, out);
+            let chunks = write_chunks(id, s.generation, s.chunks, added, out);
             Saved {
                 generation: s.generation,
                 chunks: s.chunks + chunks,
@@ -332,7 +354,7 @@ fn append_arena(
         }
         previous => {
             let generation = next_generation(previous, round);
-            let chunks = write_chunks(size, start, generation, 0, arena, out);
+            let chunks = write_chunks(id, generation, 0, arena, out);
             Saved {
                 generation,
                 chunks,
@@ -343,38 +365,28 @@ fn append_arena(
 }
 
 /// Writes `bytes` as chunks `first..` of `generation`; returns how many.
-fn write_chunks(
-    size: WindowSize,
-    start: u64,
-    generation: u64,
-    first: u32,
-    bytes: &[u8],
-    out: &mut Records,
-) -> u32 {
+fn write_chunks(id: WindowId, generation: u64, first: u32, bytes: &[u8], out: &mut Records) -> u32 {
     let mut n = 0;
     for piece in bytes.chunks(CHUNK) {
-        out.push((
-            chunk_key(size, start, generation, first + n),
-            Some(piece.to_vec()),
-        ));
+        out.push((chunk_key(id, generation, first + n), Some(piece.to_vec())));
         n += 1;
     }
     n
 }
 
 /// Tombstones for every chunk of `saved`.
-fn delete_chunks(size: WindowSize, start: u64, saved: Option<Saved>, out: &mut Records) {
+fn delete_chunks(id: WindowId, saved: Option<Saved>, out: &mut Records) {
     if let Some(s) = saved {
         for i in 0..s.chunks {
-            out.push((chunk_key(size, start, s.generation, i), None));
+            out.push((chunk_key(id, s.generation, i), None));
         }
     }
 }
 
 /// Tombstones for a freed window: its header and chunks.
-pub fn forget_window(size: WindowSize, start: u64, saved: Saved, out: &mut Records) {
-    out.push((header_key(size, start), None));
-    delete_chunks(size, start, Some(saved), out);
+pub fn forget_window(id: WindowId, saved: Saved, out: &mut Records) {
+    out.push((header_key(id), None));
+    delete_chunks(id, Some(saved), out);
 }
 
 /// The latest value of every key of the state topic.
@@ -386,6 +398,7 @@ pub struct Snapshot {
 /// A window read back from a snapshot.
 #[derive(Debug)]
 pub struct Restored {
+    pub shard: i32,
     pub header: Header,
     pub counter: AnyCounter,
 }
@@ -409,7 +422,10 @@ impl Snapshot {
         let mut windows = Vec::new();
         let mut named = std::collections::HashSet::new();
         for (key, value) in &self.values {
-            let Some(Key::Header { .. }) = parse_key(key) else {
+            if key.starts_with("w/") {
+                return Err(StateError::Unsharded { key: key.clone() });
+            }
+            let Some(Key::Header(id)) = parse_key(key) else {
                 continue;
             };
             let header = Header::decode(key, value)?;
@@ -421,7 +437,7 @@ impl Snapshot {
             }
             let mut bytes = Vec::with_capacity(header.saved.len as usize);
             for i in 0..header.saved.chunks {
-                let ck = chunk_key(header.size, header.start, header.saved.generation, i);
+                let ck = chunk_key(id, header.saved.generation, i);
                 let chunk = self.values.get(&ck).ok_or(StateError::Corrupt {
                     key: ck.clone(),
                     reason: "a chunk named by its header is missing",
@@ -444,7 +460,11 @@ impl Snapshot {
                 ),
                 _ => AnyCounter::from_bytes(&bytes).map_err(|_| corrupt("counter"))?,
             };
-            windows.push(Restored { header, counter });
+            windows.push(Restored {
+                shard: id.shard,
+                header,
+                counter,
+            });
         }
         let orphans = self
             .values
@@ -452,7 +472,7 @@ impl Snapshot {
             .filter(|k| matches!(parse_key(k), Some(Key::Chunk { .. })) && !named.contains(*k))
             .cloned()
             .collect();
-        windows.sort_by_key(|w| (w.header.size, w.header.start));
+        windows.sort_by_key(|w| (w.shard, w.header.size, w.header.start));
         Ok((windows, orphans))
     }
 }

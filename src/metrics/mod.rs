@@ -20,7 +20,10 @@ mod http;
 pub mod names;
 mod publish;
 
-pub use publish::{Publisher, Totals, BATCH_MAX_MESSAGES};
+pub use publish::{
+    register_build_info, InputPublisher, OutputPublisher, Publisher, Totals, WindowPublisher,
+    BATCH_MAX_MESSAGES,
+};
 
 use crate::config::{defaults, from_prefixed, ConfigError};
 use crate::health::health;

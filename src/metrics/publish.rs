@@ -5,7 +5,7 @@ use crate::counter::CounterKind;
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::size::WindowSize;
-use crate::window::Windower;
+use crate::window::{WindowStats, Windower};
 use metrics::{Counter, Gauge, Histogram};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,38 +21,18 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 pub struct Totals<'a> {
     pub messages: u64,
     pub bytes: u64,
-    /// Decoder rejections (the windower's `ts_out_of_range` is added here).
+    /// Decoder rejections.
     pub rejected: &'a RejectCounts,
+    /// Events refused for their time (added to the `ts_out_of_range` reason).
+    pub ts_out_of_range: u64,
 }
 
-/// Handles to every hot-path metric, registered once.
+/// Handles to every hot-path metric of `count`, registered once: the three
+/// parts below, which `run`'s stages publish separately.
 pub struct Publisher {
-    counted: Counter,
-    late_corrected: Counter,
-    late_dropped: Counter,
-    rejected: Counter,
-    by_reason: Vec<(Reject, Counter)>,
-    messages: Counter,
-    bytes: Counter,
-    windows_emitted: Counter,
-    corrections: Counter,
-    open: Gauge,
-    retained: Gauge,
-    /// Per window size (label `window`), made on the first publish.
-    heap: Vec<(WindowSize, Gauge)>,
-    rss: Gauge,
-    watermark: Gauge,
-    delay: Gauge,
-    last_start: Gauge,
-    last_unique: Gauge,
-    batch_duration: Histogram,
-    batch_messages: Histogram,
-    /// Newest window seen in the output: (start, unique users).
-    last_window: Option<(u64, u64)>,
-    last_watermark: Option<u64>,
-    rss_read: Option<Instant>,
-    batch_started: Option<Instant>,
-    batch_len: u64,
+    input: InputPublisher,
+    windows: WindowPublisher,
+    output: OutputPublisher,
 }
 
 impl Publisher {
@@ -63,21 +43,83 @@ impl Publisher {
     }
 
     pub fn new(kind: CounterKind) -> Self {
-        let precision = kind.precision().map(|p| p.to_string()).unwrap_or_default();
-        metrics::gauge!(
-            names::BUILD_INFO,
-            "version" => env!("CARGO_PKG_VERSION"),
-            "counter" => kind.to_string(),
-            "backend" => kind.backend(),
-            "precision" => precision,
-        )
-        .set(1.0);
-        let outcome = |o: &'static str| metrics::counter!(names::EVENTS, "outcome" => o);
+        register_build_info(kind);
         Publisher {
-            counted: outcome("counted"),
-            late_corrected: outcome("late_corrected"),
-            late_dropped: outcome("late_dropped"),
-            rejected: outcome("rejected"),
+            input: InputPublisher::new(),
+            windows: WindowPublisher::new(),
+            output: OutputPublisher::new(),
+        }
+    }
+
+    /// See [`OutputPublisher::observe`].
+    pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
+        self.output.observe(records, lead);
+    }
+
+    /// See [`InputPublisher::batch_message`].
+    #[inline]
+    pub fn batch_message(&mut self) -> bool {
+        self.input.batch_message()
+    }
+
+    pub fn batch_end(&mut self) {
+        self.input.batch_end();
+    }
+
+    pub fn record_batch(&mut self, took: Duration, messages: u64) {
+        self.input.record_batch(took, messages);
+    }
+
+    /// Copies the current totals and window state.
+    pub fn publish(&mut self, totals: Totals<'_>, windower: &Windower) {
+        let ts_out_of_range = totals.ts_out_of_range + windower.stats().ts_out_of_range;
+        self.input.publish(&Totals {
+            ts_out_of_range,
+            ..totals
+        });
+        self.windows
+            .publish(std::iter::once(windower), &WindowStats::default());
+        let by_size = windower.stats_by_size();
+        self.output.publish_counts(
+            by_size.iter().map(|(_, s)| s.windows_emitted).sum(),
+            by_size.iter().map(|(_, s)| s.corrections_emitted).sum(),
+        );
+    }
+}
+
+/// `distinctly_build_info`: version, counter, backend, precision.
+pub fn register_build_info(kind: CounterKind) {
+    let precision = kind.precision().map(|p| p.to_string()).unwrap_or_default();
+    metrics::gauge!(
+        names::BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "counter" => kind.to_string(),
+        "backend" => kind.backend(),
+        "precision" => precision,
+    )
+    .set(1.0);
+}
+
+/// What reading the input exports: messages, bytes, rejections, batches.
+pub struct InputPublisher {
+    rejected: Counter,
+    by_reason: Vec<(Reject, Counter)>,
+    messages: Counter,
+    bytes: Counter,
+    batch_duration: Histogram,
+    batch_messages: Histogram,
+    batch_started: Option<Instant>,
+    batch_len: u64,
+}
+
+impl InputPublisher {
+    pub fn if_enabled() -> Option<Self> {
+        super::enabled().then(Self::new)
+    }
+
+    pub fn new() -> Self {
+        InputPublisher {
+            rejected: metrics::counter!(names::EVENTS, "outcome" => "rejected"),
             by_reason: Reject::ALL
                 .iter()
                 .map(|&r| {
@@ -89,43 +131,15 @@ impl Publisher {
                 .collect(),
             messages: metrics::counter!(names::MESSAGES),
             bytes: metrics::counter!(names::BYTES),
-            windows_emitted: metrics::counter!(names::WINDOWS_EMITTED),
-            corrections: metrics::counter!(names::CORRECTIONS_EMITTED),
-            open: metrics::gauge!(names::WINDOWS_OPEN),
-            retained: metrics::gauge!(names::WINDOWS_RETAINED),
-            heap: Vec::new(),
-            rss: metrics::gauge!(names::RESIDENT_MEMORY),
-            watermark: metrics::gauge!(names::WATERMARK),
-            delay: metrics::gauge!(names::EVENT_TIME_DELAY),
-            last_start: metrics::gauge!(names::LAST_WINDOW_START),
-            last_unique: metrics::gauge!(names::LAST_WINDOW_UNIQUE),
             batch_duration: metrics::histogram!(names::BATCH_DURATION),
             batch_messages: metrics::histogram!(names::BATCH_MESSAGES),
-            last_window: None,
-            last_watermark: None,
-            rss_read: None,
             batch_started: None,
             batch_len: 0,
         }
     }
 
-    /// Notes emitted records (the newest window of the first size, `lead`,
-    /// and its latest revision).
-    pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
-        for r in records {
-            if r.size.is_some() && r.size != lead {
-                continue;
-            }
-            if self
-                .last_window
-                .is_none_or(|(start, _)| r.start_ts >= start)
-            {
-                self.last_window = Some((r.start_ts, r.unique_users));
-            }
-        }
-    }
-
-    /// Marks the start of a batch (its first message), if none is open.
+    /// Marks the start of a batch (its first message), if none is open;
+    /// true when the batch is full.
     #[inline]
     pub fn batch_message(&mut self) -> bool {
         if self.batch_started.is_none() {
@@ -149,17 +163,12 @@ impl Publisher {
         self.batch_messages.record(messages as f64);
     }
 
-    /// Copies the current totals and window state.
-    pub fn publish(&mut self, totals: Totals<'_>, windower: &Windower) {
-        let w = windower.stats();
-        self.counted.absolute(w.counted);
-        self.late_corrected.absolute(w.late_corrected);
-        self.late_dropped.absolute(w.late_dropped);
+    pub fn publish(&mut self, totals: &Totals<'_>) {
         self.rejected
-            .absolute(totals.rejected.total() + w.ts_out_of_range);
+            .absolute(totals.rejected.total() + totals.ts_out_of_range);
         for (reason, counter) in &self.by_reason {
             let extra = if *reason == Reject::TsOutOfRange {
-                w.ts_out_of_range
+                totals.ts_out_of_range
             } else {
                 0
             };
@@ -167,16 +176,91 @@ impl Publisher {
         }
         self.messages.absolute(totals.messages);
         self.bytes.absolute(totals.bytes);
-        let by_size = windower.stats_by_size();
-        self.windows_emitted
-            .absolute(by_size.iter().map(|(_, s)| s.windows_emitted).sum());
-        self.corrections
-            .absolute(by_size.iter().map(|(_, s)| s.corrections_emitted).sum());
-        let open = windower.windows_open();
+    }
+}
+
+impl Default for InputPublisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What counting exports: outcomes, windows held, memory, watermark.
+pub struct WindowPublisher {
+    counted: Counter,
+    late_corrected: Counter,
+    late_dropped: Counter,
+    open: Gauge,
+    retained: Gauge,
+    /// Per window size (label `window`), made on the first publish.
+    heap: Vec<(WindowSize, Gauge)>,
+    rss: Gauge,
+    watermark: Gauge,
+    delay: Gauge,
+    last_watermark: Option<u64>,
+    rss_read: Option<Instant>,
+}
+
+impl WindowPublisher {
+    pub fn if_enabled() -> Option<Self> {
+        super::enabled().then(Self::new)
+    }
+
+    pub fn new() -> Self {
+        let outcome = |o: &'static str| metrics::counter!(names::EVENTS, "outcome" => o);
+        WindowPublisher {
+            counted: outcome("counted"),
+            late_corrected: outcome("late_corrected"),
+            late_dropped: outcome("late_dropped"),
+            open: metrics::gauge!(names::WINDOWS_OPEN),
+            retained: metrics::gauge!(names::WINDOWS_RETAINED),
+            heap: Vec::new(),
+            rss: metrics::gauge!(names::RESIDENT_MEMORY),
+            watermark: metrics::gauge!(names::WATERMARK),
+            delay: metrics::gauge!(names::EVENT_TIME_DELAY),
+            last_watermark: None,
+            rss_read: None,
+        }
+    }
+
+    /// Copies the state of the windowers held now (one for `count`, one per
+    /// shard for `run`); `gone` adds the outcomes of windowers no longer
+    /// held (shards that moved away), so the counters never go back.
+    pub fn publish<'w>(
+        &mut self,
+        windowers: impl Iterator<Item = &'w Windower>,
+        gone: &WindowStats,
+    ) {
+        let mut sum = [0u64; 3];
+        let (mut open, mut held) = (0, 0);
+        let mut heap: Vec<(WindowSize, usize)> = Vec::new();
+        let mut watermark: Option<u64> = None;
+        for w in windowers {
+            let s = w.stats();
+            sum[0] += s.counted;
+            sum[1] += s.late_corrected;
+            sum[2] += s.late_dropped;
+            open += w.windows_open();
+            held += w.windows_held();
+            let by_size = w.heap_bytes_by_size();
+            if heap.is_empty() {
+                heap = by_size;
+            } else {
+                for ((_, total), (_, b)) in heap.iter_mut().zip(by_size) {
+                    *total += b;
+                }
+            }
+            if let Some(wm) = w.watermark() {
+                watermark = Some(watermark.map_or(wm, |m: u64| m.min(wm)));
+            }
+        }
+        // A windower that went away (or was rebuilt) takes its counts with
+        // it: carry what was published before, so the counters only grow.
+        self.counted.absolute(gone.counted + sum[0]);
+        self.late_corrected.absolute(gone.late_corrected + sum[1]);
+        self.late_dropped.absolute(gone.late_dropped + sum[2]);
         self.open.set(open as f64);
-        self.retained
-            .set(windower.windows_held().saturating_sub(open) as f64);
-        let heap = windower.heap_bytes_by_size();
+        self.retained.set(held.saturating_sub(open) as f64);
         if self.heap.len() != heap.len() {
             self.heap = heap
                 .iter()
@@ -192,9 +276,9 @@ impl Publisher {
         for ((_, gauge), (_, bytes)) in self.heap.iter().zip(&heap) {
             gauge.set(*bytes as f64);
         }
-        // After a rebalance the windower starts without a watermark until
+        // After a rebalance a windower starts without a watermark until
         // replay delivers: keep the last one, so the delay keeps growing.
-        if let Some(wm) = windower.watermark() {
+        if let Some(wm) = watermark {
             self.last_watermark = Some(wm);
         }
         if let Some(wm) = self.last_watermark {
@@ -204,15 +288,75 @@ impl Publisher {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.delay.set(now - wm as f64);
         }
-        if let Some((start, unique)) = self.last_window {
-            self.last_start.set(start as f64);
-            self.last_unique.set(unique as f64);
-        }
         if self.rss_read.is_none_or(|t| t.elapsed() >= RSS_EVERY) {
             self.rss_read = Some(Instant::now());
             if let Some(rss) = crate::memory::rss_bytes() {
                 self.rss.set(rss as f64);
             }
         }
+    }
+}
+
+impl Default for WindowPublisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What emitting exports: records by revision, the newest window.
+pub struct OutputPublisher {
+    windows_emitted: Counter,
+    corrections: Counter,
+    last_start: Gauge,
+    last_unique: Gauge,
+    /// Newest window seen in the output: (start, unique users).
+    last_window: Option<(u64, u64)>,
+}
+
+impl OutputPublisher {
+    pub fn if_enabled() -> Option<Self> {
+        super::enabled().then(Self::new)
+    }
+
+    pub fn new() -> Self {
+        OutputPublisher {
+            windows_emitted: metrics::counter!(names::WINDOWS_EMITTED),
+            corrections: metrics::counter!(names::CORRECTIONS_EMITTED),
+            last_start: metrics::gauge!(names::LAST_WINDOW_START),
+            last_unique: metrics::gauge!(names::LAST_WINDOW_UNIQUE),
+            last_window: None,
+        }
+    }
+
+    /// Notes emitted records (the newest window of the first size, `lead`,
+    /// and its latest revision).
+    pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
+        for r in records {
+            if r.size.is_some() && r.size != lead {
+                continue;
+            }
+            if self
+                .last_window
+                .is_none_or(|(start, _)| r.start_ts >= start)
+            {
+                self.last_window = Some((r.start_ts, r.unique_users));
+            }
+        }
+        if let Some((start, unique)) = self.last_window {
+            self.last_start.set(start as f64);
+            self.last_unique.set(unique as f64);
+        }
+    }
+
+    /// Records emitted so far: first revisions and corrections.
+    pub fn publish_counts(&mut self, windows: u64, corrections: u64) {
+        self.windows_emitted.absolute(windows);
+        self.corrections.absolute(corrections);
+    }
+}
+
+impl Default for OutputPublisher {
+    fn default() -> Self {
+        Self::new()
     }
 }

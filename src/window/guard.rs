@@ -158,6 +158,14 @@ impl Guard {
         self.stream_time = Some(stream_time);
     }
 
+    /// Raises the stream time to `stream_time` if it is higher (a marker
+    /// from a guard upstream that saw the whole partition).
+    pub fn raise_to(&mut self, stream_time: u64) {
+        if self.stream_time.is_none_or(|s| stream_time > s) {
+            self.stream_time = Some(stream_time);
+        }
+    }
+
     /// Lowest source offset among held events.
     pub fn min_held_offset(&self) -> Option<i64> {
         self.held.iter().map(|e| e.offset).min()

@@ -294,6 +294,41 @@ pub fn produce(topic: &str, partitions: i32, lines: &[Vec<u8>]) {
 
 /// Every message of `topic` (all partitions, from the beginning).
 pub fn consume_all(topic: &str) -> Vec<Consumed> {
+    let mut out = Vec::new();
+    read_all(topic, |m| {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.key().map(<[u8]>::to_vec),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        ));
+    });
+    out
+}
+
+/// When each record of `topic` was written (its create time, ms), in the
+/// order read.
+pub fn record_times(topic: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    read_all(topic, |m| out.push(m.timestamp().to_millis().unwrap_or(0)));
+    out
+}
+
+/// Calls `f` for every message of `topic` (all partitions, from the
+/// beginning to the end).
+fn read_all(topic: &str, mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("reader"))
@@ -312,37 +347,15 @@ pub fn consume_all(topic: &str) -> Vec<Consumed> {
     }
     consumer.assign(&tpl).unwrap();
     let mut eof = 0;
-    let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while eof < parts && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (
-                                    x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(<[u8]>::to_vec),
-                    m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                ));
-            }
+            Some(Ok(m)) => f(&m),
             Some(Err(KafkaError::PartitionEOF(_))) => eof += 1,
             _ => {}
         }
     }
     assert_eq!(eof, parts, "did not reach the end of {topic}");
-    out
 }
 
 /// The records of an output topic as JSON, in the order read (as written,
@@ -539,27 +552,33 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// Messages of the input topic after the group's committed offsets (all of
 /// them for a partition without one): what a restart now would replay.
 pub fn committed_lag(t: &Topics) -> i64 {
+    group_lag(&t.group, &t.input)
+}
+
+/// Records of `topic` after `group`'s committed offsets (each transaction's
+/// commit marker included).
+pub fn group_lag(group: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
-        .set("group.id", &t.group)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
     let md = consumer
-        .fetch_metadata(Some(&t.input), Duration::from_secs(10))
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let parts = md.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..parts {
-        tpl.add_partition(&t.input, p);
+        tpl.add_partition(topic, p);
     }
     let committed = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
     let mut lag = 0;
-    for e in committed.elements_for_topic(&t.input) {
+    for e in committed.elements_for_topic(topic) {
         let (low, high) = consumer
-            .fetch_watermarks(&t.input, e.partition(), Duration::from_secs(10))
+            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
             .unwrap();
         let from = match e.offset() {
             Offset::Offset(o) => o,

@@ -1,51 +1,48 @@
-//! The service loop of `distinctly run` (mechanism in the module docs of
-//! `kafka`): consume, decode, window, and the periodic tick.
+//! `distinctly run`: three stages, each a thread with its own consumer
+//! group, connected only through Kafka topics (design in the module docs of
+//! `kafka`).
 //!
 //! ```text
-//! mod.rs         construction, the loop, per-message work, the tick
-//! assignment.rs  the partitions held: rebalances, idleness, readiness
-//! produce.rs     output records and dead-letter copies
-//! checkpoint.rs  window checkpoints to the state topic, and their restore
-//! commit.rs      safe offsets, flush-then-commit
+//! topology.rs  the internal topics, named from the group id, made if missing
+//! clients.rs   consumer and producer settings per stage (static membership,
+//!              cooperative rebalancing, transactions)
+//! split.rs     stage 1: input -> decode -> time guard -> shard batches
+//!              (exactly once: a transaction per input partition)
+//! count.rs     stage 2: shard partitions -> windows -> partial counts;
+//!              checkpoints (checkpoint.rs), commits
+//! sum.rs       stage 3: partial counts -> one record per window
+//! dead_letter.rs  copies of rejected messages
 //! ```
 
-mod assignment;
 mod checkpoint;
-mod commit;
-mod produce;
+mod clients;
+mod count;
+mod dead_letter;
+mod split;
+mod sum;
+mod topology;
 
 use super::config::KafkaConfig;
-use super::context::{Context, FatalError, Shared};
+use super::context::{FatalError, Shared};
 use super::ServiceError;
 use crate::config::CoreConfig;
 use crate::counter::CounterKind;
-use crate::decode::Decoder;
-use crate::hash::uid_hash;
 use crate::health::health;
-use crate::internal_events::{
-    register_kafka, ConsumeFailed, InputDrained, InternalEvent, MessageRejected, ServiceStarted,
-    ShutdownRequested,
-};
-use crate::metrics::Publisher;
-use crate::record::WindowRecord;
-use crate::reject::{Reject, RejectCounts};
-use crate::window::{WindowStats, Windower};
-use assignment::{Assignment, Partition, SourceIndex};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::BaseProducer;
-use rdkafka::Message;
+use crate::internal_events::{InternalEvent, ServiceStarted};
+use crate::reject::RejectCounts;
+use crate::window::WindowStats;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+pub use topology::Topology;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// Exit once every assigned partition has been read to its end and the
-    /// open windows are emitted and acknowledged (benchmarks, tests, batch
-    /// back-fills). Offsets are committed as if the service had stopped,
-    /// so a later run continues without loss.
+    /// Exit once this instance holds every partition of every stage, the
+    /// input has been read to its end and every window is emitted and
+    /// acknowledged (benchmarks, tests, back-fills). Offsets are committed
+    /// and windows checkpointed as if the service had stopped, so a later
+    /// run continues without loss.
     pub exit_when_idle: bool,
 }
 
@@ -55,41 +52,92 @@ pub struct RunSummary {
     pub messages: u64,
     pub bytes: u64,
     pub rejected: RejectCounts,
+    /// What the counters did with the events (of the shards this instance
+    /// held at the end), and what the summer emitted.
     pub windows: WindowStats,
     pub records_produced: u64,
     pub dlq_produced: u64,
     pub elapsed: Duration,
 }
 
-/// How long a partition must be at its end before `--exit-when-idle` exits.
-const EXIT_QUIET: Duration = Duration::from_millis(500);
+/// How long a stage waits for a message before its periodic work.
 const TICK: Duration = Duration::from_millis(100);
+/// How long the input must be at its end before `--exit-when-idle` drains.
+const EXIT_QUIET: Duration = Duration::from_millis(500);
 
-struct Service<'a> {
-    core: &'a CoreConfig,
-    kafka: &'a KafkaConfig,
-    shared: Arc<Shared>,
-    producer: BaseProducer<Context>,
-    decoder: Decoder,
-    windower: Windower,
-    partitions: Vec<Partition>,
-    by_id: SourceIndex,
-    records: Vec<WindowRecord>,
-    record_buf: Vec<u8>,
-    summary: RunSummary,
-    assignment: Assignment,
-    /// The open windows were emitted because the whole input went idle;
-    /// cleared by the next message.
-    idle_flushed: bool,
-    last_message: Instant,
-    /// A message arrived since the last tick.
-    active: bool,
-    last_commit: Instant,
-    /// Exported metrics, when an exporter runs.
-    metrics: Option<Publisher>,
-    /// Checkpoints, unless `KAFKA_SERVICE_STATE_TOPIC` is empty.
-    state: Option<checkpoint::StateStore>,
-    kind: CounterKind,
+/// The three stages, for readiness and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Split = 0,
+    Count = 1,
+    Sum = 2,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Split => "split",
+            Stage::Count => "count",
+            Stage::Sum => "sum",
+        }
+    }
+}
+
+/// What the stages share: settings, the stop request, progress of a drain.
+pub(crate) struct Ctx<'a> {
+    pub core: &'a CoreConfig,
+    pub kafka: &'a KafkaConfig,
+    pub topology: Topology,
+    pub opts: RunOptions,
+    pub kind: CounterKind,
+    shutdown: &'a AtomicBool,
+    /// Set when a stage fails or the drain is done: every stage ends.
+    stop: AtomicBool,
+    /// `--exit-when-idle`: the splitter sent its last transaction.
+    pub split_drained: AtomicBool,
+    /// `--exit-when-idle`: the counter emitted and checkpointed everything.
+    pub count_drained: AtomicBool,
+    /// Names this process's drain in the shards' statuses, so the summer
+    /// does not take a status left by an earlier drain for this one's.
+    pub drain_token: String,
+    /// Per stage: why it is not ready (`None`: ready).
+    readiness: Mutex<[Option<String>; 3]>,
+}
+
+impl Ctx<'_> {
+    /// SIGTERM/SIGINT, a failed stage, or the end of a drain.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Ends every stage (a drain is complete, or a stage failed).
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// A stage's result; an error ends the other stages too.
+    fn stop_all_on_error<T>(&self, r: Result<T, ServiceError>) -> Result<T, ServiceError> {
+        if r.is_err() {
+            self.stop_all();
+        }
+        r
+    }
+
+    /// A stage's readiness; `/readyz` is ready when all three are.
+    pub fn set_ready(&self, stage: Stage, ready: Result<(), String>) {
+        let mut r = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
+        r[stage as usize] = ready.err();
+        let overall = r
+            .iter()
+            .flatten()
+            .next()
+            .map_or(Ok(()), |reason| Err(reason.clone()));
+        health().set_ready(overall);
+    }
 }
 
 /// Runs until `shutdown` is set (SIGTERM/SIGINT), a fatal error, or, with
@@ -100,315 +148,95 @@ pub fn run(
     opts: RunOptions,
     shutdown: &AtomicBool,
 ) -> Result<RunSummary, ServiceError> {
+    core.validate()?;
     let started = Instant::now();
-    let (mut svc, consumer) = Service::new(core, kafka)?;
-    svc.run(&consumer, opts, shutdown)?;
-    svc.publish();
-    svc.summary.windows = svc.windower.stats();
-    svc.summary.elapsed = started.elapsed();
-    Ok(svc.summary)
+    let kind = core.counter_kind()?;
+    ServiceStarted { core, kafka }.emit();
+    if crate::metrics::enabled() {
+        crate::metrics::register_build_info(kind);
+        crate::internal_events::register_kafka();
+    }
+    let Some(topology) = Topology::prepare(core, kafka, shutdown)? else {
+        return Ok(RunSummary::default()); // stopped while the broker was away
+    };
+    let ctx = Ctx {
+        core,
+        kafka,
+        topology,
+        opts,
+        kind,
+        shutdown,
+        stop: AtomicBool::new(false),
+        split_drained: AtomicBool::new(false),
+        count_drained: AtomicBool::new(false),
+        drain_token: format!(
+            "{}-{}",
+            clients::instance_id(kafka).0,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
+        readiness: Mutex::new([
+            Some("starting".to_string()),
+            Some("starting".to_string()),
+            Some("starting".to_string()),
+        ]),
+    };
+    let results = std::thread::scope(|scope| {
+        // Named threads: per-stage CPU shows in /proc (scripts/bench-scale.sh).
+        let ctx = &ctx;
+        let spawn = |stage: Stage| {
+            std::thread::Builder::new()
+                .name(stage.name().to_string())
+                .spawn_scoped(scope, move || match stage {
+                    Stage::Split => ctx
+                        .stop_all_on_error(split::run(ctx))
+                        .map(|s| (Some(s), None, None)),
+                    Stage::Count => ctx
+                        .stop_all_on_error(count::run(ctx))
+                        .map(|c| (None, Some(c), None)),
+                    Stage::Sum => ctx
+                        .stop_all_on_error(sum::run(ctx))
+                        .map(|s| (None, None, Some(s))),
+                })
+                .expect("a thread can be spawned")
+        };
+        let threads = [spawn(Stage::Split), spawn(Stage::Count), spawn(Stage::Sum)];
+        threads.map(|t| t.join().expect("a stage does not panic"))
+    });
+    let (mut split, mut count, mut sum) = (None, None, None);
+    for result in results {
+        let (s, c, m) = result?;
+        split = split.or(s);
+        count = count.or(c);
+        sum = sum.or(m);
+    }
+    let (split, count, sum): (split::SplitStats, count::CountStats, sum::SumStats) = (
+        split.unwrap_or_default(),
+        count.unwrap_or_default(),
+        sum.unwrap_or_default(),
+    );
+    let mut windows = count.windows;
+    windows.ts_out_of_range += split.ts_out_of_range;
+    windows.windows_emitted = sum.windows_emitted;
+    windows.corrections_emitted = sum.corrections_emitted;
+    Ok(RunSummary {
+        messages: split.messages,
+        bytes: split.bytes,
+        rejected: split.rejected,
+        windows,
+        records_produced: sum.records_produced,
+        dlq_produced: split.dlq_produced,
+        elapsed: started.elapsed(),
+    })
 }
 
-impl<'a> Service<'a> {
-    /// Creates both clients and subscribes; nothing is read yet.
-    fn new(
-        core: &'a CoreConfig,
-        kafka: &'a KafkaConfig,
-    ) -> Result<(Self, BaseConsumer<Context>), ServiceError> {
-        core.validate()?;
-        let kind = core.counter_kind()?;
-        let state_topic = kafka.state_topic();
-        let shared = Arc::new(Shared::new(
-            &kafka.env.service_output_topic,
-            state_topic.clone(),
-        ));
-        let consumer: BaseConsumer<Context> =
-            kafka.consumer_config().create_with_context(Context {
-                shared: shared.clone(),
-                role: "consumer",
-            })?;
-        let producer: BaseProducer<Context> =
-            kafka.producer_config().create_with_context(Context {
-                shared: shared.clone(),
-                role: "producer",
-            })?;
-        consumer.subscribe(&[kafka.env.service_input_topic.as_str()])?;
-        ServiceStarted { core, kafka }.emit();
-        let metrics = Publisher::if_enabled(kind);
-        if metrics.is_some() {
-            register_kafka();
-        }
-        let mut windower = Windower::new(core.window_config(), kind)
-            .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?;
-        if state_topic.is_some() {
-            windower.track_freed();
-        }
-        let svc = Service {
-            core,
-            kafka,
-            shared,
-            producer,
-            decoder: Decoder::new(),
-            windower,
-            partitions: Vec::new(),
-            by_id: SourceIndex::new(),
-            records: Vec::new(),
-            record_buf: Vec::with_capacity(256),
-            summary: RunSummary::default(),
-            assignment: Assignment::None,
-            idle_flushed: false,
-            last_message: Instant::now(),
-            active: false,
-            last_commit: Instant::now(),
-            metrics,
-            state: state_topic.map(checkpoint::StateStore::new),
-            kind,
-        };
-        Ok((svc, consumer))
-    }
-
-    /// The loop: one message at a time, the periodic work once per tick.
-    fn run(
-        &mut self,
-        consumer: &BaseConsumer<Context>,
-        opts: RunOptions,
-        shutdown: &AtomicBool,
-    ) -> Result<(), ServiceError> {
-        let mut last_tick = Instant::now();
-        let mut polls: u32 = 0;
-        loop {
-            if shutdown.load(Ordering::Relaxed) {
-                ShutdownRequested.emit();
-                health().set_ready(Err("shutting down".into()));
-                self.produce_records()?;
-                self.checkpoint_and_commit(consumer, CommitMode::Sync)?;
-                return Ok(());
-            }
-            // A batch is what the consumer hands over without waiting: once
-            // its queue is empty the batch ends, before blocking for more.
-            let polled = match consumer.poll(Duration::ZERO) {
-                Some(m) => Some(m),
-                None => {
-                    if let Some(m) = &mut self.metrics {
-                        m.batch_end();
-                    }
-                    consumer.poll(TICK)
-                }
-            };
-            // Rebalance callbacks run inside `poll`: rebuild state before
-            // handling a message that may belong to the new assignment.
-            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
-                self.on_rebalance(consumer)?;
-            }
-            let mut was_message = false;
-            match polled {
-                None => {}
-                Some(Ok(msg)) => {
-                    self.on_message(consumer, &msg)?;
-                    was_message = true;
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => self.on_eof(p),
-                Some(Err(e)) => self.on_consume_error(e),
-            }
-            // Per message only what is needed; the rest once per tick.
-            if !self.records.is_empty() {
-                self.produce_records()?;
-                self.producer.poll(Duration::ZERO);
-            }
-            polls = polls.wrapping_add(1);
-            if (!was_message || polls % 16 == 0) && last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                self.check_fatal()?;
-                self.producer.poll(Duration::ZERO);
-                if self.tick(consumer, opts)? {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Copies the loop's totals into the exported metrics.
-    fn publish(&mut self) {
-        if let Some(m) = &mut self.metrics {
-            m.batch_end();
-            m.publish(
-                crate::metrics::Totals {
-                    messages: self.summary.messages,
-                    bytes: self.summary.bytes,
-                    rejected: &self.summary.rejected,
-                },
-                &self.windower,
-            );
-        }
-    }
-
-    fn check_fatal(&self) -> Result<(), ServiceError> {
-        match self.shared.fatal.lock().expect("not poisoned").clone() {
-            None => Ok(()),
-            Some(FatalError::Authentication(m)) => Err(ServiceError::Authentication(m)),
-            Some(FatalError::Tls(m)) => Err(ServiceError::Tls(m)),
-            Some(FatalError::Other(m)) => Err(ServiceError::Fatal(m)),
-        }
-    }
-
-    fn on_message(
-        &mut self,
-        consumer: &BaseConsumer<Context>,
-        msg: &BorrowedMessage<'_>,
-    ) -> Result<(), ServiceError> {
-        let src = match self.source_of(msg.partition()) {
-            Some(src) => src,
-            None => {
-                // A partition we were not told about yet: rebuild from the
-                // current assignment, which includes it.
-                self.on_rebalance(consumer)?;
-                match self.source_of(msg.partition()) {
-                    Some(src) => src,
-                    None => return Ok(()), // not ours (anymore): not counted
-                }
-            }
-        };
-        self.active = true;
-        self.idle_flushed = false;
-        if let Some(m) = &mut self.metrics {
-            if m.batch_message() {
-                m.batch_end();
-            }
-        }
-        let part = &mut self.partitions[src];
-        part.next_offset = Some(msg.offset() + 1);
-        part.active = true;
-        part.eof = false;
-        self.shared.broker_up();
-        let payload = msg.payload().unwrap_or(&[]);
-        self.summary.messages += 1;
-        self.summary.bytes += payload.len() as u64;
-        let result = if payload.len() > self.core.max_message_bytes {
-            Err(Reject::TooLarge)
-        } else {
-            match self.decoder.decode(payload) {
-                Ok(event) => {
-                    let hash = uid_hash(event.uid);
-                    self.windower.push_from(
-                        src,
-                        event.ts,
-                        event.uid,
-                        hash,
-                        msg.offset(),
-                        &mut self.records,
-                    );
-                    Ok(())
-                }
-                Err(reason) => Err(reason),
-            }
-        };
-        if let Err(reason) = result {
-            MessageRejected {
-                reason,
-                partition: msg.partition(),
-                offset: msg.offset(),
-                counts: &mut self.summary.rejected,
-            }
-            .emit();
-            self.dead_letter(msg, payload, reason);
-        }
-        Ok(())
-    }
-
-    fn on_consume_error(&mut self, e: KafkaError) {
-        match e.rdkafka_error_code() {
-            // Also reported per partition as `KafkaError::PartitionEOF`;
-            // authentication and certificate failures come through the
-            // client's error callback, which stops the service.
-            Some(
-                RDKafkaErrorCode::PartitionEOF
-                | RDKafkaErrorCode::Authentication
-                | RDKafkaErrorCode::SaslAuthenticationFailed,
-            ) => {}
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve) => {
-                self.shared.broker_down("consumer", &e.to_string())
-            }
-            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::SSL) => {
-                self.shared.connection_failed("consumer", &e.to_string())
-            }
-            _ => ConsumeFailed { error: &e }.emit(),
-        }
-    }
-
-    /// Periodic work; returns true when the service should exit.
-    fn tick(
-        &mut self,
-        consumer: &BaseConsumer<Context>,
-        opts: RunOptions,
-    ) -> Result<bool, ServiceError> {
-        health().beat();
-        self.report_readiness();
-        self.publish();
-        if self.assignment == Assignment::None {
-            return Ok(false);
-        }
-        let now = Instant::now();
-        if std::mem::take(&mut self.active) {
-            self.last_message = now;
-        }
-        self.check_idle(now);
-        let caught_up = self.caught_up();
-        if caught_up {
-            self.windower.release_held(&mut self.records);
-        }
-        self.produce_records()?;
-        if opts.exit_when_idle && caught_up && self.last_message.elapsed() >= EXIT_QUIET {
-            self.drain_and_commit(consumer)?;
-            InputDrained.emit();
-            return Ok(true);
-        }
-        if self.last_commit.elapsed()
-            >= Duration::from_secs(self.kafka.service.commit_interval_seconds)
-        {
-            self.checkpoint_and_commit(consumer, CommitMode::Async)?;
-        }
-        Ok(false)
-    }
-
-    /// A checkpoint round (if one can be taken now), then the commit: once
-    /// the producer has flushed it, the offsets move up to what it covers.
-    fn checkpoint_and_commit(
-        &mut self,
-        consumer: &BaseConsumer<Context>,
-        mode: CommitMode,
-    ) -> Result<bool, ServiceError> {
-        let covered = self.write_checkpoint(consumer)?;
-        self.commit(consumer, mode, None, covered)
-    }
-
-    /// `--exit-when-idle` at the end of the input: commit as if stopping
-    /// (open windows stay replayable), then emit everything.
-    fn drain_and_commit(&mut self, consumer: &BaseConsumer<Context>) -> Result<(), ServiceError> {
-        if let Some(covered) = self.write_checkpoint(consumer)? {
-            // The held windows are in the state topic: commit up to them,
-            // then emit everything (a later run restores and continues).
-            if self.commit(consumer, CommitMode::Sync, None, Some(covered))? {
-                self.windower.finish(&mut self.records);
-                self.produce_records()?;
-                if self.flush_output() {
-                    return Ok(());
-                }
-            }
-            return Err(ServiceError::Fatal(
-                "input drained, but the output was not acknowledged in time; a rerun resumes"
-                    .into(),
-            ));
-        }
-        let safe = self.safe_offsets();
-        self.windower.finish(&mut self.records);
-        self.produce_records()?;
-        if !self.commit(consumer, CommitMode::Sync, Some(safe), None)? {
-            return Err(ServiceError::Fatal(
-                "input drained, but the output was not acknowledged in time; \
-                 nothing committed, a rerun resumes"
-                    .into(),
-            ));
-        }
-        Ok(())
+/// Fails if a client reported an error that retrying does not heal.
+pub(super) fn check_fatal(shared: &Shared) -> Result<(), ServiceError> {
+    match shared.fatal.lock().expect("not poisoned").clone() {
+        None => Ok(()),
+        Some(FatalError::Authentication(m)) => Err(ServiceError::Authentication(m)),
+        Some(FatalError::Tls(m)) => Err(ServiceError::Tls(m)),
+        Some(FatalError::Other(m)) => Err(ServiceError::Fatal(m)),
     }
 }

@@ -32,6 +32,7 @@ fn add(w: &mut Window, from: u64, to: u64) {
 fn round(w: &mut Window, kind: CounterKind, round: u64, snap: &mut Snapshot) -> usize {
     let mut out = Records::new();
     checkpoint_window(
+        0,
         WindowSize::Days(1),
         w,
         kind,
@@ -53,27 +54,29 @@ fn round(w: &mut Window, kind: CounterKind, round: u64, snap: &mut Snapshot) -> 
 #[test]
 fn keys_and_headers_round_trip() {
     let size = WindowSize::Hours(1);
+    let id = WindowId {
+        shard: 3,
+        size,
+        start: 42,
+    };
+    assert_eq!(parse_key(&header_key(id)), Some(Key::Header(id)));
     assert_eq!(
-        parse_key(&header_key(size, 42)),
-        Some(Key::Header { size, start: 42 })
-    );
-    assert_eq!(
-        parse_key(&chunk_key(size, 42, 7, 3)),
+        parse_key(&chunk_key(id, 7, 3)),
         Some(Key::Chunk {
-            size,
-            start: 42,
+            id,
             generation: 7,
             index: 3
         })
     );
     for bad in [
         "",
-        "w",
-        "w/1h",
-        "x/1h/42",
-        "w/5h/42",
-        "w/1h/42/7",
-        "w/1h/42/7/3/9",
+        "0/w",
+        "0/w/1h",
+        "w/1h/42",
+        "0/x/1h/42",
+        "0/w/5h/42",
+        "0/w/1h/42/7",
+        "0/w/1h/42/7/3/9",
     ] {
         assert_eq!(parse_key(bad), None, "{bad}");
     }
@@ -152,7 +155,7 @@ fn a_generation_full_of_chunks_is_rewritten_and_the_old_one_deleted() {
     let chunk_keys = snap
         .values
         .keys()
-        .filter(|k| k.matches('/').count() == 4)
+        .filter(|k| k.matches('/').count() == 5)
         .count();
     assert_eq!(chunk_keys as u32, saved.chunks);
     let mut back = windows.into_iter().next().unwrap();
@@ -196,10 +199,18 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
         // the header (and before any tombstone after it).
         add(&mut w, 3_000, 9_000);
         let mut out = Records::new();
-        checkpoint_window(WindowSize::Days(1), &mut w, kind, 2, &[(0, 200)], &mut out);
+        checkpoint_window(
+            0,
+            WindowSize::Days(1),
+            &mut w,
+            kind,
+            2,
+            &[(0, 200)],
+            &mut out,
+        );
         let header_at = out
             .iter()
-            .position(|(k, _)| parse_key(k).is_some_and(|k| matches!(k, Key::Header { .. })))
+            .position(|(k, _)| parse_key(k).is_some_and(|k| matches!(k, Key::Header(_))))
             .unwrap();
         for (k, v) in out.into_iter().take(header_at) {
             snap.apply(k, v);
@@ -225,9 +236,23 @@ fn a_freed_window_leaves_nothing_behind() {
     add(&mut w, 0, 100_000);
     round(&mut w, kind, 1, &mut snap);
     let mut out = Records::new();
-    forget_window(WindowSize::Days(1), w.start, w.saved.unwrap(), &mut out);
+    let id = WindowId {
+        shard: 0,
+        size: WindowSize::Days(1),
+        start: w.start,
+    };
+    forget_window(id, w.saved.unwrap(), &mut out);
     for (k, v) in out {
         snap.apply(k, v);
     }
     assert!(snap.values.is_empty(), "{:?}", snap.values.keys());
+}
+
+#[test]
+fn checkpoints_without_shards_are_refused_not_ignored() {
+    let mut snap = Snapshot::default();
+    snap.apply("w/1m/60".to_string(), Some(vec![1, 2, 3]));
+    let err = snap.windows(CounterKind::Exact).unwrap_err();
+    assert!(matches!(err, StateError::Unsharded { .. }), "{err}");
+    assert!(err.to_string().contains("KAFKA_SERVICE_STATE_TOPIC"));
 }

@@ -1,0 +1,181 @@
+//! The partials topic's records: what the counters tell the summer.
+//!
+//! One compacted partition, so every record is read in the order it was
+//! written and the latest value of each key survives:
+//!
+//! ```text
+//! key                        value (JSON)
+//! p/<size>/<start>/<shard>   one shard's count of one window:
+//!                            {"end_ts","unique_users","events"}
+//! s/<shard>                  the shard's progress, written after the
+//!                            partials it covers: {"watermark","idle",
+//!                            "sources":[[partition, position],...],
+//!                            "drained"}
+//! e/<size>/<start>           what the summer emitted for the window:
+//!                            {"end_ts","revision","unique_users","events",
+//!                            "sent"}
+//! ```
+//!
+//! A window's total is complete once every shard's watermark passed its end
+//! (a shard writes a window's partial when it closes it, before the status
+//! that says so). While the whole input is idle, a provisional total is
+//! consistent only if every shard read the same markers: `sources` lists
+//! the position each input partition's latest marker gave the shard.
+//! `drained` is the token of the `--exit-when-idle` run whose counter wrote
+//! the status after emitting everything.
+
+use crate::window::size::WindowSize;
+use serde::{Deserialize, Serialize};
+
+/// What a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Part {
+        size: WindowSize,
+        start: u64,
+        shard: i32,
+    },
+    Status {
+        shard: i32,
+    },
+    Emitted {
+        size: WindowSize,
+        start: u64,
+    },
+}
+
+impl Key {
+    pub fn parse(key: &str) -> Option<Key> {
+        let mut parts = key.split('/');
+        let kind = parts.next()?;
+        let key = match kind {
+            "s" => Key::Status {
+                shard: parts.next()?.parse().ok()?,
+            },
+            "p" => Key::Part {
+                size: parts.next()?.parse().ok()?,
+                start: parts.next()?.parse().ok()?,
+                shard: parts.next()?.parse().ok()?,
+            },
+            "e" => Key::Emitted {
+                size: parts.next()?.parse().ok()?,
+                start: parts.next()?.parse().ok()?,
+            },
+            _ => return None,
+        };
+        parts.next().is_none().then_some(key)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Part { size, start, shard } => write!(f, "p/{size}/{start}/{shard}"),
+            Key::Status { shard } => write!(f, "s/{shard}"),
+            Key::Emitted { size, start } => write!(f, "e/{size}/{start}"),
+        }
+    }
+}
+
+/// One shard's count of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub end_ts: u64,
+    pub unique_users: u64,
+    pub events: u64,
+}
+
+/// A shard's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Every window ending at or before this has its partial written.
+    pub watermark: Option<u64>,
+    /// Every input partition is idle and every open window was written.
+    pub idle: bool,
+    /// `[input partition, position of its latest marker]`, by partition.
+    pub sources: Vec<(i32, i64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<String>,
+}
+
+/// What the summer emitted for a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emitted {
+    pub end_ts: u64,
+    pub revision: u32,
+    pub unique_users: u64,
+    pub events: u64,
+    /// The output record was acknowledged (written as `false` before the
+    /// record is sent, `true` after: a summer taking over after a crash
+    /// between the two sends the next revision).
+    pub sent: bool,
+}
+
+/// JSON of a value (none of them can fail to serialize).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("plain data serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let size: WindowSize = "1h".parse().unwrap();
+        for key in [
+            Key::Part {
+                size,
+                start: 1_767_225_600,
+                shard: 3,
+            },
+            Key::Status { shard: 11 },
+            Key::Emitted { size, start: 60 },
+        ] {
+            assert_eq!(Key::parse(&key.to_string()), Some(key));
+        }
+        assert_eq!(
+            Key::parse("p/1h/60/3"),
+            Some(Key::Part {
+                size,
+                start: 60,
+                shard: 3
+            })
+        );
+        for bad in [
+            "",
+            "p/1h/60",
+            "p/1h/60/3/4",
+            "x/1",
+            "s/",
+            "e/1q/5",
+            "0/w/1m/60",
+        ] {
+            assert_eq!(Key::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let s = Status {
+            watermark: Some(5),
+            idle: true,
+            sources: vec![(0, 10), (1, 0)],
+            drained: None,
+        };
+        let json = encode(&s);
+        assert_eq!(
+            String::from_utf8_lossy(&json),
+            r#"{"watermark":5,"idle":true,"sources":[[0,10],[1,0]]}"#
+        );
+        assert_eq!(serde_json::from_slice::<Status>(&json).unwrap(), s);
+        let e = Emitted {
+            end_ts: 9,
+            revision: 2,
+            unique_users: 3,
+            events: 4,
+            sent: false,
+        };
+        assert_eq!(serde_json::from_slice::<Emitted>(&encode(&e)).unwrap(), e);
+    }
+}

@@ -1,0 +1,694 @@
+//! Stage 1, split: reads the input partitions this instance holds, decodes,
+//! judges time (the bit-flip guard, per partition, as `count` does) and
+//! sends every event to the shard of its user ([`crate::hash::shard_of`]),
+//! in batches ([`crate::kafka::shard`]).
+//!
+//! Exactly once: each input partition has its own transactional producer.
+//! A transaction carries the partition's batches since the last one, a
+//! marker to every shard (position, stream time, idle) and the input offset,
+//! with the stream time as commit metadata. It commits every
+//! [`TXN_INTERVAL`] while events flow, and when the partition's idleness
+//! changes. Shard readers read committed records only, so after a crash, a
+//! rebalance or an aborted transaction the input is read again from the
+//! committed offset and no event reaches a shard twice. A transaction is not
+//! committed while the guard holds events (their offsets are read, but they
+//! are in no batch yet); a guard that holds them for [`SETTLE_AFTER`]
+//! decides.
+
+use super::dead_letter::{dead_letter, send};
+use super::{check_fatal, clients, Ctx, Stage, EXIT_QUIET, TICK};
+use crate::decode::Decoder;
+use crate::hash::{shard_of, uid_hash};
+use crate::health::health;
+use crate::internal_events::{
+    ConsumeFailed, InternalEvent, MessageRejected, PartitionsAssigned, ShutdownRequested,
+    TransactionAborted,
+};
+use crate::kafka::context::{Context, Shared};
+use crate::kafka::shard::{BatchWriter, Marker};
+use crate::kafka::{offsets, ServiceError};
+use crate::metrics::InputPublisher;
+use crate::reject::{Reject, RejectCounts};
+use crate::window::guard::{Guard, Released, Verdict};
+use crate::window::{WindowConfig, Windower};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A shard's batch is sent once it holds this many bytes.
+const BATCH_BYTES: usize = 256 << 10;
+/// How often a partition's transaction commits while events flow: the
+/// latency the stage adds, against a commit's round trips.
+const TXN_INTERVAL: Duration = Duration::from_millis(500);
+/// A guard holding events for this long decides them (a transaction cannot
+/// commit meanwhile).
+const SETTLE_AFTER: Duration = Duration::from_secs(5);
+/// How long a transactional call may take before it is retried or aborted.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an abort may take (its records are purged, not sent).
+const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the splitter did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SplitStats {
+    pub messages: u64,
+    pub bytes: u64,
+    pub rejected: RejectCounts,
+    /// Events the time guards refused.
+    pub ts_out_of_range: u64,
+    pub dlq_produced: u64,
+}
+
+/// One input partition held by this instance.
+struct Part {
+    id: i32,
+    producer: BaseProducer<Context>,
+    guard: Guard,
+    /// Per shard, the batch being built.
+    writers: Vec<BatchWriter>,
+    /// Next offset to read: after the last message handled.
+    next_offset: Option<i64>,
+    /// The last committed offset and stream time (what an abort rewinds to).
+    committed: Option<i64>,
+    committed_st: Option<u64>,
+    /// A transaction is open, since then.
+    open: Option<Instant>,
+    last_commit: Instant,
+    /// Messages handled since the last commit.
+    dirty: bool,
+    /// A message arrived since the last tick (the clock is read per tick).
+    active: bool,
+    last_event: Instant,
+    idle: bool,
+    /// What the markers of the last commit said.
+    sent: Option<Marker>,
+    eof: bool,
+}
+
+struct Splitter<'a> {
+    ctx: &'a Ctx<'a>,
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<Context>>,
+    /// Dead-letter copies (not transactional: a copy may repeat on replay).
+    dlq: Option<(String, BaseProducer<Context>)>,
+    /// By input partition id.
+    parts: Vec<Option<Part>>,
+    decoder: Decoder,
+    released: Released,
+    window_cfg: WindowConfig,
+    max_ts: u64,
+    stats: SplitStats,
+    last_message: Instant,
+    metrics: Option<InputPublisher>,
+    drained: bool,
+}
+
+pub(super) fn run(ctx: &Ctx<'_>) -> Result<SplitStats, ServiceError> {
+    let mut s = Splitter::new(ctx)?;
+    let result = s.run();
+    s.publish();
+    result.map(|()| s.stats)
+}
+
+impl<'a> Splitter<'a> {
+    fn new(ctx: &'a Ctx<'a>) -> Result<Self, ServiceError> {
+        let shared = Arc::new(Shared::new(ctx.kafka.env.service_dlq_topic.clone()));
+        let consumer = Arc::new(clients::stage_consumer(
+            ctx.kafka,
+            Stage::Split,
+            shared.clone(),
+        )?);
+        consumer.subscribe(&[ctx.topology.input.as_str()])?;
+        let dlq = match &ctx.kafka.env.service_dlq_topic {
+            Some(topic) => Some((topic.clone(), clients::producer(ctx.kafka, shared.clone())?)),
+            None => None,
+        };
+        // Only for its bound on event times (the same for every stage).
+        let window_cfg = ctx.core.window_config();
+        let max_ts = Windower::new(window_cfg.clone(), ctx.kind)
+            .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?
+            .max_event_ts();
+        Ok(Splitter {
+            ctx,
+            shared,
+            consumer,
+            dlq,
+            parts: Vec::new(),
+            decoder: Decoder::new(),
+            released: Released::default(),
+            window_cfg,
+            max_ts,
+            stats: SplitStats::default(),
+            last_message: Instant::now(),
+            metrics: InputPublisher::if_enabled(),
+            drained: false,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), ServiceError> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut last_tick = Instant::now();
+        let mut polls: u32 = 0;
+        loop {
+            if self.ctx.stopping() {
+                if self.ctx.shutdown_requested() {
+                    ShutdownRequested.emit();
+                }
+                self.ctx
+                    .set_ready(Stage::Split, Err("shutting down".into()));
+                self.commit_all(true)?;
+                return Ok(());
+            }
+            if self.drained {
+                // Everything is in the shards; the other stages finish.
+                std::thread::sleep(TICK);
+                health().beat_stage(Stage::Split as usize);
+                continue;
+            }
+            let polled = match consumer.poll(Duration::ZERO) {
+                Some(m) => Some(m),
+                None => {
+                    if let Some(m) = &mut self.metrics {
+                        m.batch_end();
+                    }
+                    consumer.poll(TICK)
+                }
+            };
+            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
+                self.on_rebalance()?;
+            }
+            let mut was_message = false;
+            match polled {
+                None => {}
+                Some(Ok(msg)) => {
+                    self.on_message(&msg)?;
+                    was_message = true;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(Some(part)) = self.parts.get_mut(p as usize) {
+                        part.eof = true;
+                    }
+                    self.shared.broker_up();
+                }
+                Some(Err(e)) => on_consume_error(&self.shared, e),
+            }
+            polls = polls.wrapping_add(1);
+            if (!was_message || polls % 64 == 0) && last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick()?;
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        let Some(Some(part)) = self.parts.get_mut(msg.partition() as usize) else {
+            // Not (or no longer) ours: read again by its owner.
+            return Ok(());
+        };
+        if let Some(m) = &mut self.metrics {
+            if m.batch_message() {
+                m.batch_end();
+            }
+        }
+        part.next_offset = Some(msg.offset() + 1);
+        part.active = true;
+        part.dirty = true;
+        part.eof = false;
+        part.idle = false;
+        let payload = msg.payload().unwrap_or(&[]);
+        self.stats.messages += 1;
+        self.stats.bytes += payload.len() as u64;
+        let result = if payload.len() > self.ctx.core.max_message_bytes {
+            Err(Reject::TooLarge)
+        } else {
+            self.decoder.decode(payload).map(|e| (e.ts, e.uid))
+        };
+        match result {
+            Ok((ts, uid)) => {
+                if ts > self.max_ts {
+                    self.stats.ts_out_of_range += 1;
+                    return Ok(());
+                }
+                let hash = uid_hash(uid);
+                match part.guard.check(ts, uid, hash, msg.offset()) {
+                    Verdict::Accept => {
+                        let shards = part.writers.len() as u32;
+                        part.writers[shard_of(hash, shards) as usize].push(ts, uid);
+                    }
+                    Verdict::Held => {}
+                    Verdict::Reject => self.stats.ts_out_of_range += 1,
+                }
+                if part.guard.has_decisions() {
+                    settle(part, &mut self.released, &mut self.stats);
+                }
+                let part_id = part.id;
+                self.send_full_batches(part_id)?;
+            }
+            Err(reason) => {
+                MessageRejected {
+                    reason,
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    counts: &mut self.stats.rejected,
+                }
+                .emit();
+                if let Some((topic, producer)) = &self.dlq {
+                    dead_letter(producer, topic, msg, payload, reason, &mut self.stats);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the batches of partition `id` that reached [`BATCH_BYTES`].
+    fn send_full_batches(&mut self, id: i32) -> Result<(), ServiceError> {
+        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
+            return Ok(());
+        };
+        if part.writers.iter().all(|w| w.len() < BATCH_BYTES) {
+            return Ok(());
+        }
+        let marker = marker(part);
+        for shard in 0..part.writers.len() {
+            if part.writers[shard].len() >= BATCH_BYTES {
+                if let Err(e) = send_batch(self.ctx, part, shard, marker) {
+                    // The transaction cannot go on: abort it, read again.
+                    TransactionAborted {
+                        partition: id,
+                        error: &e,
+                        fenced: false,
+                    }
+                    .emit();
+                    abort(&part.producer);
+                    return self.rewind(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Periodic work: health, idleness, transactions, the end of a drain.
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        health().beat_stage(Stage::Split as usize);
+        check_fatal(&self.shared)?;
+        self.ctx.set_ready(
+            Stage::Split,
+            if self.shared.is_broker_down() {
+                Err("broker unreachable".to_string())
+            } else {
+                Ok(())
+            },
+        );
+        if let Some((_, p)) = &self.dlq {
+            p.poll(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let idle_after = Duration::from_secs(self.ctx.kafka.service.idle_partition_seconds);
+        let mut any_active = false;
+        for part in self.parts.iter_mut().flatten() {
+            part.producer.poll(Duration::ZERO);
+            if std::mem::take(&mut part.active) {
+                part.last_event = now;
+                any_active = true;
+            }
+            if !part.idle && part.last_event.elapsed() >= idle_after {
+                // Quiet for long enough: what the guard holds is decided
+                // (as at the end of the input), and the shards stop waiting
+                // for this partition.
+                part.guard.settle();
+                settle(part, &mut self.released, &mut self.stats);
+                part.idle = true;
+            }
+        }
+        if any_active {
+            self.last_message = now;
+        }
+        self.commit_all(false)?;
+        self.publish();
+        if self.ctx.opts.exit_when_idle && self.input_read() {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    /// Every input partition is ours, read to its end, and quiet.
+    fn input_read(&self) -> bool {
+        let held: Vec<&Part> = self.parts.iter().flatten().collect();
+        held.len() == self.ctx.topology.input_partitions
+            && held.iter().all(|p| p.eof)
+            && self.last_message.elapsed() >= EXIT_QUIET
+    }
+
+    /// `--exit-when-idle`: settles every guard and commits a last
+    /// transaction per partition whose markers say it is drained.
+    fn drain(&mut self) -> Result<(), ServiceError> {
+        for part in self.parts.iter_mut().flatten() {
+            part.guard.settle();
+            settle(part, &mut self.released, &mut self.stats);
+            part.idle = true;
+        }
+        let ids: Vec<i32> = self.parts.iter().flatten().map(|p| p.id).collect();
+        for id in ids {
+            if !self.commit(id, true)? {
+                return Err(ServiceError::Fatal(
+                    "input drained, but its last transaction did not commit; a rerun resumes"
+                        .into(),
+                ));
+            }
+        }
+        self.drained = true;
+        self.ctx.split_drained.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Commits the transaction of every partition that is due (`force`:
+    /// every one that can, as when stopping).
+    fn commit_all(&mut self, force: bool) -> Result<(), ServiceError> {
+        let due: Vec<i32> = self
+            .parts
+            .iter_mut()
+            .flatten()
+            .filter_map(|part| {
+                if part.guard.held() > 0 {
+                    if force {
+                        return None; // replayed by the next owner
+                    }
+                    if part.open.is_some_and(|t| t.elapsed() >= SETTLE_AFTER) {
+                        part.guard.settle();
+                    } else {
+                        return None;
+                    }
+                }
+                // Stream times travel with the next transaction; a change of
+                // idleness is news for the shards at once.
+                let idle_changed = part.sent.is_none_or(|s| s.idle != part.idle);
+                let due = force
+                    || (part.dirty && part.last_commit.elapsed() >= TXN_INTERVAL)
+                    || idle_changed;
+                due.then_some(part.id)
+            })
+            .collect();
+        for &id in &due {
+            if let Some(Some(part)) = self.parts.get_mut(id as usize) {
+                settle(part, &mut self.released, &mut self.stats);
+            }
+            self.commit(id, false)?;
+        }
+        if force {
+            // Stopping: what could not commit is read again by the next
+            // owner; abort it now rather than leave readers waiting.
+            for part in self.parts.iter_mut().flatten() {
+                if part.open.is_some() && !due.contains(&part.id) {
+                    abort(&part.producer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends partition `id`'s batches and markers and commits its
+    /// transaction with the input offset. Returns whether it committed (an
+    /// aborted one rewinds the partition; a fenced one drops it).
+    fn commit(&mut self, id: i32, drained: bool) -> Result<bool, ServiceError> {
+        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
+            return Ok(false);
+        };
+        let mut m = marker(part);
+        m.drained = drained;
+        let result = (|| -> Result<(), KafkaError> {
+            for shard in 0..part.writers.len() {
+                send_batch(self.ctx, part, shard, m)?;
+            }
+            if let Some(next) = part.next_offset {
+                let mut tpl = TopicPartitionList::new();
+                let mut elem = tpl.add_partition(&self.ctx.topology.input, id);
+                let _ = elem.set_offset(Offset::Offset(next));
+                elem.set_metadata(offsets::encode(part.guard.stream_time()));
+                let group = self
+                    .consumer
+                    .group_metadata()
+                    .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
+                part.producer
+                    .send_offsets_to_transaction(&tpl, &group, TXN_CALL_TIMEOUT)?;
+            }
+            commit_with_retry(&part.producer, self.ctx)
+        })();
+        match result {
+            Ok(()) => {
+                part.open = None;
+                part.dirty = false;
+                part.last_commit = Instant::now();
+                part.sent = Some(m);
+                part.committed = part.next_offset.or(part.committed);
+                part.committed_st = part.guard.stream_time();
+                Ok(true)
+            }
+            Err(e) => {
+                let fenced = txn_error(&e).is_some_and(|t| t.is_fatal());
+                TransactionAborted {
+                    partition: id,
+                    error: &e,
+                    fenced,
+                }
+                .emit();
+                if fenced {
+                    // Another instance owns the partition now.
+                    self.parts[id as usize] = None;
+                } else {
+                    abort(&part.producer);
+                    self.rewind(id)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// After an abort: back to the last committed offset and stream time.
+    fn rewind(&mut self, id: i32) -> Result<(), ServiceError> {
+        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
+            return Ok(());
+        };
+        part.open = None;
+        part.dirty = false;
+        part.guard = Guard::new(&self.window_cfg);
+        if let Some(st) = part.committed_st {
+            part.guard.restore(st);
+        }
+        for w in &mut part.writers {
+            let _ = w.take(Marker::default());
+        }
+        let offset = part.committed.map_or(Offset::Beginning, Offset::Offset);
+        part.next_offset = part.committed;
+        // Asynchronous: the partition may be on its way to another owner
+        // (then the seek is moot, and must not wait).
+        if let Err(e) = self
+            .consumer
+            .seek(&self.ctx.topology.input, id, offset, Duration::ZERO)
+        {
+            ConsumeFailed { error: &e }.emit();
+        }
+        Ok(())
+    }
+
+    /// Takes the new assignment: a transactional producer per new partition
+    /// (fencing its previous owner), its guard restored from the commit
+    /// metadata; revoked partitions' open transactions are aborted.
+    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
+        let topic = self.ctx.topology.input.clone();
+        let assignment = self.consumer.assignment()?;
+        let mut ids: Vec<i32> = assignment
+            .elements_for_topic(&topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        ids.sort_unstable();
+        for slot in self.parts.iter_mut() {
+            if let Some(part) = slot {
+                if !ids.contains(&part.id) {
+                    if part.open.is_some() {
+                        abort(&part.producer);
+                    }
+                    *slot = None;
+                }
+            }
+        }
+        let new: Vec<i32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !matches!(self.parts.get(id as usize), Some(Some(_))))
+            .collect();
+        if !new.is_empty() {
+            let mut producers = Vec::with_capacity(new.len());
+            for &id in &new {
+                let producer =
+                    clients::transactional_producer(self.ctx.kafka, self.shared.clone(), id)?;
+                producer.init_transactions(TXN_CALL_TIMEOUT)?;
+                producers.push(producer);
+            }
+            let mut tpl = TopicPartitionList::new();
+            for &id in &new {
+                tpl.add_partition(&topic, id);
+            }
+            let committed = self.consumer.committed_offsets(tpl, TXN_CALL_TIMEOUT)?;
+            let shards = self.ctx.topology.shard_count;
+            for (&id, producer) in new.iter().zip(producers) {
+                let elem = committed.find_partition(&topic, id);
+                let offset = elem.as_ref().and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+                let st = elem.as_ref().and_then(|e| offsets::decode(e.metadata()));
+                let mut guard = Guard::new(&self.window_cfg);
+                if let Some(st) = st {
+                    guard.restore(st);
+                }
+                let now = Instant::now();
+                let part = Part {
+                    id,
+                    producer,
+                    guard,
+                    writers: (0..shards).map(|_| BatchWriter::new(id)).collect(),
+                    next_offset: None,
+                    committed: offset,
+                    committed_st: st,
+                    open: None,
+                    last_commit: now,
+                    dirty: false,
+                    active: false,
+                    last_event: now,
+                    idle: false,
+                    sent: None,
+                    eof: false,
+                };
+                let slot = id as usize;
+                if self.parts.len() <= slot {
+                    self.parts.resize_with(slot + 1, || None);
+                }
+                self.parts[slot] = Some(part);
+            }
+        }
+        PartitionsAssigned {
+            topic: &topic,
+            partitions: &ids,
+            total: self.ctx.topology.input_partitions,
+            input: true,
+        }
+        .emit();
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.batch_end();
+            m.publish(&crate::metrics::Totals {
+                messages: self.stats.messages,
+                bytes: self.stats.bytes,
+                rejected: &self.stats.rejected,
+                ts_out_of_range: self.stats.ts_out_of_range,
+            });
+        }
+    }
+}
+
+/// The marker a partition's batches carry now.
+fn marker(part: &Part) -> Marker {
+    Marker {
+        position: part.next_offset.or(part.committed).unwrap_or(0),
+        stream_time: part.guard.stream_time(),
+        idle: part.idle,
+        drained: false,
+    }
+}
+
+/// Moves a guard's decisions into the batches.
+#[cold]
+fn settle(part: &mut Part, released: &mut Released, stats: &mut SplitStats) {
+    stats.ts_out_of_range += part.guard.take_rejected();
+    if !part.guard.has_released() {
+        return;
+    }
+    part.guard.swap_released(released);
+    let shards = part.writers.len() as u32;
+    for (ts, uid, hash, _) in released.iter() {
+        part.writers[shard_of(hash, shards) as usize].push(ts, uid);
+    }
+    released.clear();
+}
+
+/// Sends shard `shard`'s batch of `part` (possibly a marker alone) in the
+/// partition's transaction, beginning one if none is open.
+fn send_batch(ctx: &Ctx<'_>, part: &mut Part, shard: usize, m: Marker) -> Result<(), KafkaError> {
+    if part.open.is_none() {
+        part.producer.begin_transaction()?;
+        part.open = Some(Instant::now());
+    }
+    let record = part.writers[shard].take(m);
+    send(
+        &part.producer,
+        BaseRecord::<(), [u8]>::to(&ctx.topology.shards)
+            .partition(shard as i32)
+            .payload(&record),
+    )
+}
+
+/// Aborts the open transaction. Its queued and in-flight records are purged
+/// first, and their delivery reports served: librdkafka's abort waits for
+/// them, and nothing else polls this producer meanwhile.
+fn abort(producer: &BaseProducer<Context>) {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let deadline = Instant::now() + ABORT_TIMEOUT;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(10));
+    }
+    // Fails when fenced or when nothing is open: either way nothing of it
+    // becomes readable.
+    let _ = producer.abort_transaction(ABORT_TIMEOUT);
+}
+
+/// Commits the open transaction, retrying what librdkafka says is
+/// retriable (a broker briefly away) until the service stops.
+fn commit_with_retry(producer: &BaseProducer<Context>, ctx: &Ctx<'_>) -> Result<(), KafkaError> {
+    loop {
+        match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(e) if txn_error(&e).is_some_and(|t| t.is_retriable()) && !ctx.stopping() => {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn txn_error(e: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
+    match e {
+        KafkaError::Transaction(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// A consume error: outages go to the shared broker state, others are
+/// logged (rate-limited).
+pub(super) fn on_consume_error(shared: &Shared, e: KafkaError) {
+    match e.rdkafka_error_code() {
+        // Also reported per partition as `KafkaError::PartitionEOF`;
+        // authentication and certificate failures come through the
+        // client's error callback, which stops the service.
+        Some(
+            RDKafkaErrorCode::PartitionEOF
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => {}
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve) => {
+            shared.broker_down("consumer", &e.to_string())
+        }
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::SSL) => {
+            shared.connection_failed("consumer", &e.to_string())
+        }
+        _ => ConsumeFailed { error: &e }.emit(),
+    }
+}

@@ -1,0 +1,471 @@
+//! Stage 3, sum: the instance holding the partials topic (one partition)
+//! reads it whole, then follows it, and writes one record per window to the
+//! output topic: the sum of the shards' counts (shards see disjoint users,
+//! so the sum is the distinct count), once every shard's watermark passed
+//! the window's end, and a new revision whenever a shard corrects it.
+//!
+//! While the whole input is idle a window is emitted early (provisional,
+//! as `count` does) if every shard read the same markers, so the shards'
+//! counts are of the same events. What was emitted goes to the partials
+//! topic too (`e/` keys), before the record (`sent: false`) and after it
+//! (`sent: true`): a summer that takes over continues the revisions, and
+//! re-sends what may not have gone out.
+
+use super::dead_letter::send;
+use super::split::on_consume_error;
+use super::{check_fatal, clients, Ctx, Stage, TICK};
+use crate::health::health;
+use crate::internal_events::{
+    InputDrained, InternalEvent, OutputNotAcknowledged, OutputPaused, OutputResumed,
+    PartitionsAssigned, ProducedTo, RecordProduced,
+};
+use crate::kafka::context::{Context, Shared};
+use crate::kafka::partials::{self, Emitted, Key, Part, Status};
+use crate::kafka::ServiceError;
+use crate::metrics::OutputPublisher;
+use crate::record::WindowRecord;
+use crate::window::size::WindowSize;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the summer did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SumStats {
+    pub records_produced: u64,
+    pub windows_emitted: u64,
+    pub corrections_emitted: u64,
+}
+
+/// A window as the summer sees it.
+#[derive(Debug, Default)]
+struct SumWindow {
+    end: u64,
+    /// By shard.
+    parts: BTreeMap<i32, Part>,
+    emitted: Option<Emitted>,
+}
+
+impl SumWindow {
+    fn total(&self) -> (u64, u64) {
+        self.parts
+            .values()
+            .fold((0, 0), |(u, e), p| (u + p.unique_users, e + p.events))
+    }
+}
+
+/// What the shards' statuses allow.
+#[derive(Debug, Clone, Copy)]
+struct Completion {
+    /// Windows ending by this are complete in every shard.
+    watermark: Option<u64>,
+    /// The input is idle and every shard counted the same events.
+    idle: bool,
+    /// Every shard emitted everything for this process's drain.
+    drained: bool,
+}
+
+struct Summer<'a> {
+    ctx: &'a Ctx<'a>,
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<Context>>,
+    producer: BaseProducer<Context>,
+    /// The partials partition is ours.
+    held: bool,
+    /// Read up to where it ended when it was assigned, or to its end.
+    caught_up: bool,
+    /// The partition's end when it was assigned.
+    end_at_assignment: i64,
+    /// Something changed since the last evaluation.
+    dirty: bool,
+    sizes: Vec<WindowSize>,
+    /// By (index into `sizes`, start).
+    windows: BTreeMap<(usize, u64), SumWindow>,
+    statuses: Vec<Option<Status>>,
+    /// Windows that ended this long before the shards' watermark, minus
+    /// retention, were freed: a stray partial for one is ignored.
+    freed_below: u64,
+    buf: Vec<u8>,
+    /// Some shard has not reported since the partials were read.
+    paused: bool,
+    stats: SumStats,
+    metrics: Option<OutputPublisher>,
+}
+
+pub(super) fn run(ctx: &Ctx<'_>) -> Result<SumStats, ServiceError> {
+    let mut s = Summer::new(ctx)?;
+    let result = s.run();
+    result.map(|()| s.stats)
+}
+
+impl<'a> Summer<'a> {
+    fn new(ctx: &'a Ctx<'a>) -> Result<Self, ServiceError> {
+        let shared = Arc::new(Shared::with_output(
+            None,
+            &ctx.kafka.env.service_output_topic,
+        ));
+        let consumer = Arc::new(clients::stage_consumer(
+            ctx.kafka,
+            Stage::Sum,
+            shared.clone(),
+        )?);
+        consumer.subscribe(&[ctx.topology.partials.as_str()])?;
+        let producer = clients::producer(ctx.kafka, shared.clone())?;
+        Ok(Summer {
+            ctx,
+            shared,
+            consumer,
+            producer,
+            held: false,
+            caught_up: false,
+            end_at_assignment: 0,
+            dirty: false,
+            sizes: ctx.core.window_config().sizes,
+            windows: BTreeMap::new(),
+            statuses: vec![None; ctx.topology.shard_count],
+            freed_below: 0,
+            buf: Vec::with_capacity(256),
+            paused: false,
+            stats: SumStats::default(),
+            metrics: OutputPublisher::if_enabled(),
+        })
+    }
+
+    fn run(&mut self) -> Result<(), ServiceError> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut last_tick = Instant::now();
+        loop {
+            if self.ctx.stopping() {
+                self.ctx.set_ready(Stage::Sum, Err("shutting down".into()));
+                if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+                    OutputNotAcknowledged { error: &e }.emit();
+                }
+                return Ok(());
+            }
+            let polled = consumer.poll(TICK);
+            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
+                self.on_rebalance()?;
+            }
+            match polled {
+                None => {}
+                Some(Ok(msg)) => self.on_message(&msg),
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.shared.broker_up();
+                    if self.held && !self.caught_up {
+                        self.caught_up = true;
+                        self.dirty = true;
+                    }
+                }
+                Some(Err(e)) => on_consume_error(&self.shared, e),
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick()?;
+            }
+        }
+    }
+
+    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
+        let topic = &self.ctx.topology.partials;
+        let assignment = self.consumer.assignment()?;
+        let ids: Vec<i32> = assignment
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let held = !ids.is_empty();
+        if held != self.held {
+            // Taken or lost: either way, start over from the beginning.
+            self.held = held;
+            let (low, high) = if held {
+                self.consumer.fetch_watermarks(topic, 0, FLUSH_TIMEOUT)?
+            } else {
+                (0, 0)
+            };
+            self.end_at_assignment = high;
+            self.caught_up = held && high <= low;
+            self.dirty = true;
+            self.windows.clear();
+            self.statuses.iter_mut().for_each(|s| *s = None);
+            self.freed_below = 0;
+        }
+        PartitionsAssigned {
+            topic,
+            partitions: &ids,
+            total: 1,
+            input: false,
+        }
+        .emit();
+        Ok(())
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) {
+        let key = std::str::from_utf8(msg.key().unwrap_or_default())
+            .ok()
+            .and_then(Key::parse);
+        let payload = msg.payload();
+        self.dirty = true;
+        if msg.offset() + 1 >= self.end_at_assignment {
+            self.caught_up = true;
+        }
+        match key {
+            Some(Key::Part { size, start, shard }) => {
+                let Some(i) = self.sizes.iter().position(|&s| s == size) else {
+                    return; // a size no longer counted
+                };
+                match payload.and_then(|p| serde_json::from_slice::<Part>(p).ok()) {
+                    Some(part) => {
+                        let retention = self.ctx.core.late_retention_seconds;
+                        if part.end_ts.saturating_add(retention) <= self.freed_below
+                            && !self.windows.contains_key(&(i, start))
+                        {
+                            return; // a replaying shard's copy of a freed window
+                        }
+                        let w = self.windows.entry((i, start)).or_default();
+                        w.end = part.end_ts;
+                        w.parts.insert(shard, part);
+                    }
+                    None => {
+                        if let Some(w) = self.windows.get_mut(&(i, start)) {
+                            w.parts.remove(&shard);
+                        }
+                    }
+                }
+            }
+            Some(Key::Status { shard }) => {
+                let status = payload.and_then(|p| serde_json::from_slice::<Status>(p).ok());
+                if let Some(slot) = self.statuses.get_mut(shard as usize) {
+                    *slot = status;
+                }
+            }
+            Some(Key::Emitted { size, start }) => {
+                let Some(i) = self.sizes.iter().position(|&s| s == size) else {
+                    return;
+                };
+                match payload.and_then(|p| serde_json::from_slice::<Emitted>(p).ok()) {
+                    Some(e) => {
+                        let w = self.windows.entry((i, start)).or_default();
+                        w.end = e.end_ts;
+                        w.emitted = Some(e);
+                    }
+                    None => {
+                        self.windows.remove(&(i, start));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        health().beat_stage(Stage::Sum as usize);
+        check_fatal(&self.shared)?;
+        self.ctx.set_ready(
+            Stage::Sum,
+            if self.shared.is_broker_down() {
+                Err("broker unreachable".to_string())
+            } else {
+                Ok(())
+            },
+        );
+        self.producer.poll(Duration::ZERO);
+        if !(self.held && self.caught_up && self.dirty) {
+            return Ok(());
+        }
+        self.dirty = false;
+        let shards = self.statuses.len();
+        let missing = self.statuses.iter().filter(|s| s.is_none()).count();
+        match (self.paused, missing > 0) {
+            (false, true) => OutputPaused { missing, shards }.emit(),
+            (true, false) => OutputResumed { shards }.emit(),
+            _ => {}
+        }
+        self.paused = missing > 0;
+        let done = self.completion();
+        self.emit(done)?;
+        self.free(done)?;
+        if let Some(m) = &mut self.metrics {
+            m.publish_counts(self.stats.windows_emitted, self.stats.corrections_emitted);
+        }
+        if done.drained {
+            // `--exit-when-idle`: everything is out once acknowledged.
+            if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+                OutputNotAcknowledged { error: &e }.emit();
+                return Err(ServiceError::Fatal(
+                    "input drained, but the output was not acknowledged in time; a rerun \
+                     resumes"
+                        .into(),
+                ));
+            }
+            InputDrained.emit();
+            self.ctx.stop_all();
+        }
+        Ok(())
+    }
+
+    /// What the shards' latest statuses say.
+    fn completion(&self) -> Completion {
+        let all: Option<Vec<&Status>> = self.statuses.iter().map(Option::as_ref).collect();
+        let Some(all) = all else {
+            return Completion {
+                watermark: None,
+                idle: false,
+                drained: false,
+            };
+        };
+        let watermark = all
+            .iter()
+            .map(|s| s.watermark)
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|w| w.into_iter().min());
+        let idle =
+            all.iter().all(|s| s.idle) && all.windows(2).all(|w| w[0].sources == w[1].sources);
+        let drained = self.ctx.opts.exit_when_idle
+            && all
+                .iter()
+                .all(|s| s.drained.as_deref() == Some(self.ctx.drain_token.as_str()));
+        Completion {
+            watermark,
+            idle,
+            drained,
+        }
+    }
+
+    /// Emits every window that is complete (or may be emitted early) and
+    /// whose total differs from what was last emitted.
+    fn emit(&mut self, done: Completion) -> Result<(), ServiceError> {
+        let mut due: Vec<((usize, u64), Emitted)> = Vec::new();
+        for (&(i, start), w) in &self.windows {
+            let ready = done.drained || done.idle || done.watermark.is_some_and(|wm| w.end <= wm);
+            if !ready || w.parts.is_empty() {
+                continue;
+            }
+            let (unique_users, events) = w.total();
+            let unchanged = w
+                .emitted
+                .is_some_and(|e| e.sent && e.unique_users == unique_users && e.events == events);
+            if unchanged {
+                continue;
+            }
+            let revision = w.emitted.map_or(0, |e| e.revision + 1);
+            due.push((
+                (i, start),
+                Emitted {
+                    end_ts: w.end,
+                    revision,
+                    unique_users,
+                    events,
+                    sent: false,
+                },
+            ));
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        // First what is about to be sent, acknowledged: a summer taking
+        // over after a crash then knows the revision may be out.
+        for &((i, start), e) in &due {
+            self.send_emitted(i, start, Some(e))?;
+        }
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            OutputNotAcknowledged { error: &e }.emit();
+            return Ok(()); // tried again at the next tick
+        }
+        let labelled = self.sizes.len() > 1;
+        let mut records = Vec::with_capacity(due.len());
+        for &((i, start), e) in &due {
+            let r = WindowRecord {
+                start_ts: start,
+                end_ts: e.end_ts,
+                size: labelled.then_some(self.sizes[i]),
+                unique_users: e.unique_users,
+                events: e.events,
+                counter: self.ctx.kind,
+                revision: e.revision,
+            };
+            self.buf.clear();
+            r.write_json(&mut self.buf);
+            send(
+                &self.producer,
+                BaseRecord::<str, [u8]>::to(&self.ctx.topology.output)
+                    .key(&r.key())
+                    .payload(&self.buf),
+            )?;
+            self.stats.records_produced += 1;
+            if e.revision == 0 {
+                self.stats.windows_emitted += 1;
+            } else {
+                self.stats.corrections_emitted += 1;
+            }
+            RecordProduced {
+                to: ProducedTo::Output,
+            }
+            .emit();
+            records.push(r);
+            let sent = Emitted { sent: true, ..e };
+            self.send_emitted(i, start, Some(sent))?;
+            if let Some(w) = self.windows.get_mut(&(i, start)) {
+                w.emitted = Some(sent);
+            }
+        }
+        if let Some(m) = &mut self.metrics {
+            m.observe(&records, self.sizes.first().copied().filter(|_| labelled));
+        }
+        Ok(())
+    }
+
+    /// Forgets windows every shard has freed (past retention): their keys
+    /// in the partials topic are deleted.
+    fn free(&mut self, done: Completion) -> Result<(), ServiceError> {
+        let Some(wm) = done.watermark else {
+            return Ok(());
+        };
+        let retention = self.ctx.core.late_retention_seconds;
+        self.freed_below = self.freed_below.max(wm);
+        let expired: Vec<(usize, u64)> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| {
+                w.end.saturating_add(retention) <= wm && w.emitted.is_none_or(|e| e.sent)
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for (i, start) in expired {
+            self.windows.remove(&(i, start));
+            let size = self.sizes[i];
+            for shard in 0..self.ctx.topology.shard_count as i32 {
+                let key = Key::Part { size, start, shard }.to_string();
+                self.send_key(&key, None)?;
+            }
+            self.send_emitted(i, start, None)?;
+        }
+        Ok(())
+    }
+
+    fn send_emitted(&self, i: usize, start: u64, e: Option<Emitted>) -> Result<(), ServiceError> {
+        let key = Key::Emitted {
+            size: self.sizes[i],
+            start,
+        }
+        .to_string();
+        self.send_key(&key, e.map(|e| partials::encode(&e)).as_deref())
+    }
+
+    fn send_key(&self, key: &str, value: Option<&[u8]>) -> Result<(), ServiceError> {
+        let mut record = BaseRecord::<str, [u8]>::to(&self.ctx.topology.partials)
+            .key(key)
+            .partition(0);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        Ok(send(&self.producer, record)?)
+    }
+}
