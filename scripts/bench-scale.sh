@@ -8,12 +8,13 @@
 #
 # Environment:
 #   BENCH_DIR              data, outputs and the report (default /tmp/distinctly-bench)
-#   BENCH_EVENTS           realistic frames (default 300000, ~600 MB)
+#   BENCH_EVENTS           realistic frames (default 1000000, ~2 GB)
 #   BENCH_USERS            users of the realistic data (default 100000)
-#   BENCH_MINIMAL_EVENTS   minimal frames (default 3000000)
+#   BENCH_MINIMAL_EVENTS   minimal frames (default 10000000)
 #   BENCH_MINIMAL_USERS    users of the minimal data (default 1000000)
 #   BENCH_PARTITIONS       partitions of the input topics (default 6)
 #   BENCH_TIMEOUT          seconds one drain may take (default 900)
+#   BENCH_REPS             rounds of every configuration; medians are reported (default 3)
 #   BENCH_BASELINE_BIN     the single-instance binary to compare with; else built from
 #   BENCH_BASELINE_REV     this commit (default 93d4028, the last single-instance version) in a
 #                          git worktree under BENCH_DIR (a release build: minutes)
@@ -27,11 +28,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/distinctly-bench}
-BENCH_EVENTS=${BENCH_EVENTS:-300000}
+BENCH_EVENTS=${BENCH_EVENTS:-1000000}
 BENCH_USERS=${BENCH_USERS:-100000}
-BENCH_MINIMAL_EVENTS=${BENCH_MINIMAL_EVENTS:-3000000}
+BENCH_MINIMAL_EVENTS=${BENCH_MINIMAL_EVENTS:-10000000}
 BENCH_MINIMAL_USERS=${BENCH_MINIMAL_USERS:-1000000}
 BENCH_PARTITIONS=${BENCH_PARTITIONS:-6}
+BENCH_REPS=${BENCH_REPS:-3}
 BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-93d4028}
 KAFKA=$ROOT/scripts/kafka-local.sh
 BIN=$ROOT/target/release/distinctly
@@ -44,7 +46,8 @@ die() {
   printf 'bench-scale: %s\n' "$*" >&2
   exit 1
 }
-for var in BENCH_EVENTS BENCH_USERS BENCH_MINIMAL_EVENTS BENCH_MINIMAL_USERS BENCH_PARTITIONS; do
+for var in BENCH_EVENTS BENCH_USERS BENCH_MINIMAL_EVENTS BENCH_MINIMAL_USERS BENCH_PARTITIONS \
+  BENCH_REPS; do
   [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive integer, got '${!var}'"
 done
 command -v kcat >/dev/null || die "kcat is required (apt-get install kcat)"
@@ -99,8 +102,15 @@ REAL=realistic-e$BENCH_EVENTS-u$BENCH_USERS
 MINI=minimal-e$BENCH_MINIMAL_EVENTS-u$BENCH_MINIMAL_USERS
 generate "$REAL" realistic "$BENCH_EVENTS" "$BENCH_USERS"
 generate "$MINI" minimal "$BENCH_MINIMAL_EVENTS" "$BENCH_MINIMAL_USERS"
-for kind in real mini; do
-  file=$BENCH_DIR/$([[ $kind == real ]] && echo "$REAL" || echo "$MINI").jsonl
+TINY=$BENCH_DIR/tiny.jsonl
+tmp_files+=("$TINY")
+head -n 100 "$BENCH_DIR/$REAL.jsonl" >"$TINY"
+for kind in tiny real mini; do
+  case $kind in
+    tiny) file=$TINY ;;
+    real) file=$BENCH_DIR/$REAL.jsonl ;;
+    mini) file=$BENCH_DIR/$MINI.jsonl ;;
+  esac
   "$KAFKA" topic-create "$PREFIX-$kind" "$BENCH_PARTITIONS" >/dev/null
   say "producing $file to $PREFIX-$kind"
   kcat -P -b "$BOOTSTRAP" -t "$PREFIX-$kind" -l "$file" \
@@ -109,15 +119,15 @@ done
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 busy=$(busy_processes) || busy=unknown
-export BOOTSTRAP KAFKA BIN OUT PREFIX BENCH_PARTITIONS
-export BASELINE_BIN=$baseline
+export BOOTSTRAP KAFKA BIN OUT PREFIX BENCH_PARTITIONS BENCH_REPS
+export BASELINE_BIN=$baseline TINY_FILE=$TINY
 export REAL_FILE=$BENCH_DIR/$REAL.jsonl REAL_TRUTH=$BENCH_DIR/$REAL.truth.jsonl
 export MINI_FILE=$BENCH_DIR/$MINI.jsonl MINI_TRUTH=$BENCH_DIR/$MINI.truth.jsonl
 {
   python3 "$ROOT/scripts/bench_scale.py"
   echo
   echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//');" \
-    "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$ROOT" rev-parse --short HEAD);" \
+    "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$ROOT" describe --always --dirty);" \
     "baseline: $baseline"
   echo "load average before: $load_before; busy processes at start: ${busy:-none}"
 } | tee "$BENCH_DIR/bench-scale.md"

@@ -37,9 +37,9 @@
 //!   shard.rs     the shard topic's batches of (ts, uid) and markers
 //!   partials.rs  the partials topic: per-shard counts, statuses
 //!   state.rs     the state topic's format: window checkpoints in chunks
-//!   service/     the three stages (mod.rs, topology.rs, clients.rs,
-//!                split.rs, count.rs, checkpoint.rs, sum.rs,
-//!                dead_letter.rs)
+//!   service/     the three stages: split/ (and its transactions, txn.rs),
+//!                count/, sum.rs; their topics, clients and checkpoints
+//!                (the layout is in service/mod.rs)
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits

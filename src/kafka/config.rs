@@ -107,6 +107,11 @@ pub struct ServiceEnv {
     pub instance_id: Option<String>,
 }
 
+/// Most shard partitions: far more than instances will ever count them, and
+/// each costs a windower per counter, a marker per transaction per input
+/// partition, and a status in the partials topic.
+const MAX_SHARDS: u32 = 4096;
+
 impl Default for ServiceEnv {
     fn default() -> Self {
         ServiceEnv {
@@ -229,8 +234,22 @@ impl KafkaConfig {
                 ));
             }
         }
-        if self.service.shards == Some(0) {
-            return Err(invalid("DISTINCTLY_SHARDS", "must be at least 1".into()));
+        if let Some(n) = self.service.shards {
+            if !(1..=MAX_SHARDS).contains(&n) {
+                return Err(invalid(
+                    "DISTINCTLY_SHARDS",
+                    format!("must be between 1 and {MAX_SHARDS}, got {n}"),
+                ));
+            }
+        }
+        if let Some(id) = &self.service.instance_id {
+            let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if id.is_empty() || id.len() > 200 || !id.chars().all(ok) {
+                return Err(invalid(
+                    "DISTINCTLY_INSTANCE_ID",
+                    "must be 1 to 200 of A-Z a-z 0-9 . _ - (it names Kafka group members)".into(),
+                ));
+            }
         }
         if self.service.commit_interval_seconds == 0 {
             return Err(invalid(
@@ -471,6 +490,13 @@ mod tests {
             (
                 vec![("DISTINCTLY_COMMIT_INTERVAL_SECONDS", "0")],
                 "DISTINCTLY_COMMIT_INTERVAL_SECONDS",
+            ),
+            (vec![("DISTINCTLY_SHARDS", "0")], "DISTINCTLY_SHARDS"),
+            (vec![("DISTINCTLY_SHARDS", "5000")], "DISTINCTLY_SHARDS"),
+            (vec![("DISTINCTLY_SHARDS", "x")], "DISTINCTLY_SHARDS"),
+            (
+                vec![("DISTINCTLY_INSTANCE_ID", "a b")],
+                "DISTINCTLY_INSTANCE_ID",
             ),
         ] {
             let e = KafkaConfig::from_vars(vars(&pairs))

@@ -555,26 +555,40 @@ pub fn committed_lag(t: &Topics) -> i64 {
     group_lag(&t.group, &t.input)
 }
 
-/// Records of `topic` after `group`'s committed offsets (each transaction's
-/// commit marker included).
-pub fn group_lag(group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer in `group` (never joining it) with the settings `extra`, and
+/// the group's committed offsets of every partition of `topic` (`Invalid`
+/// where it has none).
+fn committed_by(
+    group: &str,
+    topic: &str,
+    extra: &[(&str, &str)],
+) -> (BaseConsumer, TopicPartitionList) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
-    let parts = md.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
+    for p in 0..md.topics()[0].partitions().len() as i32 {
         tpl.add_partition(topic, p);
     }
     let committed = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
+    (consumer, committed)
+}
+
+/// Records of `topic` after `group`'s committed offsets (each transaction's
+/// commit marker included).
+pub fn group_lag(group: &str, topic: &str) -> i64 {
+    let (consumer, committed) = committed_by(group, topic, &[]);
     let mut lag = 0;
     for e in committed.elements_for_topic(topic) {
         let (low, high) = consumer
@@ -587,6 +601,39 @@ pub fn group_lag(group: &str, topic: &str) -> i64 {
         lag += high - from;
     }
     lag
+}
+
+/// Committed records of `topic` after `group`'s committed offsets, not
+/// counting transaction markers: what the group has not yet read and
+/// committed past, however the transactions' markers fell.
+pub fn unread_records(group: &str, topic: &str) -> usize {
+    let (consumer, from) = committed_by(
+        group,
+        topic,
+        &[
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+        ],
+    );
+    for mut e in from.elements() {
+        if !matches!(e.offset(), Offset::Offset(_)) {
+            e.set_offset(Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&from).unwrap();
+    let parts = from.count();
+    let (mut unread, mut at_end) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end < parts {
+        assert!(Instant::now() < deadline, "{topic}: no end in sight");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => unread += 1,
+            Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    unread
 }
 
 /// SIGKILL, then what the process had written.

@@ -13,9 +13,8 @@
 //! its phase and revision, and its `covered` offset: a replayed event below
 //! it is already in the window and is not counted again.
 
-use super::dead_letter::send;
+use super::produce::send;
 use crate::counter::CounterKind;
-use crate::kafka::config::KafkaConfig;
 use crate::kafka::context::Context;
 use crate::kafka::state::{self, Records, Restored, Snapshot, WindowId};
 use crate::kafka::ServiceError;
@@ -160,13 +159,16 @@ impl StateStore {
 }
 
 /// The latest value of every key of `topic`, read from its beginning.
-pub(super) fn read_snapshot(kafka: &KafkaConfig, topic: &str) -> Result<Snapshot, ServiceError> {
-    let mut config = kafka.consumer_config();
-    config.set(
-        "group.id",
-        format!("{}-state-reader", kafka.env.service_group_id),
-    );
-    let reader: BaseConsumer = config.create()?;
+pub(super) fn read_snapshot(
+    reader: &BaseConsumer<Context>,
+    topic: &str,
+) -> Result<Snapshot, ServiceError> {
+    let result = read_whole(reader, topic);
+    let _ = reader.unassign();
+    result
+}
+
+fn read_whole(reader: &BaseConsumer<Context>, topic: &str) -> Result<Snapshot, ServiceError> {
     let mut snapshot = Snapshot::default();
     let (low, high) = reader.fetch_watermarks(topic, 0, STATE_TIMEOUT)?;
     if high <= low {

@@ -116,6 +116,13 @@ pub fn transactional_producer(
         format!("{}-split-{partition}", kafka.env.service_group_id),
     );
     c.set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS);
+    // A transaction that starts right after the previous one committed is
+    // refused (CONCURRENT_TRANSACTIONS) until the coordinator has written
+    // the previous one's markers, a few ms; librdkafka retries after
+    // `retry.backoff.ms`, 100 ms by default, which would make every commit
+    // take 100 ms.
+    c.set("retry.backoff.ms", "5");
+    c.set("retry.backoff.max.ms", "100");
     c.set("message.timeout.ms", TRANSACTION_TIMEOUT_MS);
     Ok(c.create_with_context(Context {
         shared,

@@ -1,15 +1,14 @@
 //! Copies of rejected messages to `KAFKA_SERVICE_DLQ_TOPIC`, with their
 //! reason and origin in headers (at-least-once: a replay may copy again).
 
+use super::produce::send;
 use super::split::SplitStats;
 use crate::internal_events::{DeadLetterFailed, InternalEvent, ProducedTo, RecordProduced};
 use crate::kafka::context::Context;
 use crate::reject::Reject;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::Message;
-use std::time::Duration;
 
 /// Bytes of a too-large message copied to the dead-letter topic.
 const DLQ_TRUNCATE: usize = 64 << 10;
@@ -66,26 +65,5 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
-    }
-}
-
-/// Enqueues a record, waiting while librdkafka's queue is full.
-pub(super) fn send<K, P>(
-    producer: &BaseProducer<Context>,
-    mut record: BaseRecord<'_, K, P>,
-) -> Result<(), KafkaError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(50));
-            }
-            Err((e, _)) => return Err(e),
-        }
     }
 }

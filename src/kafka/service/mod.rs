@@ -6,11 +6,14 @@
 //! topology.rs  the internal topics, named from the group id, made if missing
 //! clients.rs   consumer and producer settings per stage (static membership,
 //!              cooperative rebalancing, transactions)
-//! split.rs     stage 1: input -> decode -> time guard -> shard batches
-//!              (exactly once: a transaction per input partition)
-//! count.rs     stage 2: shard partitions -> windows -> partial counts;
+//! split/       stage 1: input -> decode -> time guard -> shard batches
+//!   txn.rs       exactly once: a transaction per input partition, committed
+//!                on a thread of its own while decoding goes on
+//! count/       stage 2: shard partitions -> windows -> partial counts;
 //!              checkpoints (checkpoint.rs), commits
+//!   assign.rs    shards taken over: offsets, stream times, restored windows
 //! sum.rs       stage 3: partial counts -> one record per window
+//! produce.rs   sending and flushing without rust-rdkafka's 100 ms steps
 //! dead_letter.rs  copies of rejected messages
 //! ```
 
@@ -18,19 +21,22 @@ mod checkpoint;
 mod clients;
 mod count;
 mod dead_letter;
+mod produce;
 mod split;
 mod sum;
 mod topology;
 
 use super::config::KafkaConfig;
-use super::context::{FatalError, Shared};
+use super::context::{Context, FatalError, Shared};
 use super::ServiceError;
 use crate::config::CoreConfig;
 use crate::counter::CounterKind;
 use crate::health::health;
-use crate::internal_events::{InternalEvent, ServiceStarted};
+use crate::internal_events::{ConsumeFailed, InternalEvent, ServiceStarted};
 use crate::reject::RejectCounts;
 use crate::window::WindowStats;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -125,6 +131,22 @@ impl Ctx<'_> {
             self.stop_all();
         }
         r
+    }
+
+    /// A stage's periodic check: its heartbeat for `/healthz`, a fatal
+    /// client error ends it, and it is ready while the broker answers.
+    pub fn tick_stage(&self, stage: Stage, shared: &Shared) -> Result<(), ServiceError> {
+        health().beat_stage(stage as usize);
+        check_fatal(shared)?;
+        self.set_ready(
+            stage,
+            if shared.is_broker_down() {
+                Err("broker unreachable".to_string())
+            } else {
+                Ok(())
+            },
+        );
+        Ok(())
     }
 
     /// A stage's readiness; `/readyz` is ready when all three are.
@@ -239,4 +261,38 @@ pub(super) fn check_fatal(shared: &Shared) -> Result<(), ServiceError> {
         Some(FatalError::Tls(m)) => Err(ServiceError::Tls(m)),
         Some(FatalError::Other(m)) => Err(ServiceError::Fatal(m)),
     }
+}
+
+/// A consume error: outages go to the shared broker state, others are
+/// logged (rate-limited).
+fn on_consume_error(shared: &Shared, e: KafkaError) {
+    match e.rdkafka_error_code() {
+        // Also reported per partition as `KafkaError::PartitionEOF`;
+        // authentication and certificate failures come through the
+        // client's error callback, which stops the service.
+        Some(
+            RDKafkaErrorCode::PartitionEOF
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => {}
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve) => {
+            shared.broker_down("consumer", &e.to_string())
+        }
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::SSL) => {
+            shared.connection_failed("consumer", &e.to_string())
+        }
+        _ => ConsumeFailed { error: &e }.emit(),
+    }
+}
+
+/// The partitions of `topic` assigned to `consumer`, in order.
+fn assigned(consumer: &BaseConsumer<Context>, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let mut ids: Vec<i32> = consumer
+        .assignment()?
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
 }

@@ -11,10 +11,9 @@
 //! (`sent: true`): a summer that takes over continues the revisions, and
 //! re-sends what may not have gone out.
 
-use super::dead_letter::send;
-use super::split::on_consume_error;
-use super::{check_fatal, clients, Ctx, Stage, TICK};
-use crate::health::health;
+use super::on_consume_error;
+use super::produce::{flush, send};
+use super::{assigned, clients, Ctx, Stage, TICK};
 use crate::internal_events::{
     InputDrained, InternalEvent, OutputNotAcknowledged, OutputPaused, OutputResumed,
     PartitionsAssigned, ProducedTo, RecordProduced,
@@ -28,7 +27,7 @@ use crate::window::size::WindowSize;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -77,6 +76,8 @@ struct Summer<'a> {
     ctx: &'a Ctx<'a>,
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<Context>>,
+    /// Watermarks, on a connection of their own (see the counter's).
+    meta: BaseConsumer<Context>,
     producer: BaseProducer<Context>,
     /// The partials partition is ours.
     held: bool,
@@ -119,10 +120,12 @@ impl<'a> Summer<'a> {
         )?);
         consumer.subscribe(&[ctx.topology.partials.as_str()])?;
         let producer = clients::producer(ctx.kafka, shared.clone())?;
+        let meta = clients::plain_consumer(ctx.kafka, shared.clone())?;
         Ok(Summer {
             ctx,
             shared,
             consumer,
+            meta,
             producer,
             held: false,
             caught_up: false,
@@ -145,7 +148,7 @@ impl<'a> Summer<'a> {
         loop {
             if self.ctx.stopping() {
                 self.ctx.set_ready(Stage::Sum, Err("shutting down".into()));
-                if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+                if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
                     OutputNotAcknowledged { error: &e }.emit();
                 }
                 return Ok(());
@@ -175,18 +178,13 @@ impl<'a> Summer<'a> {
 
     fn on_rebalance(&mut self) -> Result<(), ServiceError> {
         let topic = &self.ctx.topology.partials;
-        let assignment = self.consumer.assignment()?;
-        let ids: Vec<i32> = assignment
-            .elements_for_topic(topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+        let ids = assigned(&self.consumer, topic)?;
         let held = !ids.is_empty();
         if held != self.held {
             // Taken or lost: either way, start over from the beginning.
             self.held = held;
             let (low, high) = if held {
-                self.consumer.fetch_watermarks(topic, 0, FLUSH_TIMEOUT)?
+                self.meta.fetch_watermarks(topic, 0, FLUSH_TIMEOUT)?
             } else {
                 (0, 0)
             };
@@ -266,16 +264,7 @@ impl<'a> Summer<'a> {
     }
 
     fn tick(&mut self) -> Result<(), ServiceError> {
-        health().beat_stage(Stage::Sum as usize);
-        check_fatal(&self.shared)?;
-        self.ctx.set_ready(
-            Stage::Sum,
-            if self.shared.is_broker_down() {
-                Err("broker unreachable".to_string())
-            } else {
-                Ok(())
-            },
-        );
+        self.ctx.tick_stage(Stage::Sum, &self.shared)?;
         self.producer.poll(Duration::ZERO);
         if !(self.held && self.caught_up && self.dirty) {
             return Ok(());
@@ -297,7 +286,7 @@ impl<'a> Summer<'a> {
         }
         if done.drained {
             // `--exit-when-idle`: everything is out once acknowledged.
-            if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
                 OutputNotAcknowledged { error: &e }.emit();
                 return Err(ServiceError::Fatal(
                     "input drained, but the output was not acknowledged in time; a rerun \
@@ -375,7 +364,7 @@ impl<'a> Summer<'a> {
         for &((i, start), e) in &due {
             self.send_emitted(i, start, Some(e))?;
         }
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+        if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
             OutputNotAcknowledged { error: &e }.emit();
             return Ok(()); // tried again at the next tick
         }

@@ -7,22 +7,23 @@
 //! A transaction carries the partition's batches since the last one, a
 //! marker to every shard (position, stream time, idle) and the input offset,
 //! with the stream time as commit metadata. It commits every
-//! [`TXN_INTERVAL`] while events flow, and when the partition's idleness
+//! [`txn::TXN_INTERVAL`] while events flow, and when the partition's idleness
 //! changes. Shard readers read committed records only, so after a crash, a
 //! rebalance or an aborted transaction the input is read again from the
 //! committed offset and no event reaches a shard twice. A transaction is not
 //! committed while the guard holds events (their offsets are read, but they
-//! are in no batch yet); a guard that holds them for [`SETTLE_AFTER`]
+//! are in no batch yet); a guard that holds them for [`txn::SETTLE_AFTER`]
 //! decides.
 
-use super::dead_letter::{dead_letter, send};
-use super::{check_fatal, clients, Ctx, Stage, EXIT_QUIET, TICK};
+mod txn;
+
+use super::dead_letter::dead_letter;
+use super::{assigned, clients, on_consume_error, Ctx, Stage, EXIT_QUIET, TICK};
 use crate::decode::Decoder;
 use crate::hash::{shard_of, uid_hash};
 use crate::health::health;
 use crate::internal_events::{
-    ConsumeFailed, InternalEvent, MessageRejected, PartitionsAssigned, ShutdownRequested,
-    TransactionAborted,
+    InternalEvent, MessageRejected, PartitionsAssigned, ShutdownRequested, TransactionAborted,
 };
 use crate::kafka::context::{Context, Shared};
 use crate::kafka::shard::{BatchWriter, Marker};
@@ -34,24 +35,15 @@ use crate::window::{WindowConfig, Windower};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use txn::{abort, outcome, send_batch, Committing, MAX_PENDING_BYTES, TXN_CALL_TIMEOUT};
 
 /// A shard's batch is sent once it holds this many bytes.
 const BATCH_BYTES: usize = 256 << 10;
-/// How often a partition's transaction commits while events flow: the
-/// latency the stage adds, against a commit's round trips.
-const TXN_INTERVAL: Duration = Duration::from_millis(500);
-/// A guard holding events for this long decides them (a transaction cannot
-/// commit meanwhile).
-const SETTLE_AFTER: Duration = Duration::from_secs(5);
-/// How long a transactional call may take before it is retried or aborted.
-const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an abort may take (its records are purged, not sent).
-const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the splitter did.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +59,8 @@ pub(crate) struct SplitStats {
 /// One input partition held by this instance.
 struct Part {
     id: i32,
-    producer: BaseProducer<Context>,
+    /// Shared with the thread of a running commit.
+    producer: Arc<BaseProducer<Context>>,
     guard: Guard,
     /// Per shard, the batch being built.
     writers: Vec<BatchWriter>,
@@ -78,6 +71,10 @@ struct Part {
     committed_st: Option<u64>,
     /// A transaction is open, since then.
     open: Option<Instant>,
+    /// The previous transaction is being committed.
+    committing: Option<Committing>,
+    /// The guard has held events at every tick since then.
+    held_since: Option<Instant>,
     last_commit: Instant,
     /// Messages handled since the last commit.
     dirty: bool,
@@ -106,6 +103,8 @@ struct Splitter<'a> {
     last_message: Instant,
     metrics: Option<InputPublisher>,
     drained: bool,
+    /// Tells commit threads to stop retrying.
+    stopping: Arc<AtomicBool>,
 }
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<SplitStats, ServiceError> {
@@ -147,6 +146,7 @@ impl<'a> Splitter<'a> {
             last_message: Instant::now(),
             metrics: InputPublisher::if_enabled(),
             drained: false,
+            stopping: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -161,6 +161,7 @@ impl<'a> Splitter<'a> {
                 }
                 self.ctx
                     .set_ready(Stage::Split, Err("shutting down".into()));
+                self.stopping.store(true, Ordering::Relaxed);
                 self.commit_all(true)?;
                 return Ok(());
             }
@@ -267,12 +268,22 @@ impl<'a> Splitter<'a> {
 
     /// Sends the batches of partition `id` that reached [`BATCH_BYTES`].
     fn send_full_batches(&mut self, id: i32) -> Result<(), ServiceError> {
-        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
+        let Some(Some(part)) = self.parts.get(id as usize) else {
             return Ok(());
         };
         if part.writers.iter().all(|w| w.len() < BATCH_BYTES) {
             return Ok(());
         }
+        if part.committing.is_some() {
+            // The next transaction begins once this commit is known.
+            if part.writers.iter().map(BatchWriter::len).sum::<usize>() < MAX_PENDING_BYTES {
+                return Ok(());
+            }
+            self.collect_commit(id, true)?;
+        }
+        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
+            return Ok(());
+        };
         let marker = marker(part);
         for shard in 0..part.writers.len() {
             if part.writers[shard].len() >= BATCH_BYTES {
@@ -294,16 +305,7 @@ impl<'a> Splitter<'a> {
 
     /// Periodic work: health, idleness, transactions, the end of a drain.
     fn tick(&mut self) -> Result<(), ServiceError> {
-        health().beat_stage(Stage::Split as usize);
-        check_fatal(&self.shared)?;
-        self.ctx.set_ready(
-            Stage::Split,
-            if self.shared.is_broker_down() {
-                Err("broker unreachable".to_string())
-            } else {
-                Ok(())
-            },
-        );
+        self.ctx.tick_stage(Stage::Split, &self.shared)?;
         if let Some((_, p)) = &self.dlq {
             p.poll(Duration::ZERO);
         }
@@ -347,151 +349,25 @@ impl<'a> Splitter<'a> {
     /// `--exit-when-idle`: settles every guard and commits a last
     /// transaction per partition whose markers say it is drained.
     fn drain(&mut self) -> Result<(), ServiceError> {
+        // A commit that failed meanwhile means reading again.
+        self.collect_commits(true)?;
+        if !self.input_read() {
+            return Ok(());
+        }
         for part in self.parts.iter_mut().flatten() {
             part.guard.settle();
             settle(part, &mut self.released, &mut self.stats);
             part.idle = true;
         }
         let ids: Vec<i32> = self.parts.iter().flatten().map(|p| p.id).collect();
-        for id in ids {
-            if !self.commit(id, true)? {
-                return Err(ServiceError::Fatal(
-                    "input drained, but its last transaction did not commit; a rerun resumes"
-                        .into(),
-                ));
-            }
+        self.start_commits(&ids, true)?;
+        if self.collect_commits(true)? < ids.len() {
+            return Err(ServiceError::Fatal(
+                "input drained, but its last transactions did not commit; a rerun resumes".into(),
+            ));
         }
         self.drained = true;
         self.ctx.split_drained.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Commits the transaction of every partition that is due (`force`:
-    /// every one that can, as when stopping).
-    fn commit_all(&mut self, force: bool) -> Result<(), ServiceError> {
-        let due: Vec<i32> = self
-            .parts
-            .iter_mut()
-            .flatten()
-            .filter_map(|part| {
-                if part.guard.held() > 0 {
-                    if force {
-                        return None; // replayed by the next owner
-                    }
-                    if part.open.is_some_and(|t| t.elapsed() >= SETTLE_AFTER) {
-                        part.guard.settle();
-                    } else {
-                        return None;
-                    }
-                }
-                // Stream times travel with the next transaction; a change of
-                // idleness is news for the shards at once.
-                let idle_changed = part.sent.is_none_or(|s| s.idle != part.idle);
-                let due = force
-                    || (part.dirty && part.last_commit.elapsed() >= TXN_INTERVAL)
-                    || idle_changed;
-                due.then_some(part.id)
-            })
-            .collect();
-        for &id in &due {
-            if let Some(Some(part)) = self.parts.get_mut(id as usize) {
-                settle(part, &mut self.released, &mut self.stats);
-            }
-            self.commit(id, false)?;
-        }
-        if force {
-            // Stopping: what could not commit is read again by the next
-            // owner; abort it now rather than leave readers waiting.
-            for part in self.parts.iter_mut().flatten() {
-                if part.open.is_some() && !due.contains(&part.id) {
-                    abort(&part.producer);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends partition `id`'s batches and markers and commits its
-    /// transaction with the input offset. Returns whether it committed (an
-    /// aborted one rewinds the partition; a fenced one drops it).
-    fn commit(&mut self, id: i32, drained: bool) -> Result<bool, ServiceError> {
-        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
-            return Ok(false);
-        };
-        let mut m = marker(part);
-        m.drained = drained;
-        let result = (|| -> Result<(), KafkaError> {
-            for shard in 0..part.writers.len() {
-                send_batch(self.ctx, part, shard, m)?;
-            }
-            if let Some(next) = part.next_offset {
-                let mut tpl = TopicPartitionList::new();
-                let mut elem = tpl.add_partition(&self.ctx.topology.input, id);
-                let _ = elem.set_offset(Offset::Offset(next));
-                elem.set_metadata(offsets::encode(part.guard.stream_time()));
-                let group = self
-                    .consumer
-                    .group_metadata()
-                    .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
-                part.producer
-                    .send_offsets_to_transaction(&tpl, &group, TXN_CALL_TIMEOUT)?;
-            }
-            commit_with_retry(&part.producer, self.ctx)
-        })();
-        match result {
-            Ok(()) => {
-                part.open = None;
-                part.dirty = false;
-                part.last_commit = Instant::now();
-                part.sent = Some(m);
-                part.committed = part.next_offset.or(part.committed);
-                part.committed_st = part.guard.stream_time();
-                Ok(true)
-            }
-            Err(e) => {
-                let fenced = txn_error(&e).is_some_and(|t| t.is_fatal());
-                TransactionAborted {
-                    partition: id,
-                    error: &e,
-                    fenced,
-                }
-                .emit();
-                if fenced {
-                    // Another instance owns the partition now.
-                    self.parts[id as usize] = None;
-                } else {
-                    abort(&part.producer);
-                    self.rewind(id)?;
-                }
-                Ok(false)
-            }
-        }
-    }
-
-    /// After an abort: back to the last committed offset and stream time.
-    fn rewind(&mut self, id: i32) -> Result<(), ServiceError> {
-        let Some(Some(part)) = self.parts.get_mut(id as usize) else {
-            return Ok(());
-        };
-        part.open = None;
-        part.dirty = false;
-        part.guard = Guard::new(&self.window_cfg);
-        if let Some(st) = part.committed_st {
-            part.guard.restore(st);
-        }
-        for w in &mut part.writers {
-            let _ = w.take(Marker::default());
-        }
-        let offset = part.committed.map_or(Offset::Beginning, Offset::Offset);
-        part.next_offset = part.committed;
-        // Asynchronous: the partition may be on its way to another owner
-        // (then the seek is moot, and must not wait).
-        if let Err(e) = self
-            .consumer
-            .seek(&self.ctx.topology.input, id, offset, Duration::ZERO)
-        {
-            ConsumeFailed { error: &e }.emit();
-        }
         Ok(())
     }
 
@@ -500,21 +376,22 @@ impl<'a> Splitter<'a> {
     /// metadata; revoked partitions' open transactions are aborted.
     fn on_rebalance(&mut self) -> Result<(), ServiceError> {
         let topic = self.ctx.topology.input.clone();
-        let assignment = self.consumer.assignment()?;
-        let mut ids: Vec<i32> = assignment
-            .elements_for_topic(&topic)
-            .iter()
-            .map(|e| e.partition())
+        let ids = assigned(&self.consumer, &topic)?;
+        let revoked: Vec<i32> = (self.parts.iter().flatten())
+            .map(|p| p.id)
+            .filter(|id| !ids.contains(id))
             .collect();
-        ids.sort_unstable();
-        for slot in self.parts.iter_mut() {
-            if let Some(part) = slot {
-                if !ids.contains(&part.id) {
-                    if part.open.is_some() {
-                        abort(&part.producer);
-                    }
-                    *slot = None;
-                }
+        for id in revoked {
+            let Some(part) = self.parts[id as usize].take() else {
+                continue;
+            };
+            // A running commit finishes first, never left running; its
+            // outcome is the new owner's starting point either way.
+            let failed = (part.committing.as_ref())
+                .and_then(|c| outcome(c, true, self.ctx, &self.stopping))
+                .is_some_and(|r| r.is_err());
+            if part.open.is_some() || failed {
+                abort(&part.producer);
             }
         }
         let new: Vec<i32> = ids
@@ -525,11 +402,24 @@ impl<'a> Splitter<'a> {
         if !new.is_empty() {
             let mut producers = Vec::with_capacity(new.len());
             for &id in &new {
-                let producer =
-                    clients::transactional_producer(self.ctx.kafka, self.shared.clone(), id)?;
-                producer.init_transactions(TXN_CALL_TIMEOUT)?;
-                producers.push(producer);
+                producers.push(clients::transactional_producer(
+                    self.ctx.kafka,
+                    self.shared.clone(),
+                    id,
+                )?);
             }
+            // Each fences the partition's previous owner: a round trip or
+            // two to the coordinator, so all at once.
+            std::thread::scope(|scope| {
+                let inits: Vec<_> = producers
+                    .iter()
+                    .map(|p| scope.spawn(move || p.init_transactions(TXN_CALL_TIMEOUT)))
+                    .collect();
+                inits.into_iter().try_for_each(|h| {
+                    h.join()
+                        .unwrap_or(Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail)))
+                })
+            })?;
             let mut tpl = TopicPartitionList::new();
             for &id in &new {
                 tpl.add_partition(&topic, id);
@@ -550,13 +440,15 @@ impl<'a> Splitter<'a> {
                 let now = Instant::now();
                 let part = Part {
                     id,
-                    producer,
+                    producer: Arc::new(producer),
                     guard,
                     writers: (0..shards).map(|_| BatchWriter::new(id)).collect(),
                     next_offset: None,
                     committed: offset,
                     committed_st: st,
                     open: None,
+                    committing: None,
+                    held_since: None,
                     last_commit: now,
                     dirty: false,
                     active: false,
@@ -618,77 +510,4 @@ fn settle(part: &mut Part, released: &mut Released, stats: &mut SplitStats) {
         part.writers[shard_of(hash, shards) as usize].push(ts, uid);
     }
     released.clear();
-}
-
-/// Sends shard `shard`'s batch of `part` (possibly a marker alone) in the
-/// partition's transaction, beginning one if none is open.
-fn send_batch(ctx: &Ctx<'_>, part: &mut Part, shard: usize, m: Marker) -> Result<(), KafkaError> {
-    if part.open.is_none() {
-        part.producer.begin_transaction()?;
-        part.open = Some(Instant::now());
-    }
-    let record = part.writers[shard].take(m);
-    send(
-        &part.producer,
-        BaseRecord::<(), [u8]>::to(&ctx.topology.shards)
-            .partition(shard as i32)
-            .payload(&record),
-    )
-}
-
-/// Aborts the open transaction. Its queued and in-flight records are purged
-/// first, and their delivery reports served: librdkafka's abort waits for
-/// them, and nothing else polls this producer meanwhile.
-fn abort(producer: &BaseProducer<Context>) {
-    producer.purge(PurgeConfig::default().queue().inflight());
-    let deadline = Instant::now() + ABORT_TIMEOUT;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        producer.poll(Duration::from_millis(10));
-    }
-    // Fails when fenced or when nothing is open: either way nothing of it
-    // becomes readable.
-    let _ = producer.abort_transaction(ABORT_TIMEOUT);
-}
-
-/// Commits the open transaction, retrying what librdkafka says is
-/// retriable (a broker briefly away) until the service stops.
-fn commit_with_retry(producer: &BaseProducer<Context>, ctx: &Ctx<'_>) -> Result<(), KafkaError> {
-    loop {
-        match producer.commit_transaction(TXN_CALL_TIMEOUT) {
-            Ok(()) => return Ok(()),
-            Err(e) if txn_error(&e).is_some_and(|t| t.is_retriable()) && !ctx.stopping() => {
-                continue
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn txn_error(e: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
-    match e {
-        KafkaError::Transaction(t) => Some(t),
-        _ => None,
-    }
-}
-
-/// A consume error: outages go to the shared broker state, others are
-/// logged (rate-limited).
-pub(super) fn on_consume_error(shared: &Shared, e: KafkaError) {
-    match e.rdkafka_error_code() {
-        // Also reported per partition as `KafkaError::PartitionEOF`;
-        // authentication and certificate failures come through the
-        // client's error callback, which stops the service.
-        Some(
-            RDKafkaErrorCode::PartitionEOF
-            | RDKafkaErrorCode::Authentication
-            | RDKafkaErrorCode::SaslAuthenticationFailed,
-        ) => {}
-        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve) => {
-            shared.broker_down("consumer", &e.to_string())
-        }
-        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::SSL) => {
-            shared.connection_failed("consumer", &e.to_string())
-        }
-        _ => ConsumeFailed { error: &e }.emit(),
-    }
 }

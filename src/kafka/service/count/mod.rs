@@ -13,15 +13,16 @@
 //! windows that were already closed until it has caught up (the end of the
 //! partition), so nothing partial overwrites a complete count.
 
-use super::checkpoint::{read_snapshot, StateStore};
-use super::dead_letter::send;
-use super::split::on_consume_error;
+mod assign;
+
+use super::checkpoint::StateStore;
+use super::on_consume_error;
+use super::produce::{flush, send};
 use super::{check_fatal, clients, Ctx, Stage, TICK};
 use crate::hash::uid_hash;
-use crate::health::health;
 use crate::internal_events::{
     BadShardRecord, CommitFailed, InternalEvent, OffsetsCommitted, OutputNotAcknowledged,
-    PartitionsAssigned, ShardCaughtUp, StateRestored,
+    ShardCaughtUp,
 };
 use crate::kafka::context::{Context, Shared};
 use crate::kafka::offsets::{self, SourceTime};
@@ -35,7 +36,7 @@ use crate::window::{WindowStats, Windower};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -114,6 +115,11 @@ struct Counter<'a> {
     ctx: &'a Ctx<'a>,
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<Context>>,
+    /// Watermarks and the state topic, on a connection of their own: the
+    /// broker answers a connection's requests in order, so behind the
+    /// group consumer's waiting fetch they would wait up to
+    /// `fetch.wait.max.ms`.
+    meta: BaseConsumer<Context>,
     producer: BaseProducer<Context>,
     /// By shard id.
     shards: Vec<Option<Shard>>,
@@ -157,10 +163,12 @@ impl<'a> Counter<'a> {
         )?);
         consumer.subscribe(&[ctx.topology.shards.as_str()])?;
         let producer = clients::producer(ctx.kafka, shared.clone())?;
+        let meta = clients::plain_consumer(ctx.kafka, shared.clone())?;
         Ok(Counter {
             ctx,
             shared,
             consumer,
+            meta,
             producer,
             shards: Vec::new(),
             records: Vec::new(),
@@ -182,7 +190,17 @@ impl<'a> Counter<'a> {
                 self.ctx
                     .set_ready(Stage::Count, Err("shutting down".into()));
                 if !self.drained {
-                    self.checkpoint_and_commit(CommitMode::Sync)?;
+                    // A stop that cannot checkpoint or commit (the group
+                    // expired this member while the broker was away, say)
+                    // costs the next owner a longer replay, never a count.
+                    match self.checkpoint_and_commit(CommitMode::Sync) {
+                        // Logged as `CommitFailed`.
+                        Ok(_) | Err(ServiceError::Client(KafkaError::ConsumerCommit(_))) => {}
+                        Err(ServiceError::Client(error)) => {
+                            OutputNotAcknowledged { error: &error }.emit()
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 return Ok(());
             }
@@ -320,16 +338,7 @@ impl<'a> Counter<'a> {
 
     /// Periodic work: idle flushes, statuses, commits, the end of a drain.
     fn tick(&mut self) -> Result<(), ServiceError> {
-        health().beat_stage(Stage::Count as usize);
-        check_fatal(&self.shared)?;
-        self.ctx.set_ready(
-            Stage::Count,
-            if self.shared.is_broker_down() {
-                Err("broker unreachable".to_string())
-            } else {
-                Ok(())
-            },
-        );
+        self.ctx.tick_stage(Stage::Count, &self.shared)?;
         self.producer.poll(Duration::ZERO);
         let ids: Vec<i32> = self.shards.iter().flatten().map(|s| s.id).collect();
         for &id in &ids {
@@ -447,7 +456,7 @@ impl<'a> Counter<'a> {
             }
             state.send(&self.producer, &records)?;
         }
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+        if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
             OutputNotAcknowledged { error: &e }.emit();
             return Ok(false);
         }
@@ -508,143 +517,6 @@ impl<'a> Counter<'a> {
             return Err(ServiceError::Delivery { topic, reason });
         }
         check_fatal(&self.shared)
-    }
-
-    /// Drops revoked shards and builds the new ones: stream times from the
-    /// commit metadata, windows from the state topic, replay from the
-    /// committed offset.
-    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
-        let topic = self.ctx.topology.shards.clone();
-        let assignment = self.consumer.assignment()?;
-        let mut ids: Vec<i32> = assignment
-            .elements_for_topic(&topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
-        ids.sort_unstable();
-        for slot in self.shards.iter_mut() {
-            if slot.as_ref().is_some_and(|s| !ids.contains(&s.id)) {
-                if let Some(gone) = slot.take() {
-                    add_stats(&mut self.finished, &gone.windower.stats());
-                }
-            }
-        }
-        let new: Vec<i32> = ids
-            .iter()
-            .copied()
-            .filter(|&id| !matches!(self.shards.get(id as usize), Some(Some(_))))
-            .collect();
-        if !new.is_empty() {
-            self.take_shards(&topic, &new)?;
-        }
-        PartitionsAssigned {
-            topic: &topic,
-            partitions: &ids,
-            total: self.ctx.topology.shard_count,
-            input: false,
-        }
-        .emit();
-        Ok(())
-    }
-
-    fn take_shards(&mut self, topic: &str, new: &[i32]) -> Result<(), ServiceError> {
-        let started = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for &id in new {
-            tpl.add_partition(topic, id);
-        }
-        let committed = self.consumer.committed_offsets(tpl, METADATA_TIMEOUT)?;
-        let snapshot = match &self.state {
-            Some(state) => {
-                let snap = read_snapshot(self.ctx.kafka, &state.topic)?;
-                let (windows, orphans) = snap.windows(self.ctx.kind).map_err(|e| {
-                    ServiceError::Fatal(format!("state topic {}: {e}", state.topic))
-                })?;
-                Some((windows, orphans))
-            }
-            None => None,
-        };
-        let sources = self.ctx.topology.input_partitions;
-        let mut restored = 0;
-        let mut replay = 0;
-        for &id in new {
-            let mut windower = Windower::new(self.ctx.core.window_config(), self.ctx.kind)
-                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?;
-            windower.reset(sources);
-            if self.state.is_some() {
-                windower.track_freed();
-            }
-            let elem = committed.find_partition(topic, id);
-            let start_offset = elem.as_ref().and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
-            let times = elem
-                .as_ref()
-                .map(|e| offsets::decode_sources(e.metadata()))
-                .unwrap_or_default();
-            let mut positions = vec![-1; sources];
-            for t in &times {
-                let p = t.partition as usize;
-                if p >= windower.source_count() {
-                    windower.ensure_sources(p + 1);
-                    positions.resize(p + 1, -1);
-                }
-                positions[p] = t.position;
-                if t.idle {
-                    windower.restore_idle(p);
-                }
-            }
-            for t in &times {
-                if let Some(st) = t.stream_time {
-                    windower.restore(t.partition as usize, st);
-                }
-            }
-            if let (Some(state), Some((windows, _))) = (&mut self.state, &snapshot) {
-                restored += state.restore(
-                    id,
-                    &mut windower,
-                    windows,
-                    self.ctx.core.late_retention_seconds,
-                );
-            }
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(topic, id, METADATA_TIMEOUT)?;
-            replay += (high - start_offset.unwrap_or(low)).max(0);
-            let n = windower.source_count();
-            let slot = id as usize;
-            if self.shards.len() <= slot {
-                self.shards.resize_with(slot + 1, || None);
-            }
-            self.shards[slot] = Some(Shard {
-                id,
-                windower,
-                next_offset: None,
-                start_offset,
-                caught_up: false,
-                end_at_assignment: high,
-                idle_flushed: false,
-                positions,
-                drained: vec![false; n],
-                status_sent: None,
-                assigned: Instant::now(),
-            });
-            if high <= start_offset.unwrap_or(low) {
-                self.catch_up(id)?; // nothing to read again
-            }
-        }
-        if let (Some(state), Some((_, orphans))) = (&mut self.state, snapshot) {
-            state.forget_orphans(orphans, new);
-            StateRestored {
-                topic: &state.topic,
-                windows: restored,
-                replay_messages: replay,
-                seconds: started.elapsed().as_secs_f64(),
-            }
-            .emit();
-        }
-        Ok(())
     }
 
     fn publish(&mut self) {
