@@ -13,6 +13,7 @@
 //!              checkpoints (checkpoint.rs), commits
 //!   assign.rs    shards taken over: offsets, stream times, restored windows
 //! sum.rs       stage 3: partial counts -> one record per window
+//! stage_loop.rs  the loop the three share: poll, rebalance, tick, stop
 //! produce.rs   sending and flushing without rust-rdkafka's 100 ms steps
 //! dead_letter.rs  copies of rejected messages
 //! ```
@@ -23,6 +24,7 @@ mod count;
 mod dead_letter;
 mod produce;
 mod split;
+mod stage_loop;
 mod sum;
 mod topology;
 

@@ -11,9 +11,9 @@
 //! (`sent: true`): a summer that takes over continues the revisions, and
 //! re-sends what may not have gone out.
 
-use super::on_consume_error;
 use super::produce::{flush, send};
-use super::{assigned, clients, Ctx, Stage, TICK};
+use super::stage_loop::{self, StageLoop};
+use super::{assigned, clients, Ctx, Stage};
 use crate::internal_events::{
     InputDrained, InternalEvent, OutputNotAcknowledged, OutputPaused, OutputResumed,
     PartitionsAssigned, ProducedTo, RecordProduced,
@@ -25,14 +25,12 @@ use crate::metrics::OutputPublisher;
 use crate::record::WindowRecord;
 use crate::window::size::WindowSize;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::Message;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -103,7 +101,7 @@ struct Summer<'a> {
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<SumStats, ServiceError> {
     let mut s = Summer::new(ctx)?;
-    let result = s.run();
+    let result = stage_loop::run(&mut s, ctx);
     result.map(|()| s.stats)
 }
 
@@ -140,40 +138,6 @@ impl<'a> Summer<'a> {
             stats: SumStats::default(),
             metrics: OutputPublisher::if_enabled(),
         })
-    }
-
-    fn run(&mut self) -> Result<(), ServiceError> {
-        let consumer = Arc::clone(&self.consumer);
-        let mut last_tick = Instant::now();
-        loop {
-            if self.ctx.stopping() {
-                self.ctx.set_ready(Stage::Sum, Err("shutting down".into()));
-                if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
-                    OutputNotAcknowledged { error: &e }.emit();
-                }
-                return Ok(());
-            }
-            let polled = consumer.poll(TICK);
-            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
-                self.on_rebalance()?;
-            }
-            match polled {
-                None => {}
-                Some(Ok(msg)) => self.on_message(&msg),
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.shared.broker_up();
-                    if self.held && !self.caught_up {
-                        self.caught_up = true;
-                        self.dirty = true;
-                    }
-                }
-                Some(Err(e)) => on_consume_error(&self.shared, e),
-            }
-            if last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                self.tick()?;
-            }
-        }
     }
 
     fn on_rebalance(&mut self) -> Result<(), ServiceError> {
@@ -456,5 +420,45 @@ impl<'a> Summer<'a> {
             record = record.payload(v);
         }
         Ok(send(&self.producer, record)?)
+    }
+}
+
+impl StageLoop for Summer<'_> {
+    const STAGE: Stage = Stage::Sum;
+
+    fn consumer(&self) -> Arc<BaseConsumer<Context>> {
+        Arc::clone(&self.consumer)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn on_stop(&mut self) -> Result<(), ServiceError> {
+        if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
+            OutputNotAcknowledged { error: &e }.emit();
+        }
+        Ok(())
+    }
+
+    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
+        Summer::on_rebalance(self)
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        Summer::on_message(self, msg);
+        Ok(())
+    }
+
+    fn on_eof(&mut self, _partition: i32) -> Result<(), ServiceError> {
+        if self.held && !self.caught_up {
+            self.caught_up = true;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        Summer::tick(self)
     }
 }

@@ -16,9 +16,9 @@
 mod assign;
 
 use super::checkpoint::StateStore;
-use super::on_consume_error;
 use super::produce::{flush, send};
-use super::{check_fatal, clients, Ctx, Stage, TICK};
+use super::stage_loop::{self, StageLoop};
+use super::{check_fatal, clients, Ctx, Stage};
 use crate::hash::uid_hash;
 use crate::internal_events::{
     BadShardRecord, CommitFailed, InternalEvent, OffsetsCommitted, OutputNotAcknowledged,
@@ -136,7 +136,7 @@ struct Counter<'a> {
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<CountStats, ServiceError> {
     let mut c = Counter::new(ctx)?;
-    let result = c.run();
+    let result = stage_loop::run(&mut c, ctx);
     let mut windows = c.finished;
     for shard in c.shards.iter().flatten() {
         add_stats(&mut windows, &shard.windower.stats());
@@ -179,54 +179,6 @@ impl<'a> Counter<'a> {
             drained: false,
             finished: WindowStats::default(),
         })
-    }
-
-    fn run(&mut self) -> Result<(), ServiceError> {
-        let consumer = Arc::clone(&self.consumer);
-        let mut last_tick = Instant::now();
-        let mut polls: u32 = 0;
-        loop {
-            if self.ctx.stopping() {
-                self.ctx
-                    .set_ready(Stage::Count, Err("shutting down".into()));
-                if !self.drained {
-                    // A stop that cannot checkpoint or commit (the group
-                    // expired this member while the broker was away, say)
-                    // costs the next owner a longer replay, never a count.
-                    match self.checkpoint_and_commit(CommitMode::Sync) {
-                        // Logged as `CommitFailed`.
-                        Ok(_) | Err(ServiceError::Client(KafkaError::ConsumerCommit(_))) => {}
-                        Err(ServiceError::Client(error)) => {
-                            OutputNotAcknowledged { error: &error }.emit()
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                return Ok(());
-            }
-            let polled = match consumer.poll(Duration::ZERO) {
-                Some(m) => Some(m),
-                None => consumer.poll(TICK),
-            };
-            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
-                self.on_rebalance()?;
-            }
-            let mut was_message = false;
-            match polled {
-                None => {}
-                Some(Ok(msg)) => {
-                    self.on_message(&msg)?;
-                    was_message = true;
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => self.on_eof(p)?,
-                Some(Err(e)) => on_consume_error(&self.shared, e),
-            }
-            polls = polls.wrapping_add(1);
-            if (!was_message || polls % 64 == 0) && last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                self.tick()?;
-            }
-        }
     }
 
     fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
@@ -283,7 +235,6 @@ impl<'a> Counter<'a> {
 
     /// The end of a shard partition: ends a catch-up.
     fn on_eof(&mut self, partition: i32) -> Result<(), ServiceError> {
-        self.shared.broker_up();
         self.catch_up(partition)
     }
 
@@ -526,5 +477,51 @@ impl<'a> Counter<'a> {
                 &self.finished,
             );
         }
+    }
+}
+
+impl StageLoop for Counter<'_> {
+    const STAGE: Stage = Stage::Count;
+
+    fn consumer(&self) -> Arc<BaseConsumer<Context>> {
+        Arc::clone(&self.consumer)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn on_stop(&mut self) -> Result<(), ServiceError> {
+        if self.drained {
+            return Ok(());
+        }
+        // A stop that cannot checkpoint or commit (the group expired this
+        // member while the broker was away, say) costs the next owner a
+        // longer replay, never a count.
+        match self.checkpoint_and_commit(CommitMode::Sync) {
+            // Logged as `CommitFailed`.
+            Ok(_) | Err(ServiceError::Client(KafkaError::ConsumerCommit(_))) => Ok(()),
+            Err(ServiceError::Client(error)) => {
+                OutputNotAcknowledged { error: &error }.emit();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
+        Counter::on_rebalance(self)
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        Counter::on_message(self, msg)
+    }
+
+    fn on_eof(&mut self, partition: i32) -> Result<(), ServiceError> {
+        Counter::on_eof(self, partition)
+    }
+
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        Counter::tick(self)
     }
 }

@@ -18,10 +18,10 @@
 mod txn;
 
 use super::dead_letter::dead_letter;
-use super::{assigned, clients, on_consume_error, Ctx, Stage, EXIT_QUIET, TICK};
+use super::stage_loop::{self, StageLoop};
+use super::{assigned, clients, Ctx, Stage, EXIT_QUIET};
 use crate::decode::Decoder;
 use crate::hash::{shard_of, uid_hash};
-use crate::health::health;
 use crate::internal_events::{
     InternalEvent, MessageRejected, PartitionsAssigned, ShutdownRequested, TransactionAborted,
 };
@@ -109,7 +109,7 @@ struct Splitter<'a> {
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<SplitStats, ServiceError> {
     let mut s = Splitter::new(ctx)?;
-    let result = s.run();
+    let result = stage_loop::run(&mut s, ctx);
     s.publish();
     result.map(|()| s.stats)
 }
@@ -148,62 +148,6 @@ impl<'a> Splitter<'a> {
             drained: false,
             stopping: Arc::new(AtomicBool::new(false)),
         })
-    }
-
-    fn run(&mut self) -> Result<(), ServiceError> {
-        let consumer = Arc::clone(&self.consumer);
-        let mut last_tick = Instant::now();
-        let mut polls: u32 = 0;
-        loop {
-            if self.ctx.stopping() {
-                if self.ctx.shutdown_requested() {
-                    ShutdownRequested.emit();
-                }
-                self.ctx
-                    .set_ready(Stage::Split, Err("shutting down".into()));
-                self.stopping.store(true, Ordering::Relaxed);
-                self.commit_all(true)?;
-                return Ok(());
-            }
-            if self.drained {
-                // Everything is in the shards; the other stages finish.
-                std::thread::sleep(TICK);
-                health().beat_stage(Stage::Split as usize);
-                continue;
-            }
-            let polled = match consumer.poll(Duration::ZERO) {
-                Some(m) => Some(m),
-                None => {
-                    if let Some(m) = &mut self.metrics {
-                        m.batch_end();
-                    }
-                    consumer.poll(TICK)
-                }
-            };
-            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
-                self.on_rebalance()?;
-            }
-            let mut was_message = false;
-            match polled {
-                None => {}
-                Some(Ok(msg)) => {
-                    self.on_message(&msg)?;
-                    was_message = true;
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if let Some(Some(part)) = self.parts.get_mut(p as usize) {
-                        part.eof = true;
-                    }
-                    self.shared.broker_up();
-                }
-                Some(Err(e)) => on_consume_error(&self.shared, e),
-            }
-            polls = polls.wrapping_add(1);
-            if (!was_message || polls % 64 == 0) && last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                self.tick()?;
-            }
-        }
     }
 
     fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
@@ -510,4 +454,54 @@ fn settle(part: &mut Part, released: &mut Released, stats: &mut SplitStats) {
         part.writers[shard_of(hash, shards) as usize].push(ts, uid);
     }
     released.clear();
+}
+
+impl StageLoop for Splitter<'_> {
+    const STAGE: Stage = Stage::Split;
+
+    fn consumer(&self) -> Arc<BaseConsumer<Context>> {
+        Arc::clone(&self.consumer)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn on_stop(&mut self) -> Result<(), ServiceError> {
+        if self.ctx.shutdown_requested() {
+            ShutdownRequested.emit();
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        self.commit_all(true)
+    }
+
+    fn done(&self) -> bool {
+        // Everything is in the shards; the other stages finish.
+        self.drained
+    }
+
+    fn on_wait(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.batch_end();
+        }
+    }
+
+    fn on_rebalance(&mut self) -> Result<(), ServiceError> {
+        Splitter::on_rebalance(self)
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        Splitter::on_message(self, msg)
+    }
+
+    fn on_eof(&mut self, partition: i32) -> Result<(), ServiceError> {
+        if let Some(Some(part)) = self.parts.get_mut(partition as usize) {
+            part.eof = true;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), ServiceError> {
+        Splitter::tick(self)
+    }
 }
