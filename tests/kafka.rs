@@ -368,6 +368,32 @@ fn a_flip_the_guard_holds_does_not_hold_back_the_stream() {
     );
 }
 
+#[test]
+fn a_missing_input_topic_is_said_and_waited_for() {
+    let _b = broker();
+    let t = Topics {
+        input: unique("late-in"),
+        output: unique("late-out"),
+        group: unique("late-group"),
+    };
+    script(&["topic-create", &t.output, "1", "cleanup.policy=compact"]);
+    let idle = [("DISTINCTLY_IDLE_PARTITION_SECONDS", "2")];
+    let child = service(&t, &idle, &[]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    script(&["topic-create", &t.input, "2"]);
+    produce(
+        &t.input,
+        2,
+        &events((0..20).map(|i| (MINUTE + i, format!("m{i}")))),
+    );
+    wait_for_window(&t.output, MINUTE, (20, 20), Duration::from_secs(60));
+    let out = terminate(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said = format!("input topic {} does not exist: waiting for it", t.input);
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
+}
+
 /// `run` with only the old app's variables plus a CA file: credentials mean
 /// SASL over TLS, and the broker's certificate is checked.
 fn sasl_ssl_env<'a>(addr: &'a str, ca: &'a str, password: &'a str) -> Vec<(&'a str, &'a str)> {

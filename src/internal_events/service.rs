@@ -99,6 +99,19 @@ impl InternalEvent for OutputResumed {
     }
 }
 
+/// The input topic does not exist (yet): `run` waits for it, not ready.
+pub struct InputTopicMissing<'a> {
+    pub topic: &'a str,
+}
+
+impl InternalEvent for InputTopicMissing<'_> {
+    fn emit(self) {
+        warn!(target: TARGET, topic = self.topic,
+            "input topic {} does not exist: waiting for it (check KAFKA_SERVICE_INPUT_TOPIC)",
+            self.topic);
+    }
+}
+
 /// The held windows came back from the state topic after an assignment.
 pub struct StateRestored<'a> {
     pub topic: &'a str,

@@ -11,6 +11,7 @@
 use super::{check_fatal, clients};
 use crate::config::CoreConfig;
 use crate::health::health;
+use crate::internal_events::{InputTopicMissing, InternalEvent};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::context::{Context, Shared};
 use crate::kafka::ServiceError;
@@ -57,6 +58,7 @@ impl Topology {
         let shared = Arc::new(Shared::new(kafka.env.service_dlq_topic.clone()));
         let probe: BaseConsumer<Context> = clients::plain_consumer(kafka, shared.clone())?;
         let input = kafka.env.service_input_topic.clone();
+        let mut said_missing = false;
         let input_partitions = loop {
             if shutdown.load(Ordering::Relaxed) {
                 return Ok(None);
@@ -68,6 +70,9 @@ impl Topology {
                 Ok(Some(n)) => break n,
                 Ok(None) => {
                     health().set_ready(Err(format!("input topic {input} does not exist")));
+                    if !std::mem::replace(&mut said_missing, true) {
+                        InputTopicMissing { topic: &input }.emit();
+                    }
                 }
                 Err(_) => health().set_ready(Err("broker unreachable".to_string())),
             }
