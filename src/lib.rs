@@ -23,7 +23,9 @@
 //!   size.rs      sizes (s, m, h, d, w, mo) and their bounds in a time zone
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! record.rs   the output record (one JSON object per emitted window)
-//! config.rs   DISTINCTLY_* settings: defaults, env loading, validation
+//! config/     DISTINCTLY_* settings
+//!   mod.rs       defaults, bounds, validation, command-line overrides
+//!   vars.rs      reading variables; the ones no setting reads
 //! cli.rs      command-line definitions (flags mirror the variables)
 //! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
 //! count/      the offline `count` command: input -> decode -> windows -> stdout

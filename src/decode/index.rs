@@ -44,6 +44,9 @@ pub fn build(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
     build_generic(msg, idx)
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn build_avx2(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
@@ -171,6 +174,9 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2 (only [`build_avx2`] calls it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
