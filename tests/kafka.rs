@@ -98,12 +98,7 @@ fn sigterm_exits_cleanly_and_the_next_run_resumes() {
     let child = service(&t, &[], &[]).spawn().unwrap();
     wait_for_records(&t.output, 3, Duration::from_secs(60));
     let sent = Instant::now();
-    let out = terminate(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate_ok(child);
     assert!(
         sent.elapsed() < Duration::from_secs(15),
         "took {:?}",
@@ -130,9 +125,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     script(&["start"]);
     produce(&t.input, 3, &lines[half..]);
     std::thread::sleep(Duration::from_secs(3));
-    let out = terminate(child);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = terminate_ok(child);
     assert!(stderr.contains("broker unreachable"), "{stderr}");
     drain(&t, &[]);
     assert_eq!(output_windows(&t.output), truth);
@@ -274,9 +267,7 @@ fn a_rebalance_mid_stream_loses_and_double_counts_nothing() {
     produce(&t.input, 3, &lines[half..]);
     drop(intruder); // leaves the group
     std::thread::sleep(Duration::from_secs(6));
-    let out = terminate(child);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = terminate_ok(child);
     assert!(
         stderr.matches("assigned partitions").count() >= 3,
         "{stderr}"
@@ -310,12 +301,7 @@ fn a_window_emitted_while_the_input_is_idle_gets_its_final_count() {
     );
     let got = wait_for_window(&t.output, MINUTE, (60, 110), Duration::from_secs(60));
     assert_eq!(got.len(), 1);
-    let out = terminate(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate_ok(child);
     assert_eq!(output_windows(&t.output), [(MINUTE, (60, 110))].into());
 }
 
@@ -334,12 +320,7 @@ fn a_quiet_start_is_counted_once_the_input_is_idle() {
         .spawn()
         .unwrap();
     wait_for_window(&t.output, MINUTE, (10, 10), Duration::from_secs(60));
-    let out = terminate(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate_ok(child);
 }
 
 #[test]
@@ -360,12 +341,7 @@ fn a_flip_the_guard_holds_does_not_hold_back_the_stream() {
     wait_until("the input is committed", Duration::from_secs(10), || {
         committed_lag(&t) == 0
     });
-    let out = terminate(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    terminate_ok(child);
 }
 
 #[test]
@@ -387,9 +363,7 @@ fn a_missing_input_topic_is_said_and_waited_for() {
         &events((0..20).map(|i| (MINUTE + i, format!("m{i}")))),
     );
     wait_for_window(&t.output, MINUTE, (20, 20), Duration::from_secs(60));
-    let out = terminate(child);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = terminate_ok(child);
     let said = format!("input topic {} does not exist: waiting for it", t.input);
     assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
 }
@@ -506,9 +480,7 @@ fn json_logs_and_readiness_follow_a_broker_outage() {
     );
     assert!(probe(&["--ready"]).status.success());
     wait_for_window(&t.output, MINUTE, (60, 60), Duration::from_secs(60));
-    let out = terminate(child);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = terminate_ok(child);
     let mut messages = Vec::new();
     for line in stderr.lines() {
         let v: serde_json::Value = serde_json::from_str(line)

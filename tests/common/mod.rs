@@ -431,6 +431,14 @@ pub fn terminate(child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// SIGTERM, then a clean exit is asserted; returns what it logged.
+pub fn terminate_ok(child: Child) -> String {
+    let out = terminate(child);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 pub fn kill9(mut child: Child) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
