@@ -111,6 +111,21 @@ impl AllocScope {
     }
 }
 
+/// Net bytes this thread has allocated so far (0 without [`CountingAlloc`]).
+/// Unlike [`AllocScope::start`] it leaves the peak alone, so code being
+/// measured can read it too (the `roaring` counter's heap account does).
+#[inline]
+pub fn allocated_on_this_thread() -> isize {
+    LIVE.try_with(Cell::get).unwrap_or(0)
+}
+
+/// [`is_counting`], probed once per process.
+#[inline]
+pub fn counting_installed() -> bool {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSTALLED.get_or_init(is_counting)
+}
+
 /// True when [`CountingAlloc`] is the global allocator (probed with one
 /// allocation).
 pub fn is_counting() -> bool {

@@ -1,14 +1,12 @@
 //! `roaring`: a `RoaringBitmap` over a 32-bit hash of each uid.
 //!
 //! The 32-bit value is the top half of the crate's 64-bit uid hash. Inserting
-//! random values one at a time costs over 1 µs each (array containers and the
-//! container list shift their tails), so inserts go to a buffer that is
-//! sorted, deduplicated and merged into the bitmap as one bitmap. The batch
-//! grows with the bitmap (twice its size, 4 Ki..64 Ki values) so that each
-//! merge, linear in the number of containers, is amortized over as many
-//! inserts; while the container list is still filling up, the merge rebuilds
-//! it in one pass (`&a | &b`) instead of inserting container by container,
-//! which is quadratic.
+//! random values one at a time means a binary search over up to 65 536
+//! containers and a cache miss each, so inserts go to a buffer that is
+//! radix-sorted, deduplicated and merged as one bitmap (`&a | &b`, one pass
+//! over both container lists). The batch grows with the bitmap (a quarter of
+//! its cardinality, 4 Ki..1 Mi values) so that each merge, which visits
+//! every container, is amortized over as many inserts.
 //!
 //! Two distinct uids can share a 32-bit hash, so the bitmap's cardinality `k`
 //! undercounts. With `m = 2^32` values and `n` distinct uids the expected
@@ -23,19 +21,24 @@
 //! C and Go Roaring libraries) of the bitmap, after flushing the buffer.
 
 use super::{Counter, CounterError, CounterKind};
+use crate::bench::measure;
 use ::roaring::RoaringBitmap;
 
-/// Smallest and largest number of buffered inserts per merge.
+/// Smallest number of buffered inserts per merge.
 pub const BATCH_MIN: usize = 4096;
-pub const BATCH_MAX: usize = 65536;
+/// The batch is 1/`BATCH_DIVISOR` of the bitmap's cardinality: the merge
+/// walks every container, so it needs batches that grow with the bitmap to
+/// stay cheap per insert; the buffer then costs at most 4 / `BATCH_DIVISOR`
+/// bytes per value held, next to the bitmap's 2.2-4.5.
+const BATCH_DIVISOR: usize = 4;
+/// Largest batch: 4 MiB of buffered hashes.
+pub const BATCH_MAX: usize = 1 << 20;
 
-/// A bitmap has at most 2^16 containers (one per high 16 bits); below half
-/// of that, new containers are frequent and the list is rebuilt per merge.
-const REBUILD_BELOW_CONTAINERS: u32 = 1 << 15;
-
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RoaringCounter {
     bitmap: RoaringBitmap,
+    /// Heap bytes of `bitmap`, spare capacity included (see [`heap_of`]).
+    bitmap_heap: usize,
     pending: Vec<u32>,
     /// Buffer length that triggers the next merge.
     flush_at: usize,
@@ -45,8 +48,23 @@ impl Default for RoaringCounter {
     fn default() -> Self {
         RoaringCounter {
             bitmap: RoaringBitmap::new(),
+            bitmap_heap: 0,
             pending: Vec::new(),
             flush_at: BATCH_MIN,
+        }
+    }
+}
+
+impl Clone for RoaringCounter {
+    fn clone(&self) -> Self {
+        // A cloned container is allocated at its exact length: the model is
+        // exact for the copy whatever the original's spare capacity.
+        let bitmap = self.bitmap.clone();
+        RoaringCounter {
+            bitmap_heap: exact_heap(&bitmap),
+            bitmap,
+            pending: self.pending.clone(),
+            flush_at: self.flush_at,
         }
     }
 }
@@ -61,16 +79,19 @@ impl RoaringCounter {
         if self.pending.is_empty() {
             return;
         }
-        self.pending.sort_unstable();
+        radix_sort(&mut self.pending);
         self.pending.dedup();
-        let batch = RoaringBitmap::from_sorted_iter(self.pending.drain(..))
-            .expect("sorted and deduplicated");
-        if self.bitmap.statistics().n_containers < REBUILD_BELOW_CONTAINERS {
-            self.bitmap = &self.bitmap | &batch;
-        } else {
-            self.bitmap |= batch;
-        }
-        self.flush_at = (2 * self.bitmap.len() as usize).clamp(BATCH_MIN, BATCH_MAX);
+        let (bitmap, pending) = (&mut self.bitmap, &mut self.pending);
+        self.bitmap_heap = heap_of(self.bitmap_heap, bitmap, |bitmap| {
+            let batch = RoaringBitmap::from_sorted_iter(pending.drain(..))
+                .expect("sorted and deduplicated");
+            // One pass that builds a new container list. In place (`|=`),
+            // every container new to the bitmap is inserted into the list
+            // on its own, shifting its tail: quadratic while keys are
+            // still missing, which with hashed values lasts until ~10^6.
+            *bitmap = &*bitmap | &batch;
+        });
+        self.flush_at = (self.bitmap.len() as usize / BATCH_DIVISOR).clamp(BATCH_MIN, BATCH_MAX);
     }
 
     /// Occupied 32-bit values (the raw, collision-biased count).
@@ -90,6 +111,73 @@ impl RoaringCounter {
     }
 }
 
+/// Runs `change` on the bitmap and returns its heap bytes after it.
+///
+/// The roaring crate does not expose its containers' capacities, and they
+/// differ from their lengths (a container grown by inserts has up to twice
+/// the room it uses). With the counting allocator installed (the binary, the
+/// benches and the tests) the change in this thread's allocated bytes is
+/// exactly the change of the bitmap's heap, spare capacity included;
+/// without it, the heap is modelled from the container statistics.
+fn heap_of(
+    before: usize,
+    bitmap: &mut RoaringBitmap,
+    change: impl FnOnce(&mut RoaringBitmap),
+) -> usize {
+    if measure::counting_installed() {
+        let start = measure::allocated_on_this_thread();
+        change(bitmap);
+        let delta = measure::allocated_on_this_thread() - start;
+        before.saturating_add_signed(delta)
+    } else {
+        change(bitmap);
+        exact_heap(bitmap)
+    }
+}
+
+/// The heap of a bitmap whose containers have no spare capacity: array
+/// containers hold u16 values, bitset containers 8 KiB each, and the
+/// container vector ~32 bytes per container (key + store enum).
+fn exact_heap(bitmap: &RoaringBitmap) -> usize {
+    let s = bitmap.statistics();
+    let arrays = s.n_values_array_containers as usize * 2;
+    let bitsets = s.n_bitset_containers as usize * 8192;
+    let containers = s.n_containers as usize * 32;
+    arrays + bitsets + containers
+}
+
+/// Sorts 32-bit values in three passes of 11 bits (LSD radix): linear time,
+/// several times faster than a comparison sort on the large batches.
+fn radix_sort(v: &mut Vec<u32>) {
+    if v.len() < 256 {
+        v.sort_unstable();
+        return;
+    }
+    let mut counts = [[0u32; 2048]; 3];
+    for &x in v.iter() {
+        counts[0][(x & 0x7ff) as usize] += 1;
+        counts[1][((x >> 11) & 0x7ff) as usize] += 1;
+        counts[2][(x >> 22) as usize] += 1;
+    }
+    let mut scratch = vec![0u32; v.len()];
+    let (mut from, mut to) = (&mut v[..], &mut scratch[..]);
+    for (pass, count) in counts.iter_mut().enumerate() {
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            (*c, sum) = (sum, sum + *c);
+        }
+        let shift = 11 * pass;
+        for &x in from.iter() {
+            let slot = &mut count[((x >> shift) & 0x7ff) as usize];
+            to[*slot as usize] = x;
+            *slot += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    // Three passes: the sorted values are in `scratch`.
+    v.copy_from_slice(&scratch);
+}
+
 impl Counter for RoaringCounter {
     #[inline]
     fn insert(&mut self, _uid: &[u8], hash: u64) {
@@ -105,7 +193,7 @@ impl Counter for RoaringCounter {
     }
 
     fn merge_from(&mut self, other: &Self) {
-        self.bitmap |= &other.bitmap;
+        self.bitmap_heap = heap_of(self.bitmap_heap, &mut self.bitmap, |b| *b |= &other.bitmap);
         self.pending.extend_from_slice(&other.pending);
         if self.pending.len() >= self.flush_at {
             self.flush();
@@ -113,13 +201,7 @@ impl Counter for RoaringCounter {
     }
 
     fn heap_bytes(&self) -> usize {
-        let s = self.bitmap.statistics();
-        // Array containers hold u16 values, bitset containers 8 KiB each, and
-        // the container vector ~32 bytes per container (key + store enum).
-        let arrays = s.n_values_array_containers as usize * 2;
-        let bitsets = s.n_bitset_containers as usize * 8192;
-        let containers = s.n_containers as usize * 32;
-        arrays + bitsets + containers + self.pending.capacity() * 4
+        self.bitmap_heap + self.pending.capacity() * 4
     }
 
     fn write_payload(&self, out: &mut Vec<u8>) {
@@ -139,6 +221,7 @@ impl Counter for RoaringCounter {
             return Err(CounterError::Corrupt("trailing bytes after bitmap"));
         }
         Ok(RoaringCounter {
+            bitmap_heap: exact_heap(&bitmap),
             bitmap,
             ..RoaringCounter::default()
         })

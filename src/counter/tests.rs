@@ -143,15 +143,16 @@ fn datasketches_stay_within_their_bounds_and_merge_consistently() {
 }
 
 #[test]
-fn datasketches_heap_bytes_match_a_counting_allocator() {
+fn heap_bytes_match_a_counting_allocator() {
     use crate::bench::measure::AllocScope;
     for kind in [
+        CounterKind::Roaring,
         CounterKind::Cpc { lg_k: 12 },
         CounterKind::Hll4 { lg_k: 12 },
         CounterKind::Cpc { lg_k: 16 },
         CounterKind::Hll4 { lg_k: 16 },
     ] {
-        for n in [0u64, 10, 1_000, 100_000] {
+        for n in [0u64, 10, 1_000, 100_000, 1_000_000] {
             let uids: Vec<Vec<u8>> = (0..n).map(uid).collect();
             let scope = AllocScope::start();
             let mut c = AnyCounter::new(kind);
