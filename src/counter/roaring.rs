@@ -148,7 +148,7 @@ fn exact_heap(bitmap: &RoaringBitmap) -> usize {
 
 /// Sorts 32-bit values in three passes of 11 bits (LSD radix): linear time,
 /// several times faster than a comparison sort on the large batches.
-fn radix_sort(v: &mut Vec<u32>) {
+fn radix_sort(v: &mut [u32]) {
     if v.len() < 256 {
         v.sort_unstable();
         return;
@@ -225,5 +225,35 @@ impl Counter for RoaringCounter {
             bitmap,
             ..RoaringCounter::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn radix_sort_sorts_like_the_standard_sort() {
+        let mut x = 0x9e37_79b9u32;
+        for len in [0usize, 1, 255, 256, 257, 10_000] {
+            let mut v: Vec<u32> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    // Duplicates and the extremes too.
+                    match i % 7 {
+                        0 => u32::MAX,
+                        1 => 0,
+                        2 => x & 0xffff,
+                        _ => x,
+                    }
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            radix_sort(&mut v);
+            assert_eq!(v, want, "len {len}");
+        }
     }
 }
