@@ -8,7 +8,10 @@
 //! newline without being buffered: a runaway line cannot exhaust memory.
 //!
 //! A mapped file must not be truncated while it is being counted (the
-//! process would get SIGBUS); appending to it is harmless.
+//! process would get SIGBUS); appending to it is harmless. What has been
+//! read is given back as reading goes ([`release_read`]): the pages stay in
+//! the kernel's page cache, but leave the process's resident set, so the
+//! memory of `count` does not grow with the size of the file.
 //!
 //! Stdin and other streams (pipes, FIFOs) wait for data through
 //! [`Stop::wait_readable`], so a signal ends a read that would block. A read
@@ -38,6 +41,8 @@ pub enum Source {
     Mapped {
         map: memmap2::Mmap,
         pos: usize,
+        /// Bytes before this were given back ([`release_read`]).
+        released: usize,
     },
     Stream(LineReader<Box<dyn Read + Send>>),
 }
@@ -66,7 +71,11 @@ impl Source {
                 let map = unsafe { memmap2::Mmap::map(&file)? };
                 if !map.starts_with(&GZIP_MAGIC) {
                     let _ = map.advise(memmap2::Advice::Sequential);
-                    return Ok(Source::Mapped { map, pos: 0 });
+                    return Ok(Source::Mapped {
+                        map,
+                        pos: 0,
+                        released: 0,
+                    });
                 }
             }
             return Ok(Source::Stream(LineReader::new(
@@ -89,7 +98,7 @@ impl Source {
     pub fn next_batch(&mut self, max_line: usize, mut f: impl FnMut(Line<'_>)) -> io::Result<bool> {
         match self {
             Source::Stream(reader) => reader.next_batch(f),
-            Source::Mapped { map, pos } => {
+            Source::Mapped { map, pos, released } => {
                 let data = &map[..];
                 if *pos >= data.len() {
                     return Ok(false);
@@ -115,6 +124,7 @@ impl Source {
                     deliver(&data[start..end], max_line, &mut skipping, &mut f);
                 }
                 *pos = end;
+                release_read(map, released, end);
                 Ok(true)
             }
         }
@@ -130,6 +140,40 @@ impl Source {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Gives back the pages of `map` before `upto` (those after `*released`),
+/// once nothing refers to them any more: every line in them was handed out
+/// and dealt with. Only whole pages go; the one `upto` falls in stays.
+/// Failing is harmless (the pages just stay resident), so errors are
+/// ignored.
+pub fn release_read(map: &memmap2::Mmap, released: &mut usize, upto: usize) {
+    let page = page_size();
+    let end = upto.min(map.len()) / page * page;
+    if end <= *released {
+        return;
+    }
+    // SAFETY: the map is private and read-only and is never written, so
+    // discarding its pages loses nothing: a later access would read them
+    // from the file again. The range lies inside the map (`end` is at most
+    // its length, `*released` is below `end`).
+    let _ = unsafe {
+        map.unchecked_advise_range(
+            memmap2::UncheckedAdvice::DontNeed,
+            *released,
+            end - *released,
+        )
+    };
+    *released = end;
+}
+
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no memory arguments.
+    *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    })
+}
 
 /// A byte stream, gunzipped when it starts with gzip's magic bytes, so
 /// `.gz` files and gzipped stdin both work.
@@ -307,7 +351,7 @@ fn deliver(line: &[u8], max_line: usize, skipping: &mut bool, f: &mut impl FnMut
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn lines(input: &[u8], max_line: usize) -> Vec<Result<Vec<u8>, ()>> {
@@ -471,6 +515,67 @@ mod tests {
         {}
         assert_eq!(src.bytes_read(), input.len() as u64);
         assert_eq!(got, lines(&input, 1100));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Resident bytes of the mapping that contains `addr`, from
+    /// /proc/self/smaps.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn mapping_rss(addr: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if let Some(kb) = line.strip_prefix("Rss:").filter(|_| inside) {
+                return kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap()
+                    * 1024;
+            }
+        }
+        panic!("no mapping at {addr:#x}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn what_was_read_leaves_the_resident_set() {
+        let dir = std::env::temp_dir().join(format!("distinctly-rss-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.jsonl");
+        let line = [b"x".repeat(999), b"\n".to_vec()].concat();
+        std::fs::write(&path, line.repeat(8 * BLOCK / line.len())).unwrap();
+        let mut src = Source::open(path.to_str().unwrap(), 2000, &Stop::never()).unwrap();
+        let Source::Mapped { map, .. } = &src else {
+            panic!("not mapped");
+        };
+        let addr = map.as_ptr() as usize;
+        let mut lines = 0;
+        let mut most = 0;
+        while src
+            .next_batch(2000, |l| {
+                assert_eq!(l, Line::Message(&line[..999]));
+                lines += 1;
+            })
+            .unwrap()
+        {
+            most = most.max(mapping_rss(addr));
+        }
+        assert_eq!(lines, 8 * BLOCK / line.len());
+        // Every batch was read (a block is 4 MiB), yet at most one block and
+        // a page stay resident between batches.
+        assert!(most <= BLOCK + 4096, "{most} bytes of the map resident");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

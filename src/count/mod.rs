@@ -203,7 +203,7 @@ impl<W: Write> Counting<W> {
     }
 
     /// Decodes a mapped file on `workers` threads, windowing it here.
-    fn parallel(&mut self, map: &[u8], workers: usize, stop: &Stop) -> ControlFlow<End> {
+    fn parallel(&mut self, map: &memmap2::Mmap, workers: usize, stop: &Stop) -> ControlFlow<End> {
         let mut end = None;
         let mut chunk_started = Instant::now();
         parallel::decode_in_order(map, self.cfg.max_message_bytes, workers, |decoded| {

@@ -7,7 +7,9 @@
 //! calling thread takes the chunks back in file order and windows them. The
 //! output is byte-identical to the single-threaded path. The sink can stop
 //! the run (a signal, a closed output): the threads then stop at their next
-//! chunk instead of decoding the rest of the file.
+//! chunk instead of decoding the rest of the file. The pages of each chunk
+//! are given back once it has been windowed ([`crate::input::release_read`]),
+//! so only the chunks in flight are resident.
 
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
@@ -45,23 +47,30 @@ pub fn worth_it(len: usize, workers: usize) -> bool {
     workers > 1 && len >= 4 * CHUNK
 }
 
-/// Decodes `data` (JSON lines) on `workers` threads and hands the chunks to
+/// Decodes `map` (JSON lines) on `workers` threads and hands the chunks to
 /// `sink`, in order, on the calling thread, until it says `Break`.
 pub fn decode_in_order(
-    data: &[u8],
+    map: &memmap2::Mmap,
     max_line: usize,
     workers: usize,
     sink: impl FnMut(Decoded) -> ControlFlow<()>,
 ) {
-    decode_chunks(data, max_line, workers, CHUNK, sink);
+    let mut released = 0;
+    decode_chunks(map, max_line, workers, CHUNK, sink, |read| {
+        crate::input::release_read(map, &mut released, read)
+    });
 }
 
+/// The chunk pipeline over `data`; `done(bytes)` is called once the sink
+/// has taken the chunks up to `bytes`, which nothing refers to any more
+/// (a chunk's uids are copied out of it).
 fn decode_chunks(
     data: &[u8],
     max_line: usize,
     workers: usize,
     chunk_bytes: usize,
     mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
+    mut done: impl FnMut(usize),
 ) {
     let (job_tx, job_rx) = sync_channel::<(u64, &[u8])>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(u64, Decoded)>(workers * 2);
@@ -93,13 +102,16 @@ fn decode_chunks(
         drop(done_tx);
         // Reorder: chunks finish out of order, windows need file order.
         let mut next = 0;
+        let mut read = 0;
         let mut pending = BTreeMap::new();
         'chunks: for (seq, decoded) in &done_rx {
             pending.insert(seq, decoded);
             while let Some(d) = pending.remove(&next) {
+                read += d.bytes as usize;
                 if sink(d).is_break() {
                     break 'chunks;
                 }
+                done(read);
                 next += 1;
             }
         }
@@ -194,17 +206,29 @@ mod tests {
             let mut rejects = RejectCounts::default();
             let mut got_messages = 0;
             let mut chunks = 0;
-            decode_chunks(&data, 1 << 20, workers, 8 << 10, |d| {
-                chunks += 1;
-                got_messages += d.messages;
-                rejects.merge(&d.rejects);
-                for e in &d.events {
-                    let uid = d.uids[e.uid.start as usize..e.uid.end as usize].to_vec();
-                    assert_eq!(e.hash, uid_hash(&uid));
-                    got.push((e.ts, uid));
-                }
-                ControlFlow::Continue(())
-            });
+            let mut done_upto = 0;
+            decode_chunks(
+                &data,
+                1 << 20,
+                workers,
+                8 << 10,
+                |d| {
+                    chunks += 1;
+                    got_messages += d.messages;
+                    rejects.merge(&d.rejects);
+                    for e in &d.events {
+                        let uid = d.uids[e.uid.start as usize..e.uid.end as usize].to_vec();
+                        assert_eq!(e.hash, uid_hash(&uid));
+                        got.push((e.ts, uid));
+                    }
+                    ControlFlow::Continue(())
+                },
+                |upto| {
+                    assert!(upto > done_upto);
+                    done_upto = upto;
+                },
+            );
+            assert_eq!(done_upto, data.len(), "every chunk reported done");
             assert!(chunks > 100, "{chunks} chunks");
             assert_eq!(got_messages, messages);
             assert_eq!(rejects, want_rejects);
@@ -213,15 +237,54 @@ mod tests {
             // A sink that stops after three chunks gets exactly three, and
             // every thread ends (the scope returns).
             let mut seen = 0;
-            decode_chunks(&data, 1 << 20, workers, 8 << 10, |_| {
-                seen += 1;
-                if seen == 3 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
+            decode_chunks(
+                &data,
+                1 << 20,
+                workers,
+                8 << 10,
+                |_| {
+                    seen += 1;
+                    if seen == 3 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+                |_| {},
+            );
             assert_eq!(seen, 3);
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn windowed_chunks_leave_the_resident_set() {
+        let dir = std::env::temp_dir().join(format!("distinctly-prss-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.jsonl");
+        let mut line = br#"{"ts":1,"uid":"a"}"#.to_vec();
+        line.resize(999, b' ');
+        line.push(b'\n');
+        let lines = 24 * CHUNK / line.len();
+        std::fs::write(&path, line.repeat(lines)).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a private file of this test, not changed while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let addr = map.as_ptr() as usize;
+        let (mut events, mut most) = (0, 0);
+        decode_in_order(&map, 1 << 20, 2, |d| {
+            events += d.events.len();
+            most = most.max(crate::input::tests::mapping_rss(addr));
+            ControlFlow::Continue(())
+        });
+        assert_eq!(events, lines);
+        // Chunks in flight: two queued jobs and two results per worker, one
+        // being decoded by each, the one in the sink.
+        assert!(
+            most <= 8 * CHUNK,
+            "{most} bytes of a {} byte map resident",
+            map.len()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
