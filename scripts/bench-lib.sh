@@ -28,3 +28,17 @@ generate() {
     mv "$file.tmp" "$file"
   fi
 }
+
+# baseline_binary REV: path of a release binary of commit REV, built once in a git worktree
+# under $BENCH_DIR (minutes). Uses the caller's $ROOT, `say` and `die`.
+baseline_binary() {
+  local src=$BENCH_DIR/baseline-$1
+  local bin=$src/target/release/distinctly
+  if [[ ! -x $bin ]]; then
+    say "building the baseline $1 in $src"
+    [[ -d $src ]] || git -C "$ROOT" worktree add --detach "$src" "$1" >&2
+    (cd "$src" && cargo build --release --bin distinctly >&2) || die "building the baseline $1 failed"
+  fi
+  [[ -x $bin ]] || die "missing the baseline binary $bin"
+  printf '%s\n' "$bin"
+}

@@ -63,13 +63,7 @@ rm -f "$OUT"/*
 
 baseline=${BENCH_BASELINE_BIN:-}
 if [[ -z $baseline ]]; then
-  src=$BENCH_DIR/baseline-$BENCH_BASELINE_REV
-  baseline=$src/target/release/distinctly
-  if [[ ! -x $baseline ]]; then
-    say "building the baseline $BENCH_BASELINE_REV in $src"
-    [[ -d $src ]] || git -C "$ROOT" worktree add --detach "$src" "$BENCH_BASELINE_REV" >&2
-    (cd "$src" && cargo build --release) || die "building the baseline failed"
-  fi
+  baseline=$(baseline_binary "$BENCH_BASELINE_REV")
 fi
 [[ -x $baseline ]] || die "missing the baseline binary $baseline"
 
