@@ -61,6 +61,11 @@ pub fn decode_in_order(
     });
 }
 
+/// Chunks decoded or being decoded at once, at most.
+fn in_flight(workers: usize) -> usize {
+    3 * workers
+}
+
 /// The chunk pipeline over `data`; `done(bytes)` is called once the sink
 /// has taken the chunks up to `bytes`, which nothing refers to any more
 /// (a chunk's uids are copied out of it).
@@ -74,6 +79,14 @@ fn decode_chunks(
 ) {
     let (job_tx, job_rx) = sync_channel::<(u64, &[u8])>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(u64, Decoded)>(workers * 2);
+    // Chunks handed out and not yet through the sink: a chunk decoded far
+    // ahead of a slow one waits, decoded and resident, for its turn, so
+    // without a bound a stalled worker would let the others map in the
+    // rest of the file.
+    let (credit_tx, credit_rx) = sync_channel::<()>(in_flight(workers));
+    for _ in 0..in_flight(workers) {
+        credit_tx.send(()).expect("capacity");
+    }
     let job_rx = Mutex::new(job_rx);
     let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -82,6 +95,9 @@ fn decode_chunks(
             let mut pos = 0;
             let mut seq = 0;
             while pos < data.len() && !stopped.load(Ordering::Relaxed) {
+                if credit_rx.recv().is_err() {
+                    return;
+                }
                 let end = match data.get(pos + chunk_bytes..) {
                     Some(rest) => memchr::memchr(b'\n', rest)
                         .map_or(data.len(), |i| pos + chunk_bytes + i + 1),
@@ -112,13 +128,16 @@ fn decode_chunks(
                     break 'chunks;
                 }
                 done(read);
+                let _ = credit_tx.try_send(());
                 next += 1;
             }
         }
         // Stopping: workers quit at their next chunk (their sends fail once
         // `done_rx` is gone), and the queued jobs are dropped so that the
-        // splitter is not left blocked on a full queue.
+        // splitter is not left blocked on a full queue or waiting for a
+        // credit.
         stopped.store(true, Ordering::Relaxed);
+        drop(credit_tx);
         drop(done_rx);
         while job_rx.lock().expect("not poisoned").try_recv().is_ok() {}
     });
@@ -143,10 +162,15 @@ fn worker(
             bytes: chunk.len() as u64,
             ..Decoded::default()
         };
-        for line in chunk.split(|&b| b == b'\n') {
-            if line.is_empty() && line.as_ptr() == chunk.as_ptr().wrapping_add(chunk.len()) {
-                break; // after the final newline
-            }
+        // memchr, not `split`: a closure per byte cost a fifth of the run.
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', chunk).chain(
+            // A last line without a newline.
+            (chunk.last() != Some(&b'\n')).then_some(chunk.len()),
+        );
+        for end in ends {
+            let line = &chunk[start..end];
+            start = end + 1;
             d.messages += 1;
             if line.len() > max_line {
                 d.rejects.add(Reject::TooLarge);
