@@ -35,9 +35,11 @@ struct Masks {
 pub fn build(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above; the check
-            // is a cached load).
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+        {
+            // SAFETY: the CPU supports AVX2 and PCLMULQDQ (checked just
+            // above; each check is a cached load).
             return unsafe { build_avx2(msg, idx) };
         }
     }
@@ -46,24 +48,32 @@ pub fn build(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
 
 /// # Safety
 ///
-/// The CPU must support AVX2.
+/// The CPU must support AVX2 and PCLMULQDQ.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,pclmulqdq")]
 unsafe fn build_avx2(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
-    build_with(msg, idx, |b| classify_avx2(b))
+    build_with(
+        msg,
+        idx,
+        |b| classify_avx2(b),
+        // SAFETY: this function runs only where PCLMULQDQ is available.
+        |x| unsafe { prefix_xor_clmul(x) },
+    )
 }
 
 fn build_generic(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
-    build_with(msg, idx, classify)
+    build_with(msg, idx, classify, prefix_xor)
 }
 
-/// The block loop, generic over the classifier so that the AVX2 variant is
-/// compiled (and inlined) with AVX2 enabled throughout.
+/// The block loop, generic over the classifier and the prefix XOR so that
+/// the AVX2 variant is compiled (and inlined) with its features enabled
+/// throughout.
 #[inline(always)]
 fn build_with(
     msg: &[u8],
     idx: &mut Vec<u32>,
     classify: impl Fn(&[u8; 64]) -> Masks,
+    prefix_xor: impl Fn(u64) -> u64,
 ) -> Result<(), SyntaxError> {
     idx.clear();
     if msg.len() > u32::MAX as usize {
@@ -132,19 +142,31 @@ fn build_with(
     Ok(())
 }
 
-/// Appends `base + i` for every set bit `i` of `bits`, in order, with one
-/// capacity check per block instead of one per position.
+/// Appends `base + i` for every set bit `i` of `bits`, in order. Positions
+/// are written eight at a time whatever their number (the slots past the
+/// last one are scratch, inside reserved capacity, and not counted): a loop
+/// whose trip count varies with every block mispredicts its exit, a fixed
+/// group of eight does not.
 #[inline(always)]
 fn push_positions(idx: &mut Vec<u32>, base: u32, mut bits: u64) {
     let n = bits.count_ones() as usize;
-    idx.reserve(n);
-    let len = idx.len();
-    let spare = &mut idx.spare_capacity_mut()[..n];
-    for slot in spare {
-        slot.write(base + bits.trailing_zeros());
-        bits &= bits - 1;
+    if n == 0 {
+        return;
     }
-    // SAFETY: the `n` slots after `len` were just initialized.
+    let len = idx.len();
+    idx.reserve(n.next_multiple_of(8));
+    let out = idx.spare_capacity_mut().as_mut_ptr().cast::<u32>();
+    let mut i = 0;
+    while i < n {
+        for k in 0..8 {
+            // SAFETY: `i + k < n.next_multiple_of(8)`, reserved just above.
+            unsafe { out.add(i + k).write(base + bits.trailing_zeros()) };
+            bits &= bits.wrapping_sub(1);
+        }
+        i += 8;
+    }
+    // SAFETY: the first `n` slots after `len` were written (the rest are
+    // left uncounted).
     unsafe { idx.set_len(len + n) };
 }
 
@@ -161,6 +183,20 @@ fn check_escape(msg: &[u8], at: usize) -> Result<(), SyntaxError> {
     }
 }
 
+/// [`prefix_xor`] in one carry-less multiplication by all ones.
+///
+/// # Safety
+///
+/// The CPU must support PCLMULQDQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq")]
+#[inline]
+unsafe fn prefix_xor_clmul(x: u64) -> u64 {
+    use std::arch::x86_64::*;
+    let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0);
+    _mm_cvtsi128_si64(product) as u64
+}
+
 /// Bit i = XOR of bits 0..=i: 1 from an opening quote up to (not including)
 /// its closing quote.
 #[inline(always)]
@@ -174,6 +210,16 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// Classifies 64 bytes, 32 at a time. Whitespace and structural characters
+/// are found with one table lookup each on the low nibble (`pshufb`), after
+/// simdjson: a byte is whitespace if it equals the whitespace table's entry
+/// for its low nibble, and structural if it equals the structural table's
+/// entry once bit 5 is set (which folds `[` `]` onto `{` `}`). Every filler
+/// entry has a low nibble different from its index, so nothing else matches.
+/// Two control bytes fold onto structural characters too (0x0C onto `,`,
+/// 0x1A onto `:`); they are indexed as structural, and stage 2, which reads
+/// the byte itself, rejects them there as it rejects any stray byte.
+///
 /// # Safety
 ///
 /// The CPU must support AVX2 (only [`build_avx2`] calls it).
@@ -182,44 +228,31 @@ fn prefix_xor(mut x: u64) -> u64 {
 #[inline]
 unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::*;
-    let mut m = Masks::default();
+    #[rustfmt::skip]
+    let ws_table = _mm256_setr_epi8(
+        b' ' as i8, 100, 100, 100, 17, 100, 113, 2, 100, b'\t' as i8, b'\n' as i8, 112, 100, b'\r' as i8, 100, 100,
+        b' ' as i8, 100, 100, 100, 17, 100, 113, 2, 100, b'\t' as i8, b'\n' as i8, 112, 100, b'\r' as i8, 100, 100,
+    );
+    #[rustfmt::skip]
+    let op_table = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b':' as i8, b'{' as i8, b',' as i8, b'}' as i8, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b':' as i8, b'{' as i8, b',' as i8, b'}' as i8, 0, 0,
+    );
     let quote = _mm256_set1_epi8(b'"' as i8);
     let backslash = _mm256_set1_epi8(b'\\' as i8);
     let ctrl_max = _mm256_set1_epi8(0x1f);
-    let case = _mm256_set1_epi8(0x20);
-    let open = _mm256_set1_epi8(b'{' as i8);
-    let close = _mm256_set1_epi8(b'}' as i8);
-    let colon = _mm256_set1_epi8(b':' as i8);
-    let comma = _mm256_set1_epi8(b',' as i8);
-    let space = _mm256_set1_epi8(b' ' as i8);
-    let tab = _mm256_set1_epi8(b'\t' as i8);
-    let lf = _mm256_set1_epi8(b'\n' as i8);
-    let cr = _mm256_set1_epi8(b'\r' as i8);
+    let bit5 = _mm256_set1_epi8(0x20);
+    let mut m = Masks::default();
     for half in 0..2 {
         // SAFETY: reads 32 bytes inside the 64-byte block.
         let x = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * half) as *const __m256i) };
-        // `black_box` keeps LLVM from turning the masks back into vectors
-        // of booleans and extracting them byte by byte (2.5x slower).
-        let bits = |v: __m256i| {
-            u64::from(std::hint::black_box(_mm256_movemask_epi8(v) as u32)) << (32 * half)
-        };
+        let bits = |v: __m256i| u64::from(_mm256_movemask_epi8(v) as u32) << (32 * half);
         m.quote |= bits(_mm256_cmpeq_epi8(x, quote));
         m.backslash |= bits(_mm256_cmpeq_epi8(x, backslash));
         m.ctrl |= bits(_mm256_cmpeq_epi8(_mm256_min_epu8(x, ctrl_max), x));
-        let folded = _mm256_or_si256(x, case);
-        let op = _mm256_or_si256(
-            _mm256_or_si256(
-                _mm256_cmpeq_epi8(folded, open),
-                _mm256_cmpeq_epi8(folded, close),
-            ),
-            _mm256_or_si256(_mm256_cmpeq_epi8(x, colon), _mm256_cmpeq_epi8(x, comma)),
-        );
-        m.op |= bits(op);
-        let ws = _mm256_or_si256(
-            _mm256_or_si256(_mm256_cmpeq_epi8(x, space), _mm256_cmpeq_epi8(x, tab)),
-            _mm256_or_si256(_mm256_cmpeq_epi8(x, lf), _mm256_cmpeq_epi8(x, cr)),
-        );
-        m.ws |= bits(ws);
+        m.ws |= bits(_mm256_cmpeq_epi8(x, _mm256_shuffle_epi8(ws_table, x)));
+        let folded = _mm256_or_si256(x, bit5);
+        m.op |= bits(_mm256_cmpeq_epi8(folded, _mm256_shuffle_epi8(op_table, folded)));
     }
     m
 }

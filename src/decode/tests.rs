@@ -180,7 +180,8 @@ fn agrees_with_serde_json_on_validity_of_mutations() {
         state ^= state << 17;
         state
     };
-    let specials = b"{}[]\":,\\ 0-.eEtfnu\x01";
+    // 0x0C and 0x1A: control bytes the AVX2 classifier folds onto `,` and `:`.
+    let specials = b"{}[]\":,\\ 0-.eEtfnu\x01\x0c\x1a";
     for _ in 0..20_000 {
         let mut m = frame.clone();
         for _ in 0..1 + next() % 3 {
