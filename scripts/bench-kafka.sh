@@ -39,6 +39,8 @@
 #   BENCH_PARTITIONS       partitions of the input topics (default 3)
 #   BENCH_TIMEOUT          seconds one drain may take before it is killed (default 900)
 #   BENCH_TUNED=0          leave out the two tuned runs per topic (see below; default: run them)
+#   BENCH_REPS             rounds of tuned kcat, exact and hll per topic (default 3; the first
+#                          round is the main runs): the report gives their median ratio
 #   BENCH_PERF=1           also `perf record -g` distinctly run (hll) on the minimal topic and
 #                          write the top functions to $BENCH_DIR/perf-hll-minimal.txt
 #   BENCH_KEEP_TOPICS=1    keep the topics and consumer groups (default: deleted at exit)
@@ -73,7 +75,9 @@ die() {
   exit 1
 }
 
-for var in BENCH_EVENTS BENCH_USERS BENCH_MINIMAL_EVENTS BENCH_MINIMAL_USERS BENCH_PARTITIONS BENCH_TIMEOUT; do
+BENCH_REPS=${BENCH_REPS:-3}
+for var in BENCH_EVENTS BENCH_USERS BENCH_MINIMAL_EVENTS BENCH_MINIMAL_USERS BENCH_PARTITIONS BENCH_TIMEOUT \
+  BENCH_REPS; do
   [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive integer, got '${!var}'"
 done
 
@@ -218,16 +222,19 @@ broker_cpu() {
 }
 
 # timed NAME KIND -- CMD...: runs CMD in the background (so that the EXIT trap can stop it)
-# under `timeout` and `/usr/bin/time -v`; stdout to $OUT/NAME.out, stderr to $OUT/NAME.err.
-# Records the wall time (EPOCHREALTIME around the run) and the peak RSS.
+# under `timeout` and `/usr/bin/time -v`; stdout to $OUT/NAME.out (kcat's, the messages, to
+# /dev/null), stderr to $OUT/NAME.err. Records the wall time (EPOCHREALTIME around the run)
+# and the peak RSS.
 timed() {
-  local name=$1 kind=$2 pid rc=0 t0 t1 rss cpu b0 b1
+  local name=$1 kind=$2 pid rc=0 t0 t1 rss cpu b0 b1 stdout
   shift 3
   say "draining ${TOPIC[$kind]}: $name"
+  stdout=$OUT/$name.out
+  [[ $name == kcat* ]] && stdout=/dev/null
   b0=$(broker_cpu)
   t0=$EPOCHREALTIME
   timeout "$BENCH_TIMEOUT" /usr/bin/time -v -o "$OUT/$name.time" "$@" \
-    >"$OUT/$name.out" 2>"$OUT/$name.err" &
+    >"$stdout" 2>"$OUT/$name.err" &
   pid=$!
   bg_pids+=("$pid")
   wait "$pid" || rc=$?
@@ -286,6 +293,17 @@ for kind in tiny real mini; do
     distinctly_run "hllnometrics.$kind" "$kind" hll DISTINCTLY_METRICS_ADDR=
   fi
 done
+# More rounds against tuned kcat, interleaved, so that each ratio compares runs made side by side.
+if [[ ${BENCH_TUNED:-1} != 0 ]]; then
+  for rep in $(seq 2 "$BENCH_REPS"); do
+    for kind in real mini; do
+      timed "kcattuned.$kind.r$rep" "$kind" -- kcat -C -b "$BOOTSTRAP" -t "${TOPIC[$kind]}" -e \
+        -o beginning -q -X queued.min.messages=1000000
+      distinctly_run "exact.$kind.r$rep" "$kind" exact
+      distinctly_run "hll.$kind.r$rep" "$kind" hll
+    done
+  done
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The windows each distinctly run produced: its output topic read back, key and value.
@@ -321,7 +339,7 @@ rdkafka_version=$(awk '/^name = "rdkafka-sys"/ {getline; gsub(/"/, "", $3); prin
 ck_version=$(python3 -c 'import confluent_kafka as c; print(c.version(), "(librdkafka", c.libversion()[0] + ")")')
 produce=$(printf '%s; ' "${produce_notes[@]}")
 produce=${produce%; }
-export BENCH_DIR OUT RESULTS REAL MINI BENCH_PARTITIONS load_before load_after busy cpu_model commit \
+export BENCH_REPS BENCH_DIR OUT RESULTS REAL MINI BENCH_PARTITIONS load_before load_after busy cpu_model commit \
   kcat_version rdkafka_version ck_version produce
 python3 - <<'PY' | tee "$BENCH_DIR/bench-kafka.md"
 import csv, json, math, os, subprocess
@@ -352,9 +370,12 @@ def windows(lines, keyed):
 
 
 def summary_messages(name):
+    """Messages read, from the `stopped: read ...` log line (its `messages=` field)."""
     for line in open(f"{out}/{name}.err"):
-        if line.startswith("distinctly: read "):
-            return int(line.split()[2])
+        if "stopped: read " in line:
+            for field in line.split():
+                if field.startswith("messages="):
+                    return int(field.split("=", 1)[1])
     return None
 
 
@@ -421,6 +442,34 @@ for kind in ("real", "mini"):
         line += (f"; with metrics served, hll runs at "
                  f"{sec[f'hllnometrics.{kind}'] / sec[f'hll.{kind}']:.0%} of its speed without")
     print(line)
+
+rounds = [r for r in range(1, int(E["BENCH_REPS"]) + 1)
+          if all(f"{t}.{k}{'' if r == 1 else f'.r{r}'}" in sec
+                 for t in ("kcattuned", "exact", "hll") for k in ("real", "mini"))]
+if len(rounds) > 1:
+    import statistics
+
+    def nm(tool, kind, r):
+        return f"{tool}.{kind}" if r == 1 else f"{tool}.{kind}.r{r}"
+
+    print(f"\nAgainst tuned kcat, {len(rounds)} rounds (each round drains both topics with tuned kcat, "
+          "exact and hll, one after the other); median ratio (range). *Wall* is the whole run; "
+          "*steady* takes each tool's fixed overhead (its tiny-topic time) off first. "
+          "Target: >= 0.9 of tuned kcat.\n")
+    print("| topic | run | wall ratio | steady ratio | steady events/s |")
+    print("|---|---|---:|---:|---:|")
+    for kind in ("real", "mini"):
+        for tool in ("exact", "hll"):
+            wall = [sec[nm("kcattuned", kind, r)] / sec[nm(tool, kind, r)] for r in rounds]
+            steady = [net(nm(tool, kind, r), kind) / net(nm("kcattuned", kind, r), kind) for r in rounds]
+            rate = statistics.median(net(nm(tool, kind, r), kind) for r in rounds)
+            print(f"| {kinds[kind]} | {labels[tool]} | {statistics.median(wall):.2f} "
+                  f"({min(wall):.2f}–{max(wall):.2f}) | **{statistics.median(steady):.2f}** "
+                  f"({min(steady):.2f}–{max(steady):.2f}) | {rate:,.0f} |")
+    for kind in ("real", "mini"):
+        truth = windows(open(f"{bench}/{E['REAL' if kind == 'real' else 'MINI']}.truth.jsonl"), False)
+        ok = [r for r in rounds if windows(open(f"{out}/{nm('exact', kind, r)}.records"), True) == truth]
+        print(f"- exact on {kinds[kind]}: output equal to the truth in {len(ok)} of {len(rounds)} rounds")
 
 print("\nCPU (user+sys seconds of the consumer process, and of the broker during the run); "
       "busy = consumer CPU / wall time. A consumer far below 100 % busy is waiting, not computing.\n")

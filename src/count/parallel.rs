@@ -13,7 +13,7 @@
 
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
-use crate::reject::{Reject, RejectCounts};
+use crate::reject::RejectCounts;
 use std::collections::BTreeMap;
 use std::ops::{ControlFlow, Range};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,21 +162,9 @@ fn worker(
             bytes: chunk.len() as u64,
             ..Decoded::default()
         };
-        // memchr, not `split`: a closure per byte cost a fifth of the run.
-        let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', chunk).chain(
-            // A last line without a newline.
-            (chunk.last() != Some(&b'\n')).then_some(chunk.len()),
-        );
-        for end in ends {
-            let line = &chunk[start..end];
-            start = end + 1;
+        decoder.decode_lines(chunk, max_line, |result| {
             d.messages += 1;
-            if line.len() > max_line {
-                d.rejects.add(Reject::TooLarge);
-                continue;
-            }
-            match decoder.decode(line) {
+            match result {
                 Ok(e) => {
                     let start = d.uids.len() as u32;
                     d.uids.extend_from_slice(e.uid);
@@ -188,7 +176,7 @@ fn worker(
                 }
                 Err(r) => d.rejects.add(r),
             }
-        }
+        });
         if done.send((seq, d)).is_err() {
             return;
         }

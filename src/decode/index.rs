@@ -27,6 +27,16 @@ struct Masks {
     ctrl: u64,
     op: u64,
     ws: u64,
+    /// Line feeds (also in `ws`); only line mode uses them.
+    nl: u64,
+}
+
+/// Where a line ends in line mode: its newline's position, and the length
+/// of the index up to it (the line's entries end there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineEnd {
+    pub tokens: u32,
+    pub at: u32,
 }
 
 /// Appends the index of `msg` to `idx` (cleared first). Fails on the
@@ -46,15 +56,60 @@ pub fn build(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
     build_generic(msg, idx)
 }
 
+/// Line mode: the index of many JSON lines at once, and where each line
+/// ends. Newlines outside strings end lines; a newline inside a string is a
+/// control byte there, an error like any other. On any error the result is
+/// unusable as a whole (a string left open runs into the next line): the
+/// caller then decodes the lines one by one.
+#[inline]
+pub fn build_lines(
+    data: &[u8],
+    idx: &mut Vec<u32>,
+    ends: &mut Vec<LineEnd>,
+) -> Result<(), SyntaxError> {
+    ends.clear();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+        {
+            // SAFETY: as in `build`.
+            return unsafe { build_lines_avx2(data, idx, ends) };
+        }
+    }
+    build_with::<true>(data, idx, ends, classify, prefix_xor)
+}
+
 /// # Safety
 ///
 /// The CPU must support AVX2 and PCLMULQDQ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,pclmulqdq")]
 unsafe fn build_avx2(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
-    build_with(
+    build_with::<false>(
         msg,
         idx,
+        &mut Vec::new(),
+        |b| classify_avx2(b),
+        // SAFETY: this function runs only where PCLMULQDQ is available.
+        |x| unsafe { prefix_xor_clmul(x) },
+    )
+}
+
+/// # Safety
+///
+/// The CPU must support AVX2 and PCLMULQDQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,pclmulqdq")]
+unsafe fn build_lines_avx2(
+    data: &[u8],
+    idx: &mut Vec<u32>,
+    ends: &mut Vec<LineEnd>,
+) -> Result<(), SyntaxError> {
+    build_with::<true>(
+        data,
+        idx,
+        ends,
         |b| classify_avx2(b),
         // SAFETY: this function runs only where PCLMULQDQ is available.
         |x| unsafe { prefix_xor_clmul(x) },
@@ -62,16 +117,17 @@ unsafe fn build_avx2(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> 
 }
 
 fn build_generic(msg: &[u8], idx: &mut Vec<u32>) -> Result<(), SyntaxError> {
-    build_with(msg, idx, classify, prefix_xor)
+    build_with::<false>(msg, idx, &mut Vec::new(), classify, prefix_xor)
 }
 
 /// The block loop, generic over the classifier and the prefix XOR so that
 /// the AVX2 variant is compiled (and inlined) with its features enabled
-/// throughout.
+/// throughout. With `LINES`, newlines outside strings are noted in `ends`.
 #[inline(always)]
-fn build_with(
+fn build_with<const LINES: bool>(
     msg: &[u8],
     idx: &mut Vec<u32>,
+    ends: &mut Vec<LineEnd>,
     classify: impl Fn(&[u8; 64]) -> Masks,
     prefix_xor: impl Fn(u64) -> u64,
 ) -> Result<(), SyntaxError> {
@@ -118,8 +174,21 @@ fn build_with(
         let token = outside & !op & !m.ws & !quotes;
         let follows_token = (token << 1) | prev_scalar;
         prev_scalar = token >> 63;
-        let structural = op | quotes | (token & !follows_token);
+        let mut structural = op | quotes | (token & !follows_token);
         // Padding bytes are spaces, so nothing past the end is indexed.
+        if LINES {
+            let mut nl = m.nl & outside;
+            while nl != 0 {
+                let below = (nl & nl.wrapping_neg()) - 1;
+                push_positions(idx, offset as u32, structural & below);
+                structural &= !below;
+                ends.push(LineEnd {
+                    tokens: idx.len() as u32,
+                    at: offset as u32 + nl.trailing_zeros(),
+                });
+                nl &= nl - 1;
+            }
+        }
         push_positions(idx, offset as u32, structural);
         offset += 64;
     }
@@ -246,6 +315,7 @@ unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
     let backslash = _mm256_set1_epi8(b'\\' as i8);
     let ctrl_max = _mm256_set1_epi8(0x1f);
     let bit5 = _mm256_set1_epi8(0x20);
+    let lf = _mm256_set1_epi8(b'\n' as i8);
     let mut m = Masks::default();
     for half in 0..2 {
         // SAFETY: reads 32 bytes inside the 64-byte block.
@@ -255,8 +325,12 @@ unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
         m.backslash |= bits(_mm256_cmpeq_epi8(x, backslash));
         m.ctrl |= bits(_mm256_cmpeq_epi8(_mm256_min_epu8(x, ctrl_max), x));
         m.ws |= bits(_mm256_cmpeq_epi8(x, _mm256_shuffle_epi8(ws_table, x)));
+        m.nl |= bits(_mm256_cmpeq_epi8(x, lf));
         let folded = _mm256_or_si256(x, bit5);
-        m.op |= bits(_mm256_cmpeq_epi8(folded, _mm256_shuffle_epi8(op_table, folded)));
+        m.op |= bits(_mm256_cmpeq_epi8(
+            folded,
+            _mm256_shuffle_epi8(op_table, folded),
+        ));
     }
     m
 }
@@ -300,6 +374,7 @@ fn classify(block: &[u8; 64]) -> Masks {
                 _mm_or_si128(_mm_cmpeq_epi8(x, lf), _mm_cmpeq_epi8(x, cr)),
             );
             m.ws |= bits(ws);
+            m.nl |= bits(_mm_cmpeq_epi8(x, lf));
         }
     }
     m
@@ -314,7 +389,11 @@ fn classify(block: &[u8; 64]) -> Masks {
             b'"' => m.quote |= bit,
             b'\\' => m.backslash |= bit,
             b'{' | b'}' | b'[' | b']' | b':' | b',' => m.op |= bit,
-            b' ' | b'\t' | b'\n' | b'\r' => m.ws |= bit,
+            b'\n' => {
+                m.ws |= bit;
+                m.nl |= bit;
+            }
+            b' ' | b'\t' | b'\r' => m.ws |= bit,
             _ => {}
         }
         if b < 0x20 {

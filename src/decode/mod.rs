@@ -26,6 +26,7 @@
 //! are different uids, as they are different strings to every producer.
 
 mod index;
+mod lines;
 mod ts;
 mod unescape;
 mod walk;
@@ -57,6 +58,10 @@ pub struct Decoder {
     uid_buf: Vec<u8>,
     /// Unescaped content of a string-wrapped frame.
     inner_buf: Vec<u8>,
+    /// Line mode ([`Decoder::decode_lines`]): the index of a batch of lines
+    /// and where each line ends.
+    lines_index: Vec<u32>,
+    line_ends: Vec<index::LineEnd>,
 }
 
 impl Decoder {
@@ -67,33 +72,47 @@ impl Decoder {
     /// Decodes one message (without its line terminator; a trailing `\r` is
     /// JSON whitespace and harmless).
     pub fn decode<'a>(&'a mut self, msg: &'a [u8]) -> Result<Event<'a>, Reject> {
-        let Decoder {
-            index,
-            uid_buf,
-            inner_buf,
-        } = self;
         if !is_utf8(msg) {
             return Err(Reject::NotUtf8);
         }
-        match parse(msg, index)? {
-            Root::Object(fields) => event(msg, fields, uid_buf),
-            Root::String(span) => {
-                // Kafka Connect's JsonConverter: the frame is a JSON string.
-                inner_buf.clear();
-                unescape::unescape_into(&msg[span.start..span.end], inner_buf)
-                    .map_err(|_| Reject::NotUtf8)?;
-                // The content gets the reason it would get as a message of
-                // its own; a string is not unwrapped twice.
-                match parse(inner_buf, index) {
-                    Ok(Root::Object(fields)) => event(inner_buf, fields, uid_buf),
-                    Ok(Root::Empty) => Err(Reject::Empty),
-                    Err(reason) => Err(reason),
-                    Ok(Root::String(_) | Root::Other) => Err(Reject::NotObject),
-                }
+        let root = parse(msg, &mut self.index)?;
+        root_event(
+            msg,
+            root,
+            &mut self.index,
+            &mut self.uid_buf,
+            &mut self.inner_buf,
+        )
+    }
+}
+
+/// The event of a message whose root value is `root`, or why there is none.
+/// `index` is scratch (an unwrapped frame is parsed again).
+fn root_event<'a>(
+    msg: &'a [u8],
+    root: Root,
+    index: &mut Vec<u32>,
+    uid_buf: &'a mut Vec<u8>,
+    inner_buf: &'a mut Vec<u8>,
+) -> Result<Event<'a>, Reject> {
+    match root {
+        Root::Object(fields) => event(msg, fields, uid_buf),
+        Root::String(span) => {
+            // Kafka Connect's JsonConverter: the frame is a JSON string.
+            inner_buf.clear();
+            unescape::unescape_into(&msg[span.start..span.end], inner_buf)
+                .map_err(|_| Reject::NotUtf8)?;
+            // The content gets the reason it would get as a message of
+            // its own; a string is not unwrapped twice.
+            match parse(inner_buf, index) {
+                Ok(Root::Object(fields)) => event(inner_buf, fields, uid_buf),
+                Ok(Root::Empty) => Err(Reject::Empty),
+                Err(reason) => Err(reason),
+                Ok(Root::String(_) | Root::Other) => Err(Reject::NotObject),
             }
-            Root::Empty => Err(Reject::Empty),
-            Root::Other => Err(Reject::NotObject),
         }
+        Root::Empty => Err(Reject::Empty),
+        Root::Other => Err(Reject::NotObject),
     }
 }
 
