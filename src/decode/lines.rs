@@ -225,4 +225,39 @@ mod tests {
         assert_eq!(in_line_mode(&data, 1000), one_at_a_time(&data, 1000));
         assert_eq!(in_line_mode(&data, 1000)[1], Err(Reject::TooLarge));
     }
+
+    #[test]
+    fn agrees_with_one_line_at_a_time_on_mutated_streams() {
+        let opts = GenerateOptions {
+            events: 40,
+            frame: FrameKind::Realistic,
+            invalid_share: 0.0,
+            ..GenerateOptions::default()
+        };
+        let mut data = Vec::new();
+        generate(&opts, &[crate::window::size::Grid::fixed(60)], &mut data).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = b"\n\"\\{}[]:, u0\x01\xff\xc3\r";
+        for _ in 0..300 {
+            let mut m = data.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % m.len() as u64) as usize;
+                let b = specials[(next() % specials.len() as u64) as usize];
+                match next() % 3 {
+                    0 => m[at] = b,
+                    1 => {
+                        m.remove(at);
+                    }
+                    _ => m.insert(at, b),
+                }
+            }
+            assert_eq!(in_line_mode(&m, 1 << 20), one_at_a_time(&m, 1 << 20));
+        }
+    }
 }
