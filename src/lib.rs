@@ -7,6 +7,7 @@
 //! decode/     message bytes -> Event { ts, uid } or a Reject reason
 //!   index.rs     stage 1: SIMD structural index, 64 bytes at a time
 //!   walk.rs      stage 2: grammar walk over the index; root uid/ts
+//!   lines.rs     line mode: many JSON lines through both stages at once
 //!   ts.rs        JSON number -> floored Unix seconds, exactly
 //!   unescape.rs  JSON string unescaping into a reused buffer
 //! reject.rs   the fixed set of rejection reasons and their counts

@@ -4,9 +4,9 @@
 //! random values one at a time means a binary search over up to 65 536
 //! containers and a cache miss each, so inserts go to a buffer that is
 //! radix-sorted, deduplicated and merged as one bitmap (`&a | &b`, one pass
-//! over both container lists). The batch grows with the bitmap (a quarter of
-//! its cardinality, 4 Ki..1 Mi values) so that each merge, which visits
-//! every container, is amortized over as many inserts.
+//! over both container lists). The batch grows with the bitmap (up to a
+//! quarter of its heap bytes, 4 Ki..1 Mi values) so that each merge, which
+//! rebuilds every container, is amortized over as many inserts.
 //!
 //! Two distinct uids can share a 32-bit hash, so the bitmap's cardinality `k`
 //! undercounts. With `m = 2^32` values and `n` distinct uids the expected
@@ -26,10 +26,10 @@ use ::roaring::RoaringBitmap;
 
 /// Smallest number of buffered inserts per merge.
 pub const BATCH_MIN: usize = 4096;
-/// The batch is 1/`BATCH_DIVISOR` of the bitmap's cardinality: the merge
-/// walks every container, so it needs batches that grow with the bitmap to
-/// stay cheap per insert; the buffer then costs at most 4 / `BATCH_DIVISOR`
-/// bytes per value held, next to the bitmap's 2.2-4.5.
+/// The buffer holds up to 1/`BATCH_DIVISOR` of the bitmap's heap bytes:
+/// the merge rebuilds every container, so its cost follows the bitmap's
+/// size (values and containers alike), and batches that grow with it keep
+/// it cheap per insert.
 const BATCH_DIVISOR: usize = 4;
 /// Largest batch: 4 MiB of buffered hashes.
 pub const BATCH_MAX: usize = 1 << 20;
@@ -91,7 +91,7 @@ impl RoaringCounter {
             // still missing, which with hashed values lasts until ~10^6.
             *bitmap = &*bitmap | &batch;
         });
-        self.flush_at = (self.bitmap.len() as usize / BATCH_DIVISOR).clamp(BATCH_MIN, BATCH_MAX);
+        self.flush_at = (self.bitmap_heap / 4 / BATCH_DIVISOR).clamp(BATCH_MIN, BATCH_MAX);
     }
 
     /// Occupied 32-bit values (the raw, collision-biased count).
