@@ -48,10 +48,7 @@ done
 [[ $STAT == median || $STAT == best ]] || die "STAT must be median or best, got '$STAT'"
 
 # Settings from the caller's environment would change what is counted: run with defaults.
-for var in $(compgen -e | grep '^DISTINCTLY_' || true); do
-  say "ignoring $var=${!var} (benchmarks run with default settings)"
-  unset "$var"
-done
+ignore_distinctly_settings
 
 mkdir -p "$BENCH_DIR" "$OUT"
 tmp_files=()
@@ -67,11 +64,7 @@ say "cargo build --release --examples"
 duckdb_ok=0
 duckdb_note="skipped (SKIP_DUCKDB=1)"
 if [[ ${SKIP_DUCKDB:-0} != 1 ]]; then
-  if ! python3 -c 'import duckdb' 2>/dev/null; then
-    say "installing duckdb from PyPI"
-    python3 -m pip install --quiet duckdb >&2 || true
-  fi
-  if python3 -c 'import duckdb' 2>/dev/null; then
+  if python_module duckdb; then
     duckdb_ok=1
     duckdb_note="duckdb $(python3 -c 'import duckdb; print(duckdb.__version__)')"
   else
@@ -83,11 +76,7 @@ fi
 # --- the old app's logic ---------------------------------------------------------------
 oldapp_ok=0
 if [[ ${SKIP_OLDAPP:-0} != 1 ]]; then
-  if ! python3 -c 'import orjson' 2>/dev/null; then
-    say "installing orjson from PyPI"
-    python3 -m pip install --quiet orjson >&2 || true
-  fi
-  if python3 -c 'import orjson' 2>/dev/null; then
+  if python_module orjson; then
     oldapp_ok=1
   else
     printf 'bench-count: WARNING: orjson cannot be installed; the old-app column is skipped\n' >&2

@@ -42,3 +42,23 @@ baseline_binary() {
   [[ -x $bin ]] || die "missing the baseline binary $bin"
   printf '%s\n' "$bin"
 }
+
+# ignore_distinctly_settings: unsets every DISTINCTLY_* variable of the caller's environment
+# (they would change what is counted; benchmarks run with default settings). Uses `say`.
+ignore_distinctly_settings() {
+  local var
+  for var in $(compgen -e | grep '^DISTINCTLY_' || true); do
+    say "ignoring $var=${!var} (benchmarks run with default settings)"
+    unset "$var"
+  done
+}
+
+# python_module MODULE: true if python3 can import MODULE, after installing it from PyPI when
+# missing. Uses `say`.
+python_module() {
+  if ! python3 -c "import $1" 2>/dev/null; then
+    say "installing $1 from PyPI"
+    python3 -m pip install --quiet "$1" >&2 || true
+  fi
+  python3 -c "import $1" 2>/dev/null
+}

@@ -32,10 +32,7 @@ die() { printf 'bench-memory: %s\n' "$*" >&2; exit 1; }
 command -v python3 >/dev/null || die "python3 is required"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is required (Debian package time)"
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, got '$REPS'"
-for var in $(compgen -e | grep '^DISTINCTLY_' || true); do
-  say "ignoring $var=${!var} (benchmarks run with default settings)"
-  unset "$var"
-done
+ignore_distinctly_settings
 mkdir -p "$BENCH_DIR" "$OUT"
 tmp_files=()
 trap 'rm -f "${tmp_files[@]+"${tmp_files[@]}"}"' EXIT

@@ -236,28 +236,9 @@ mod tests {
         };
         let mut data = Vec::new();
         generate(&opts, &[crate::window::size::Grid::fixed(60)], &mut data).unwrap();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let specials = b"\n\"\\{}[]:, u0\x01\xff\xc3\r";
-        for _ in 0..300 {
-            let mut m = data.clone();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() % m.len() as u64) as usize;
-                let b = specials[(next() % specials.len() as u64) as usize];
-                match next() % 3 {
-                    0 => m[at] = b,
-                    1 => {
-                        m.remove(at);
-                    }
-                    _ => m.insert(at, b),
-                }
-            }
+        crate::decode::tests::mutations(&data, specials, 4, 300, |m| {
             assert_eq!(in_line_mode(&m, 1 << 20), one_at_a_time(&m, 1 << 20));
-        }
+        });
     }
 }

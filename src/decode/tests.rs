@@ -173,28 +173,9 @@ fn agrees_with_serde_json_on_validity_of_mutations() {
     // serde_json says "not JSON" we must too, and vice versa.
     let frame = realistic(r#""user-7""#, "1767225601").into_bytes();
     let mut d = Decoder::new();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
     // 0x0C and 0x1A: control bytes the AVX2 classifier folds onto `,` and `:`.
     let specials = b"{}[]\":,\\ 0-.eEtfnu\x01\x0c\x1a";
-    for _ in 0..20_000 {
-        let mut m = frame.clone();
-        for _ in 0..1 + next() % 3 {
-            let at = (next() % m.len() as u64) as usize;
-            let b = specials[(next() % specials.len() as u64) as usize];
-            match next() % 3 {
-                0 => m[at] = b,
-                1 => {
-                    m.remove(at);
-                }
-                _ => m.insert(at, b),
-            }
-        }
+    mutations(&frame, specials, 3, 20_000, |m| {
         let serde_ok = std::str::from_utf8(&m).is_ok()
             && serde_json::from_slice::<serde::de::IgnoredAny>(&m).is_ok();
         let ours = d.decode(&m);
@@ -209,5 +190,39 @@ fn agrees_with_serde_json_on_validity_of_mutations() {
             let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
             assert_eq!(v["uid"].as_str().unwrap().as_bytes(), e.uid);
         }
+    });
+}
+
+/// Calls `check` with `rounds` copies of `base`, each with 1 to
+/// `max_edits` random edits: a byte of `specials` written over, inserted,
+/// or a byte removed. Deterministic (a fixed xorshift seed).
+pub(super) fn mutations(
+    base: &[u8],
+    specials: &[u8],
+    max_edits: u64,
+    rounds: usize,
+    mut check: impl FnMut(Vec<u8>),
+) {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..rounds {
+        let mut m = base.to_vec();
+        for _ in 0..1 + next() % max_edits {
+            let at = (next() % m.len() as u64) as usize;
+            let b = specials[(next() % specials.len() as u64) as usize];
+            match next() % 3 {
+                0 => m[at] = b,
+                1 => {
+                    m.remove(at);
+                }
+                _ => m.insert(at, b),
+            }
+        }
+        check(m);
     }
 }
