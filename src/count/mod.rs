@@ -206,30 +206,40 @@ impl<W: Write> Counting<W> {
     fn parallel(&mut self, map: &memmap2::Mmap, workers: usize, stop: &Stop) -> ControlFlow<End> {
         let mut end = None;
         let mut chunk_started = Instant::now();
-        parallel::decode_in_order(map, self.cfg.max_message_bytes, workers, |decoded| {
-            self.apply(&decoded);
-            self.summary.bytes += decoded.bytes;
-            if let Some(m) = &mut self.metrics {
-                // Decoded on other threads: a chunk's time is the
-                // pipeline's, from the end of the previous chunk's
-                // windowing to the end of this one's (writing records,
-                // which may block on stdout, excluded).
-                m.record_batch(chunk_started.elapsed(), decoded.messages);
-            }
-            if let ControlFlow::Break(e) = self.write_records() {
-                end = Some(e);
-            }
-            self.publish();
-            chunk_started = Instant::now();
-            if end.is_none() {
-                end = stop.signal().map(End::Signal);
-            }
-            if end.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
+        let keep_uids = self
+            .cfg
+            .counter_kind()
+            .map_or(true, |k| k.reads_uid_bytes());
+        parallel::decode_in_order(
+            map,
+            self.cfg.max_message_bytes,
+            workers,
+            keep_uids,
+            |decoded| {
+                self.apply(&decoded);
+                self.summary.bytes += decoded.bytes;
+                if let Some(m) = &mut self.metrics {
+                    // Decoded on other threads: a chunk's time is the
+                    // pipeline's, from the end of the previous chunk's
+                    // windowing to the end of this one's (writing records,
+                    // which may block on stdout, excluded).
+                    m.record_batch(chunk_started.elapsed(), decoded.messages);
+                }
+                if let ControlFlow::Break(e) = self.write_records() {
+                    end = Some(e);
+                }
+                self.publish();
+                chunk_started = Instant::now();
+                if end.is_none() {
+                    end = stop.signal().map(End::Signal);
+                }
+                if end.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
         match end {
             Some(e) => ControlFlow::Break(e),
             None => ControlFlow::Continue(()),

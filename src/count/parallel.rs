@@ -48,15 +48,24 @@ pub fn worth_it(len: usize, workers: usize) -> bool {
 }
 
 /// Decodes `map` (JSON lines) on `workers` threads and hands the chunks to
-/// `sink`, in order, on the calling thread, until it says `Break`.
+/// `sink`, in order, on the calling thread, until it says `Break`. Without
+/// `keep_uids` (a counter that reads only hashes), every event's uid is
+/// left empty instead of copied into the chunk's arena.
 pub fn decode_in_order(
     map: &memmap2::Mmap,
     max_line: usize,
     workers: usize,
+    keep_uids: bool,
     sink: impl FnMut(Decoded) -> ControlFlow<()>,
 ) {
     let mut released = 0;
-    decode_chunks(map, max_line, workers, CHUNK, sink, |read| {
+    let opts = Opts {
+        max_line,
+        workers,
+        chunk_bytes: CHUNK,
+        keep_uids,
+    };
+    decode_chunks(map, opts, sink, |read| {
         crate::input::release_read(map, &mut released, read)
     });
 }
@@ -66,17 +75,28 @@ fn in_flight(workers: usize) -> usize {
     3 * workers
 }
 
+#[derive(Clone, Copy)]
+struct Opts {
+    max_line: usize,
+    workers: usize,
+    chunk_bytes: usize,
+    keep_uids: bool,
+}
+
 /// The chunk pipeline over `data`; `done(bytes)` is called once the sink
 /// has taken the chunks up to `bytes`, which nothing refers to any more
 /// (a chunk's uids are copied out of it).
 fn decode_chunks(
     data: &[u8],
-    max_line: usize,
-    workers: usize,
-    chunk_bytes: usize,
+    opts: Opts,
     mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
     mut done: impl FnMut(usize),
 ) {
+    let Opts {
+        workers,
+        chunk_bytes,
+        ..
+    } = opts;
     let (job_tx, job_rx) = sync_channel::<(u64, &[u8])>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(u64, Decoded)>(workers * 2);
     // Chunks handed out and not yet through the sink: a chunk decoded far
@@ -113,7 +133,7 @@ fn decode_chunks(
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
-            scope.spawn(move || worker(job_rx, done_tx, max_line, stopped));
+            scope.spawn(move || worker(job_rx, done_tx, opts, stopped));
         }
         drop(done_tx);
         // Reorder: chunks finish out of order, windows need file order.
@@ -146,7 +166,7 @@ fn decode_chunks(
 fn worker(
     jobs: &Mutex<Receiver<(u64, &[u8])>>,
     done: std::sync::mpsc::SyncSender<(u64, Decoded)>,
-    max_line: usize,
+    opts: Opts,
     stopped: &AtomicBool,
 ) {
     let mut decoder = Decoder::new();
@@ -162,12 +182,14 @@ fn worker(
             bytes: chunk.len() as u64,
             ..Decoded::default()
         };
-        decoder.decode_lines(chunk, max_line, |result| {
+        decoder.decode_lines(chunk, opts.max_line, |result| {
             d.messages += 1;
             match result {
                 Ok(e) => {
                     let start = d.uids.len() as u32;
-                    d.uids.extend_from_slice(e.uid);
+                    if opts.keep_uids {
+                        d.uids.extend_from_slice(e.uid);
+                    }
                     d.events.push(DecodedEvent {
                         ts: e.ts,
                         hash: uid_hash(e.uid),
@@ -219,11 +241,15 @@ mod tests {
             let mut got_messages = 0;
             let mut chunks = 0;
             let mut done_upto = 0;
+            let opts = Opts {
+                max_line: 1 << 20,
+                workers,
+                chunk_bytes: 8 << 10,
+                keep_uids: true,
+            };
             decode_chunks(
                 &data,
-                1 << 20,
-                workers,
-                8 << 10,
+                opts,
                 |d| {
                     chunks += 1;
                     got_messages += d.messages;
@@ -251,9 +277,7 @@ mod tests {
             let mut seen = 0;
             decode_chunks(
                 &data,
-                1 << 20,
-                workers,
-                8 << 10,
+                opts,
                 |_| {
                     seen += 1;
                     if seen == 3 {
@@ -265,6 +289,25 @@ mod tests {
                 |_| {},
             );
             assert_eq!(seen, 3);
+
+            // Without uids: the same events and hashes, every uid empty.
+            let mut hashes = Vec::new();
+            let opts = Opts {
+                keep_uids: false,
+                ..opts
+            };
+            decode_chunks(
+                &data,
+                opts,
+                |d| {
+                    assert!(d.uids.is_empty());
+                    hashes.extend(d.events.iter().map(|e| (e.ts, e.hash, e.uid.len())));
+                    ControlFlow::Continue(())
+                },
+                |_| {},
+            );
+            let want_hashes: Vec<_> = want.iter().map(|(ts, u)| (*ts, uid_hash(u), 0)).collect();
+            assert_eq!(hashes, want_hashes);
         }
     }
 
@@ -284,7 +327,7 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
         let addr = map.as_ptr() as usize;
         let (mut events, mut most) = (0, 0);
-        decode_in_order(&map, 1 << 20, 2, |d| {
+        decode_in_order(&map, 1 << 20, 2, true, |d| {
             events += d.events.len();
             most = most.max(crate::input::tests::mapping_rss(addr));
             ControlFlow::Continue(())

@@ -78,6 +78,13 @@ pub const BACKENDS: &str = "exact, roaring, hll, cpc, hll4";
 pub const DEFAULT_SKETCH_LG_K: u8 = 14;
 
 impl CounterKind {
+    /// Whether [`Counter::insert`] reads the uid's bytes: only `exact`
+    /// stores uids, every other backend counts the hash alone. Callers that
+    /// would copy uids just to pass them on can skip the copy.
+    pub fn reads_uid_bytes(self) -> bool {
+        matches!(self, CounterKind::Exact)
+    }
+
     /// Backend name as used by `DISTINCTLY_COUNTER`.
     pub fn backend(self) -> &'static str {
         match self {
