@@ -21,6 +21,9 @@
 //! over the index ([`walk`]) — so string contents, most of a frame's bytes,
 //! are never looked at one byte at a time.
 //!
+//! [`Decoder::decode_lines`] runs both stages over many JSON lines at once
+//! ([`lines`]), with the same result per line.
+//!
 //! The uid is compared after JSON unescaping (`"\u00e4"` and `"ä"` are one
 //! user). No other normalization happens: `ä` and `a` + combining diaeresis
 //! are different uids, as they are different strings to every producer.
