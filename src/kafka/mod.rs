@@ -62,6 +62,11 @@ pub enum ServiceError {
     Tls(String),
     #[error("fatal kafka error: {0}")]
     Fatal(String),
+    #[error("creating the topic {topic}: {code} (create it beforehand; see docs/operations.md)")]
+    TopicCreation {
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
     #[error("could not deliver a record to {topic}: {reason}")]
     Delivery { topic: String, reason: String },
 }

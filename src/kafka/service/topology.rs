@@ -80,12 +80,41 @@ impl Topology {
             probe.poll(PROBE_TIMEOUT);
         };
         shared.broker_up();
+        // A broker that has just started answers metadata requests before
+        // it can create topics (in KRaft it must first register with its
+        // controller: until then creation fails with "invalid replication
+        // factor"). Errors that can be that are retried for a while.
+        let since = std::time::Instant::now();
+        loop {
+            match Self::internal_topics(kafka, &probe, &input, input_partitions) {
+                Ok(topology) => return Ok(Some(topology)),
+                Err(e) if transient(&e) && since.elapsed() < SETTLE => {
+                    health().set_ready(Err(format!("preparing the internal topics: {e}")));
+                }
+                Err(e) => return Err(e),
+            }
+            if shutdown.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            check_fatal(&shared)?;
+            probe.poll(PROBE_TIMEOUT);
+        }
+    }
+
+    /// Checks the internal topics against the settings and creates the
+    /// missing ones.
+    fn internal_topics(
+        kafka: &KafkaConfig,
+        probe: &BaseConsumer<Context>,
+        input: &str,
+        input_partitions: usize,
+    ) -> Result<Topology, ServiceError> {
         let (shards, partials) = Topology::names(kafka);
         let wanted = kafka
             .service
             .shards
             .map_or(input_partitions, |n| n as usize);
-        let shard_count = match partition_count(&probe, &shards, TIMEOUT)? {
+        let shard_count = match partition_count(probe, &shards, TIMEOUT)? {
             Some(n) if kafka.service.shards.is_some_and(|s| s as usize != n) => {
                 return Err(ServiceError::Fatal(format!(
                     "DISTINCTLY_SHARDS is {wanted}, but {shards} has {n} partitions: the shard \
@@ -98,25 +127,57 @@ impl Topology {
                 wanted
             }
         };
-        if partition_count(&probe, &partials, TIMEOUT)?.is_none() {
+        if partition_count(probe, &partials, TIMEOUT)?.is_none() {
             create(kafka, &partials, 1, COMPACTED)?;
         }
         let state = kafka.state_topic();
         if let Some(topic) = &state {
-            if partition_count(&probe, topic, TIMEOUT)?.is_none() {
+            if partition_count(probe, topic, TIMEOUT)?.is_none() {
                 create(kafka, topic, 1, COMPACTED)?;
             }
         }
-        Ok(Some(Topology {
-            input,
+        Ok(Topology {
+            input: input.to_string(),
             input_partitions,
             shards,
             shard_count,
             partials,
             output: kafka.env.service_output_topic.clone(),
             state,
-        }))
+        })
     }
+}
+
+/// How long checking and creating the internal topics may keep failing
+/// with errors a starting broker gives before they are fatal.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Errors a broker gives while it is still starting (or briefly away):
+/// worth another try. Refusals (authorization, policy, bad settings) and
+/// the shard-count mismatch are not.
+fn transient(e: &ServiceError) -> bool {
+    use rdkafka::error::KafkaError;
+    let code = match e {
+        ServiceError::Client(KafkaError::MetadataFetch(code)) => *code,
+        ServiceError::Client(KafkaError::AdminOp(code)) => *code,
+
+        ServiceError::TopicCreation { code, .. } => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::InvalidReplicationFactor
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::TimedOutQueue
+    )
 }
 
 /// Compaction keeps the latest value of each key; short segments let the
@@ -161,12 +222,39 @@ fn create(
     for result in runtime.block_on(admin.create_topics(&[new], &options))? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(ServiceError::Fatal(format!(
-                "creating the topic {name}: {code} (create it beforehand; see docs/operations.md)"
-            )))
-            }
+            Err((name, code)) => return Err(ServiceError::TopicCreation { topic: name, code }),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+
+    #[test]
+    fn a_starting_broker_is_waited_for_a_refusal_is_not() {
+        let creation = |code| ServiceError::TopicCreation {
+            topic: "t".into(),
+            code,
+        };
+        for code in [
+            RDKafkaErrorCode::InvalidReplicationFactor,
+            RDKafkaErrorCode::NotController,
+            RDKafkaErrorCode::RequestTimedOut,
+        ] {
+            assert!(transient(&creation(code)), "{code:?}");
+        }
+        let timeout = KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut);
+        assert!(transient(&ServiceError::Client(timeout)));
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::PolicyViolation,
+            RDKafkaErrorCode::InvalidConfig,
+        ] {
+            assert!(!transient(&creation(code)), "{code:?}");
+        }
+        assert!(!transient(&ServiceError::Fatal("shard count".into())));
+    }
 }
