@@ -436,7 +436,7 @@ fn json_logs_and_readiness_follow_a_broker_outage() {
     let port = free_port().to_string();
     let metrics = format!("127.0.0.1:{port}");
     script(&["stop"]);
-    let child = service(
+    let mut child = service(
         &t,
         &[
             ("DISTINCTLY_LOG_FORMAT", "json"),
@@ -475,7 +475,13 @@ fn json_logs_and_readiness_follow_a_broker_outage() {
     );
     script(&["start"]);
     assert_eq!(
-        wait_for_http(&metrics, "/readyz", 200, Duration::from_secs(90)),
+        wait_for_http(
+            &mut child,
+            &metrics,
+            "/readyz",
+            200,
+            Duration::from_secs(90)
+        ),
         "ready\n"
     );
     assert!(probe(&["--ready"]).status.success());

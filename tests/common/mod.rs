@@ -507,14 +507,29 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_string()))
 }
 
-/// Polls `http://{addr}{path}` until it answers `status`; returns the body.
-pub fn wait_for_http(addr: &str, path: &str, status: u16, timeout: Duration) -> String {
+/// Polls `http://{addr}{path}`, served by `child`, until it answers
+/// `status`; returns the body. If `child` exits meanwhile, fails at once
+/// with its exit status and log (its stderr must be piped).
+pub fn wait_for_http(
+    child: &mut Child,
+    addr: &str,
+    path: &str,
+    status: u16,
+    timeout: Duration,
+) -> String {
     let deadline = Instant::now() + timeout;
     let mut last = None;
     while Instant::now() < deadline {
         match http_get(addr, path) {
             Ok((s, body)) if s == status => return body,
             other => last = Some(other),
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            let mut log = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut log);
+            }
+            panic!("the service exited ({exit}) while waiting for {path}: {log}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
