@@ -28,7 +28,9 @@
 //!   mod.rs       defaults, bounds, validation, command-line overrides
 //!   vars.rs      reading variables; the ones no setting reads
 //! cli.rs      command-line definitions (flags mirror the variables)
-//! input.rs    JSON-lines input: mmap'ed files, stdin, gzip; in batches
+//! input/      JSON-lines input, in batches
+//!   mod.rs       sources; mapped files split in place, read pages given back
+//!   stream.rs    stdin, pipes, gzip: blocks split into lines
 //! count/      the offline `count` command: input -> decode -> windows -> stdout
 //!   mod.rs       the run, its end (signal, closed output, read error)
 //!   parallel.rs  large files decoded on all cores, windowed in file order
