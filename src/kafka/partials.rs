@@ -14,6 +14,9 @@
 //! e/<size>/<start>           what the summer emitted for the window:
 //!                            {"end_ts","revision","unique_users","events",
 //!                            "sent"}
+//! f                          the summer's freed watermark, written before
+//!                            the tombstones of the windows it frees:
+//!                            {"below"}
 //! ```
 //!
 //! A window's total is complete once every shard's watermark passed its end
@@ -23,6 +26,14 @@
 //! the position each input partition's latest marker gave the shard.
 //! `drained` is the token of the `--exit-when-idle` run whose counter wrote
 //! the status after emitting everything.
+//!
+//! The summer frees a window (tombstones for its `p/` and `e/` keys) once
+//! every shard's watermark passed its end plus the retention: each shard
+//! emitted its last count of it. A shard restored from an older checkpoint
+//! may send such a window's count again; `f` tells a summer, even one that
+//! starts later, that the window was summed, emitted and freed, so the
+//! stray count does not start it over from revision 0 with part of its
+//! shards.
 
 use crate::window::size::WindowSize;
 use serde::{Deserialize, Serialize};
@@ -42,6 +53,7 @@ pub enum Key {
         size: WindowSize,
         start: u64,
     },
+    Freed,
 }
 
 impl Key {
@@ -49,6 +61,7 @@ impl Key {
         let mut parts = key.split('/');
         let kind = parts.next()?;
         let key = match kind {
+            "f" => Key::Freed,
             "s" => Key::Status {
                 shard: parts.next()?.parse().ok()?,
             },
@@ -73,6 +86,7 @@ impl std::fmt::Display for Key {
             Key::Part { size, start, shard } => write!(f, "p/{size}/{start}/{shard}"),
             Key::Status { shard } => write!(f, "s/{shard}"),
             Key::Emitted { size, start } => write!(f, "e/{size}/{start}"),
+            Key::Freed => f.write_str("f"),
         }
     }
 }
@@ -111,6 +125,13 @@ pub struct Emitted {
     pub sent: bool,
 }
 
+/// The summer's freed watermark: every window that ended at least the
+/// retention before `below` was emitted and freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freed {
+    pub below: u64,
+}
+
 /// JSON of a value (none of them can fail to serialize).
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("plain data serializes")
@@ -131,6 +152,7 @@ mod tests {
             },
             Key::Status { shard: 11 },
             Key::Emitted { size, start: 60 },
+            Key::Freed,
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }
@@ -149,6 +171,7 @@ mod tests {
             "x/1",
             "s/",
             "e/1q/5",
+            "f/1",
             "0/w/1m/60",
         ] {
             assert_eq!(Key::parse(bad), None, "{bad}");

@@ -14,6 +14,9 @@
 //!                                      counter kind, and which chunks hold
 //!                                      the counter
 //! <shard>/w/<size>/<start>/<gen>/<i>   chunk i of generation gen
+//! <shard>/m                            the shard's mark: the read position
+//!                                      and the input partitions' stream
+//!                                      times of its last complete round
 //! ```
 //!
 //! A header is written after the chunks it names, so the latest header of a
@@ -26,11 +29,19 @@
 //!   written whole and the old one deleted (tombstones).
 //! - sketches (and `roaring`) whole, as a new generation, when they changed.
 //!
-//! A window freed past retention gets tombstones for its header and chunks;
-//! chunks no header names (a crash between writing them and deleting them)
-//! are deleted when the topic is next read.
+//! A window freed past retention gets tombstones for its header and chunks,
+//! but only in the round after the one whose mark covers its freeing: a
+//! restart restores the stream times of the newest mark (or of the
+//! committed offset, whichever is newer), so a window the topic no longer
+//! holds is always past retention at the restored watermark, and replayed
+//! events of it are dropped as too late instead of re-creating it from part
+//! of its events. The mark is written only once the round's records and
+//! every partial count sent before them are acknowledged. Chunks no header
+//! names (a crash between writing them and deleting them) are deleted when
+//! the topic is next read.
 
 use crate::counter::{AnyCounter, CounterKind, ExactCounter};
+use crate::kafka::offsets::{self, SourceTime};
 use crate::window::lane::{Phase, Saved, Window};
 use crate::window::size::WindowSize;
 use std::collections::HashMap;
@@ -42,6 +53,7 @@ pub const CHUNK: usize = 512 << 10;
 pub const MAX_CHUNKS: u32 = 64;
 
 const MAGIC: &[u8; 4] = b"DSW1";
+const MARK_MAGIC: &[u8; 4] = b"DSM1";
 
 /// Why a state record cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +91,11 @@ pub fn chunk_key(id: WindowId, generation: u64, i: u32) -> String {
     format!("{}/w/{}/{}/{generation}/{i}", id.shard, id.size, id.start)
 }
 
+/// The key of a shard's mark.
+pub fn mark_key(shard: i32) -> String {
+    format!("{shard}/m")
+}
+
 /// What a state key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -88,13 +105,18 @@ pub enum Key {
         generation: u64,
         index: u32,
     },
+    Mark {
+        shard: i32,
+    },
 }
 
 pub fn parse_key(key: &str) -> Option<Key> {
     let mut parts = key.split('/');
     let shard: i32 = parts.next()?.parse().ok()?;
-    if parts.next()? != "w" {
-        return None;
+    match parts.next()? {
+        "w" => {}
+        "m" => return parts.next().is_none().then_some(Key::Mark { shard }),
+        _ => return None,
     }
     let id = WindowId {
         shard,
@@ -248,6 +270,42 @@ impl Header {
             })
         };
         parse(&mut r).ok_or(corrupt("malformed window header"))
+    }
+}
+
+/// What a shard's last complete checkpoint round stood on: the shard
+/// partition's read position and every input partition's stream time,
+/// idleness and marker position then (as in the commit metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub position: i64,
+    pub sources: Vec<SourceTime>,
+}
+
+impl Mark {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MARK_MAGIC.to_vec();
+        out.extend_from_slice(&self.position.to_be_bytes());
+        out.extend_from_slice(offsets::encode_sources(self.sources.iter().copied()).as_bytes());
+        out
+    }
+
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Mark, StateError> {
+        let corrupt = StateError::Corrupt {
+            key: key.to_string(),
+            reason: "malformed shard mark",
+        };
+        let mut r = Reader(bytes);
+        if r.take(4) != Some(&MARK_MAGIC[..]) {
+            return Err(corrupt);
+        }
+        let position = r.u64().ok_or(corrupt.clone())? as i64;
+        let text = std::str::from_utf8(r.0).map_err(|_| corrupt.clone())?;
+        let sources = offsets::decode_sources(text);
+        if sources.is_empty() && text != offsets::encode_sources([]) {
+            return Err(corrupt);
+        }
+        Ok(Mark { position, sources })
     }
 }
 
@@ -414,6 +472,15 @@ impl Snapshot {
                 self.values.remove(&key);
             }
         }
+    }
+
+    /// Shard `shard`'s mark, if one was written.
+    pub fn mark(&self, shard: i32) -> Result<Option<Mark>, StateError> {
+        let key = mark_key(shard);
+        self.values
+            .get(&key)
+            .map(|v| Mark::decode(&key, v))
+            .transpose()
     }
 
     /// Every window with a header, its counter assembled from its chunks,

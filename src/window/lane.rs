@@ -54,6 +54,10 @@ pub struct Saved {
     pub len: u64,
 }
 
+fn front_unsent(windows: &VecDeque<Window>) -> bool {
+    windows.front().is_some_and(Window::unsent)
+}
+
 impl Window {
     /// A record is due before it may be freed.
     fn unsent(&self) -> bool {
@@ -250,6 +254,10 @@ impl Lane {
                 }
                 Phase::Provisional { revision } => {
                     if changed {
+                        if hold.is_some_and(|h| end <= h) {
+                            self.corrections_pending = true; // emitted on release
+                            continue;
+                        }
                         out.push(self.emit(i, true));
                     } else {
                         self.windows[i].phase = Phase::Closed { revision };
@@ -264,9 +272,18 @@ impl Lane {
         }
         let mut freed = false;
         while let Some(front) = self.windows.front() {
-            let expired = front.end + self.retention <= watermark;
+            if front.end + self.retention > watermark {
+                break;
+            }
+            // Past retention it takes no more events: a correction still
+            // due goes out now rather than at the size's next tick, so that
+            // whoever sees the watermark past `end + retention` (the summer
+            // of `run`) has seen the window's last count.
+            if front.changed && front.phase != Phase::Open && hold.is_none_or(|h| front.end > h) {
+                out.push(self.emit(0, true));
+            }
             // A window stays until its last record has been emitted.
-            if !expired || front.unsent() {
+            if front_unsent(&self.windows) {
                 break;
             }
             if let Some(w) = self.windows.pop_front() {

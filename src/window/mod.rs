@@ -99,7 +99,8 @@ pub struct Windower {
     /// Events refused before reaching any lane (guard, year 9999).
     ts_out_of_range: u64,
     /// Windows ending at or before this are not emitted until
-    /// [`Windower::release_held`] (catching up after a restart).
+    /// [`Windower::release_held`] (catching up after a restart: every
+    /// window, `u64::MAX`).
     hold_until: Option<u64>,
     /// Highest event time whose windows, of every size, end by
     /// 9999-12-31T23:59:59Z (the last instant RFC 3339 can write); later
@@ -186,19 +187,22 @@ impl Windower {
         self.hold_until = None;
     }
 
-    /// Restores a source's stream time (from commit metadata). The watermark
-    /// is raised to what the restored sources allow, and windows that were
-    /// already closed then are held back until [`Windower::release_held`]:
-    /// while a restart replays them they are partial and must not overwrite
-    /// the complete counts emitted before.
+    /// Restores a source's stream time (from a checkpoint or commit
+    /// metadata). The watermark is raised to what the restored sources
+    /// allow, and every window is held back until
+    /// [`Windower::release_held`]: while a restart replays, a window closed
+    /// before the restart is partial, and one that closes during the replay
+    /// has a count older than what was emitted before the restart (later
+    /// corrections are still ahead in the replay). Neither may overwrite
+    /// the newer counts emitted before.
     pub fn restore(&mut self, source: usize, stream_time: u64) {
         self.sources[source].guard.restore(stream_time);
         if let Some(wm) = self.global_watermark() {
             if self.watermark.is_none_or(|w| wm > w) {
                 self.watermark = Some(wm);
             }
-            self.hold_until = Some(self.hold_until.map_or(wm, |h| h.max(wm)));
         }
+        self.hold_until = Some(u64::MAX);
     }
 
     /// Ends the hold-back of [`Windower::restore`]: replay has caught up, so

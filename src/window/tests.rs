@@ -348,7 +348,7 @@ fn min_offset_needed_covers_every_held_window_and_held_event() {
 }
 
 #[test]
-fn restored_time_holds_back_closed_windows_until_released() {
+fn restored_time_holds_back_every_window_until_released() {
     let mut w = multi(1);
     let mut out = Vec::new();
     // Stream time restored to T0+300: the watermark is T0+295, so windows
@@ -358,17 +358,50 @@ fn restored_time_holds_back_closed_windows_until_released() {
         push_src(&mut w, 0, T0 + s, "u", s as i64, &mut out);
     }
     assert!(out.is_empty(), "replayed closed windows must wait: {out:?}");
-    // Replay goes on past the restored time: new windows close normally...
+    // Replay goes on past the restored time: windows that close now wait
+    // too (what was emitted before the restart may include corrections
+    // the replay has not reached yet)...
     for s in 300..400 {
         push_src(&mut w, 0, T0 + s, "u", s as i64, &mut out);
     }
-    let starts: Vec<u64> = out.iter().map(|r| r.start_ts).collect();
-    assert_eq!(starts, [T0 + 240, T0 + 300]);
-    // ...and the held one comes out once replay has caught up.
-    out.clear();
+    assert!(out.is_empty(), "windows closed in the replay wait: {out:?}");
+    // ...and all come out once replay has caught up, in order.
     w.release_held(&mut out);
     let released: Vec<(u64, u64)> = out.iter().map(|r| (r.start_ts, r.events)).collect();
-    assert_eq!(released, [(T0 + 180, 40)]);
+    assert_eq!(released, [(T0 + 180, 40), (T0 + 240, 60), (T0 + 300, 60)]);
+    // Then windows close as usual.
+    out.clear();
+    push_src(&mut w, 0, T0 + 500, "u", 500, &mut out);
+    let starts: Vec<u64> = out.iter().map(|r| r.start_ts).collect();
+    assert_eq!(starts, [T0 + 360]);
+}
+
+#[test]
+fn a_correction_still_due_goes_out_when_its_window_expires() {
+    let mut c = cfg();
+    c.sizes = vec![size::WindowSize::Hours(1)];
+    let mut w = Windower::new(c, CounterKind::Exact).unwrap();
+    let mut out = Vec::new();
+    let push = |w: &mut Windower, ts: u64, uid: &str, out: &mut Vec<WindowRecord>| {
+        w.push(ts, uid.as_bytes(), uid_hash(uid.as_bytes()), out)
+    };
+    for s in 0..3700 {
+        push(&mut w, T0 + s, &format!("u{}", s % 50), &mut out);
+    }
+    assert_eq!(out.len(), 1, "the first hour closed");
+    // A late event for it, then the stream moves past its retention (600 s)
+    // long before the next hour closes (the hour size's next tick).
+    push(&mut w, T0 + 10, "late", &mut out);
+    for s in 3700..4300 {
+        push(&mut w, T0 + s, &format!("u{}", s % 50), &mut out);
+    }
+    assert!(w.watermark().unwrap() >= T0 + 3600 + 600);
+    let last = out.last().unwrap();
+    assert_eq!(
+        (last.start_ts, last.revision, last.unique_users),
+        (T0, 1, 51)
+    );
+    assert_eq!(w.windows_held(), 1, "the first hour is freed");
 }
 
 #[test]

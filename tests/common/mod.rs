@@ -664,3 +664,121 @@ pub fn kill9_output(mut child: Child) -> Output {
     child.kill().unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Checks the output records of a one-partition topic, in offset order,
+/// as a consumer that keeps the highest revision of each key needs them:
+/// per key (size and start), revisions never go down, and a repeated
+/// revision (an at-least-once duplicate) carries the same counts. Returns
+/// what breaks the rules, one line each.
+pub fn revision_problems(records: &[serde_json::Value]) -> Vec<String> {
+    let mut seen: BTreeMap<(String, u64), (u64, (u64, u64))> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (offset, v) in records.iter().enumerate() {
+        let size = v.get("window").and_then(|w| w.as_str()).unwrap_or("");
+        let key = (size.to_string(), v["start_ts"].as_u64().unwrap());
+        let rev = v["revision"].as_u64().unwrap();
+        let counts = (
+            v["unique_users"].as_u64().unwrap(),
+            v["events"].as_u64().unwrap(),
+        );
+        if let Some(&(prev_rev, prev_counts)) = seen.get(&key) {
+            if rev < prev_rev {
+                problems.push(format!(
+                    "{key:?} at offset {offset}: revision {rev} {counts:?} after {prev_rev} {prev_counts:?}"
+                ));
+            } else if rev == prev_rev && counts != prev_counts {
+                problems.push(format!(
+                    "{key:?} at offset {offset}: revision {rev} repeated with {counts:?}, was {prev_counts:?}"
+                ));
+            }
+        }
+        seen.insert(key, (rev, counts));
+    }
+    problems
+}
+
+/// Asserts that the output topic's last record per key by offset (what a
+/// compacted topic keeps) equals `truth`, and that its records keep the
+/// revision rules of [`revision_problems`] (so the highest revision is
+/// the last record, and the truth).
+pub fn assert_output_is_truth(topic: &str, truth: &SizedWindows) {
+    let records = output_records(topic);
+    let problems = revision_problems(&records);
+    let got = last_per_sized_window(&records);
+    let mut report = String::new();
+    if &got != truth {
+        report += &differences(truth, &got, 40);
+    }
+    if !problems.is_empty() {
+        report += &format!(
+            "\n{} of {} records break the revision rules:\n{}",
+            problems.len(),
+            records.len(),
+            problems[..problems.len().min(40)].join("\n")
+        );
+    }
+    assert!(report.is_empty(), "{report}");
+}
+
+/// Where `want` and `got` differ, one line per window (at most `limit`).
+pub fn differences(want: &SizedWindows, got: &SizedWindows, limit: usize) -> String {
+    let mut lines = Vec::new();
+    for (k, w) in want {
+        match got.get(k) {
+            Some(g) if g == w => {}
+            Some(g) => lines.push(format!("{k:?}: want {w:?}, got {g:?}")),
+            None => lines.push(format!("{k:?}: want {w:?}, missing")),
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
+        lines.push(format!("{k:?}: not in the truth, got {:?}", got[k]));
+    }
+    let n = lines.len();
+    lines.truncate(limit);
+    format!("{n} windows differ:\n{}", lines.join("\n"))
+}
+
+/// Produces `lines` round-robin over `partitions` in `slices` equal parts
+/// spread over `over`, calling `at_slice(i)` before slice `i` (to kill or
+/// start instances while the stream is being written).
+pub fn produce_paced(
+    topic: &str,
+    partitions: i32,
+    lines: &[Vec<u8>],
+    over: Duration,
+    slices: usize,
+    mut at_slice: impl FnMut(usize),
+) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let per = lines.len().div_ceil(slices);
+    for (i, slice) in lines.chunks(per).enumerate() {
+        at_slice(i);
+        for (j, line) in slice.iter().enumerate() {
+            // Round-robin over the whole stream, not per slice.
+            let partition = ((i * per + j) % partitions as usize) as i32;
+            let mut rec = BaseRecord::<(), [u8]>::to(topic)
+                .payload(line)
+                .partition(partition);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        producer.poll(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+        let due = over.mul_f64((i + 1) as f64 / slices as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}

@@ -6,17 +6,24 @@
 //! its header, which says up to which offset of the shard partition it
 //! includes events (the read position now). Once the producer has flushed
 //! them, that position is what a restart must replay from, so the
-//! committed offset moves up to it.
+//! committed offset moves up to it, and the shard's mark (the position and
+//! the input partitions' stream times) follows in the state topic. The
+//! tombstones of windows freed before a mark go out in the round after it,
+//! behind it in the one partition.
 //!
 //! Restoring: the latest value of every key of the state topic, read from
-//! the beginning; each of the shard's windows goes back into its lane with
-//! its phase and revision, and its `covered` offset: a replayed event below
-//! it is already in the window and is not counted again.
+//! the beginning; the stream times of the shard's mark or of its committed
+//! offset, whichever is newer; then each of the shard's windows goes back
+//! into its lane with its phase and revision, and its `covered` offset: a
+//! replayed event below it is already in the window and is not counted
+//! again. A window the topic no longer holds was freed at or below the
+//! restored watermark, so its replayed events are too late to re-create it.
 
 use super::produce::send;
 use crate::counter::CounterKind;
 use crate::kafka::context::Context;
-use crate::kafka::state::{self, Records, Restored, Snapshot, WindowId};
+use crate::kafka::offsets::SourceTime;
+use crate::kafka::state::{self, Mark, Records, Restored, Snapshot, WindowId};
 use crate::kafka::ServiceError;
 use crate::window::lane::{Phase, Window};
 use crate::window::Windower;
@@ -34,9 +41,15 @@ pub(super) struct StateStore {
     pub topic: String,
     /// Checkpoint rounds of this process (generation numbers).
     round: u64,
-    /// Tombstones not written yet (orphaned chunks found at restore, sizes
-    /// no longer counted).
+    /// Tombstones due with the next round (orphaned chunks found at
+    /// restore, sizes no longer counted, windows freed before the last mark
+    /// sent).
     pending: Records,
+    /// Tombstones of windows freed since the last mark was sent: they wait
+    /// for a mark that covers their freeing.
+    freed: Records,
+    /// This round's marks, sent once its records are acknowledged.
+    marks: Vec<(i32, Mark)>,
 }
 
 impl StateStore {
@@ -45,6 +58,8 @@ impl StateStore {
             topic,
             round: 0,
             pending: Records::new(),
+            freed: Records::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -55,22 +70,43 @@ impl StateStore {
     }
 
     /// Adds the records of shard `shard`'s windows (all read up to shard
-    /// offset `position`) to `out`.
+    /// offset `position`, where the input partitions stand at `sources`)
+    /// to `out`; its mark waits for [`StateStore::acknowledged`].
     pub fn checkpoint(
-        &self,
+        &mut self,
         shard: i32,
         windower: &mut Windower,
         kind: CounterKind,
         position: i64,
+        sources: Vec<SourceTime>,
         out: &mut Records,
     ) {
         for (size, start, saved) in windower.take_freed() {
-            state::forget_window(WindowId { shard, size, start }, saved, out);
+            state::forget_window(WindowId { shard, size, start }, saved, &mut self.freed);
         }
         let covered = [(shard, position)];
         for (size, window) in windower.windows_mut() {
             state::checkpoint_window(shard, size, window, kind, self.round, &covered, out);
         }
+        self.marks.push((shard, Mark { position, sources }));
+    }
+
+    /// The round's records, and every partial count sent before them, are
+    /// acknowledged: returns the round's marks, to send now. The tombstones
+    /// of windows freed up to now become due with the next round, behind
+    /// these marks in the partition.
+    pub fn acknowledged(&mut self) -> Records {
+        self.pending.append(&mut self.freed);
+        self.marks
+            .drain(..)
+            .map(|(shard, mark)| (state::mark_key(shard), Some(mark.encode())))
+            .collect()
+    }
+
+    /// The round was not acknowledged: its marks are not sent (the next
+    /// round makes new ones), and the freed windows keep waiting.
+    pub fn not_acknowledged(&mut self) {
+        self.marks.clear();
     }
 
     /// Sends `records` to the state topic (partition 0, in order).
@@ -158,6 +194,23 @@ impl StateStore {
     }
 }
 
+/// The stream times to restore a shard with: those of its mark in the
+/// state topic when the mark is at least as new as the committed offset
+/// (it is written after the round's records are acknowledged, before the
+/// commit), else the commit's metadata. The windows of the state topic were
+/// freed at or below the mark's watermark; the committed offset's
+/// metadata, when newer, is of a round whose records were acknowledged too.
+pub(super) fn newer_times(
+    committed: Option<i64>,
+    committed_times: Vec<SourceTime>,
+    mark: Option<&Mark>,
+) -> Vec<SourceTime> {
+    match mark {
+        Some(m) if committed.is_none_or(|c| m.position >= c) => m.sources.clone(),
+        _ => committed_times,
+    }
+}
+
 /// The latest value of every key of `topic`, read from its beginning.
 pub(super) fn read_snapshot(
     reader: &BaseConsumer<Context>,
@@ -197,5 +250,125 @@ fn read_whole(reader: &BaseConsumer<Context>, topic: &str) -> Result<Snapshot, S
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::uid_hash;
+    use crate::window::size::WindowSize;
+    use crate::window::WindowConfig;
+
+    const T0: u64 = 1_767_225_600;
+
+    fn windower() -> Windower {
+        let cfg = WindowConfig {
+            sizes: vec![WindowSize::Seconds(60)],
+            timezone: "UTC".into(),
+            allowed_lateness_seconds: 0,
+            late_retention_seconds: 60,
+            max_ahead_seconds: 300,
+            max_behind_seconds: 86_400,
+            jump_confirm_events: 16,
+        };
+        let mut w = Windower::new(cfg, CounterKind::Exact).unwrap();
+        w.track_freed();
+        w
+    }
+
+    fn push(w: &mut Windower, ts: u64, offset: i64, out: &mut Vec<crate::record::WindowRecord>) {
+        let uid = format!("u{offset}");
+        w.push_trusted(0, ts, uid.as_bytes(), uid_hash(uid.as_bytes()), offset);
+        w.advance_source(0, Some(ts), false, out);
+    }
+
+    fn sources(w: &Windower) -> Vec<SourceTime> {
+        vec![SourceTime {
+            partition: 0,
+            stream_time: w.stream_time(0),
+            idle: false,
+            position: 0,
+        }]
+    }
+
+    fn tombstones(records: &Records) -> Vec<&str> {
+        records
+            .iter()
+            .filter(|(k, v)| v.is_none() && k.matches('/').count() == 3)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_freed_window_is_deleted_only_behind_a_mark_past_its_freeing() {
+        let mut store = StateStore::new("state".into());
+        let mut w = windower();
+        let mut out = Vec::new();
+        let kind = CounterKind::Exact;
+        // Round 1: the first minute is held and checkpointed.
+        push(&mut w, T0 + 10, 0, &mut out);
+        let mut r1 = store.begin_round();
+        let src = sources(&w);
+        store.checkpoint(0, &mut w, kind, 1, src, &mut r1);
+        assert!(r1.iter().any(|(k, _)| k == "0/w/1m/1767225600"));
+        let marks = store.acknowledged();
+        assert_eq!(marks.len(), 1);
+        let mark = Mark::decode(&marks[0].0, marks[0].1.as_ref().unwrap()).unwrap();
+        assert_eq!(mark.position, 1);
+        assert_eq!(mark.sources[0].stream_time, Some(T0 + 10));
+        // The stream moves past its end plus retention: freed.
+        push(&mut w, T0 + 200, 1, &mut out);
+        // Round 2 writes no tombstone for it: the mark of round 1 says a
+        // watermark at which it was still held.
+        let mut r2 = store.begin_round();
+        let src = sources(&w);
+        store.checkpoint(0, &mut w, kind, 2, src, &mut r2);
+        assert!(tombstones(&r2).is_empty(), "{:?}", tombstones(&r2));
+        // A round that is not acknowledged sends no mark and keeps the
+        // tombstone waiting.
+        store.not_acknowledged();
+        let mut r3 = store.begin_round();
+        let src = sources(&w);
+        store.checkpoint(0, &mut w, kind, 2, src, &mut r3);
+        assert!(tombstones(&r3).is_empty());
+        let marks = store.acknowledged();
+        let mark = Mark::decode(&marks[0].0, marks[0].1.as_ref().unwrap()).unwrap();
+        assert_eq!(mark.sources[0].stream_time, Some(T0 + 200));
+        // The round after the mark that covers the freeing deletes it.
+        let r4 = store.begin_round();
+        assert_eq!(tombstones(&r4), ["0/w/1m/1767225600"]);
+    }
+
+    #[test]
+    fn a_restore_takes_the_stream_times_of_the_newer_of_mark_and_commit() {
+        let st = |t| {
+            vec![SourceTime {
+                partition: 0,
+                stream_time: Some(t),
+                idle: false,
+                position: 7,
+            }]
+        };
+        let mark = Mark {
+            position: 100,
+            sources: st(T0 + 500),
+        };
+        // The commit of the mark's round, or an older one: the mark.
+        assert_eq!(
+            newer_times(Some(100), st(T0 + 500), Some(&mark)),
+            st(T0 + 500)
+        );
+        assert_eq!(
+            newer_times(Some(40), st(T0 + 100), Some(&mark)),
+            st(T0 + 500)
+        );
+        assert_eq!(newer_times(None, Vec::new(), Some(&mark)), st(T0 + 500));
+        // A commit newer than the mark (the mark not acknowledged yet).
+        assert_eq!(
+            newer_times(Some(150), st(T0 + 900), Some(&mark)),
+            st(T0 + 900)
+        );
+        assert_eq!(newer_times(Some(150), st(T0 + 900), None), st(T0 + 900));
     }
 }

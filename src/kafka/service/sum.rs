@@ -10,6 +10,11 @@
 //! topic too (`e/` keys), before the record (`sent: false`) and after it
 //! (`sent: true`): a summer that takes over continues the revisions, and
 //! re-sends what may not have gone out.
+//!
+//! Windows past retention at every shard's watermark are freed, behind the
+//! freed watermark (`f`). A count that arrives later for a window below it
+//! is a restored shard's copy of one already summed and emitted: it is
+//! ignored, never summed again from part of the shards.
 
 use super::produce::{flush, send};
 use super::stage_loop::{self, StageLoop};
@@ -19,7 +24,7 @@ use crate::internal_events::{
     PartitionsAssigned, ProducedTo, RecordProduced,
 };
 use crate::kafka::context::{Context, Shared};
-use crate::kafka::partials::{self, Emitted, Key, Part, Status};
+use crate::kafka::partials::{self, Emitted, Freed, Key, Part, Status};
 use crate::kafka::ServiceError;
 use crate::metrics::OutputPublisher;
 use crate::record::WindowRecord;
@@ -89,8 +94,9 @@ struct Summer<'a> {
     /// By (index into `sizes`, start).
     windows: BTreeMap<(usize, u64), SumWindow>,
     statuses: Vec<Option<Status>>,
-    /// Windows that ended this long before the shards' watermark, minus
-    /// retention, were freed: a stray partial for one is ignored.
+    /// Windows that ended at least the retention before this were emitted
+    /// and freed (from `f`, and raised as windows are freed): a count for
+    /// one is a stray.
     freed_below: u64,
     buf: Vec<u8>,
     /// Some shard has not reported since the partials were read.
@@ -185,11 +191,8 @@ impl<'a> Summer<'a> {
                 };
                 match payload.and_then(|p| serde_json::from_slice::<Part>(p).ok()) {
                     Some(part) => {
-                        let retention = self.ctx.core.late_retention_seconds;
-                        if part.end_ts.saturating_add(retention) <= self.freed_below
-                            && !self.windows.contains_key(&(i, start))
-                        {
-                            return; // a replaying shard's copy of a freed window
+                        if self.is_freed(part.end_ts) && !self.windows.contains_key(&(i, start)) {
+                            return; // a restored shard's copy of a freed window
                         }
                         let w = self.windows.entry((i, start)).or_default();
                         w.end = part.end_ts;
@@ -223,8 +226,40 @@ impl<'a> Summer<'a> {
                     }
                 }
             }
+            Some(Key::Freed) => {
+                if let Some(f) = payload.and_then(|p| serde_json::from_slice::<Freed>(p).ok()) {
+                    self.freed_below = self.freed_below.max(f.below);
+                }
+            }
             None => {}
         }
+    }
+
+    /// Whether a window ending at `end` was emitted and freed.
+    fn is_freed(&self, end: u64) -> bool {
+        end.saturating_add(self.ctx.core.late_retention_seconds) <= self.freed_below
+    }
+
+    /// Forgets windows below the freed watermark that were never emitted
+    /// (by this summer or one before it): counts that restored shards sent
+    /// again after the window was freed, read before the `f` record that
+    /// says so (compaction keeps only the latest `f`). Their keys are
+    /// deleted again.
+    fn drop_strays(&mut self) -> Result<(), ServiceError> {
+        let strays: Vec<((usize, u64), Vec<i32>)> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.emitted.is_none() && self.is_freed(w.end))
+            .map(|(&k, w)| (k, w.parts.keys().copied().collect()))
+            .collect();
+        for ((i, start), shards) in strays {
+            self.windows.remove(&(i, start));
+            let size = self.sizes[i];
+            for shard in shards {
+                self.send_key(&Key::Part { size, start, shard }.to_string(), None)?;
+            }
+        }
+        Ok(())
     }
 
     fn tick(&mut self) -> Result<(), ServiceError> {
@@ -243,8 +278,10 @@ impl<'a> Summer<'a> {
         }
         self.paused = missing > 0;
         let done = self.completion();
-        self.emit(done)?;
-        self.free(done)?;
+        self.drop_strays()?;
+        if self.emit(done)? {
+            self.free(done)?;
+        }
         if let Some(m) = &mut self.metrics {
             m.publish_counts(self.stats.windows_emitted, self.stats.corrections_emitted);
         }
@@ -293,8 +330,9 @@ impl<'a> Summer<'a> {
     }
 
     /// Emits every window that is complete (or may be emitted early) and
-    /// whose total differs from what was last emitted.
-    fn emit(&mut self, done: Completion) -> Result<(), ServiceError> {
+    /// whose total differs from what was last emitted. Returns whether
+    /// everything due went out (a failed flush retries at the next tick).
+    fn emit(&mut self, done: Completion) -> Result<bool, ServiceError> {
         let mut due: Vec<((usize, u64), Emitted)> = Vec::new();
         for (&(i, start), w) in &self.windows {
             let ready = done.drained || done.idle || done.watermark.is_some_and(|wm| w.end <= wm);
@@ -321,7 +359,7 @@ impl<'a> Summer<'a> {
             ));
         }
         if due.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         // First what is about to be sent, acknowledged: a summer taking
         // over after a crash then knows the revision may be out.
@@ -330,7 +368,8 @@ impl<'a> Summer<'a> {
         }
         if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
             OutputNotAcknowledged { error: &e }.emit();
-            return Ok(()); // tried again at the next tick
+            self.dirty = true; // tried again at the next tick
+            return Ok(false);
         }
         let labelled = self.sizes.len() > 1;
         let mut records = Vec::with_capacity(due.len());
@@ -372,25 +411,33 @@ impl<'a> Summer<'a> {
         if let Some(m) = &mut self.metrics {
             m.observe(&records, self.sizes.first().copied().filter(|_| labelled));
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// Forgets windows every shard has freed (past retention): their keys
-    /// in the partials topic are deleted.
+    /// Forgets windows every shard has freed (past retention) once their
+    /// last record went out: the freed watermark first, then tombstones for
+    /// their keys in the partials topic.
     fn free(&mut self, done: Completion) -> Result<(), ServiceError> {
         let Some(wm) = done.watermark else {
             return Ok(());
         };
         let retention = self.ctx.core.late_retention_seconds;
-        self.freed_below = self.freed_below.max(wm);
         let expired: Vec<(usize, u64)> = self
             .windows
             .iter()
             .filter(|(_, w)| {
-                w.end.saturating_add(retention) <= wm && w.emitted.is_none_or(|e| e.sent)
+                w.end.saturating_add(retention) <= wm
+                    && (w.emitted.is_some_and(|e| e.sent) || w.parts.is_empty())
             })
             .map(|(&k, _)| k)
             .collect();
+        if wm > self.freed_below && !expired.is_empty() {
+            self.send_key(
+                &Key::Freed.to_string(),
+                Some(&partials::encode(&Freed { below: wm })),
+            )?;
+        }
+        self.freed_below = self.freed_below.max(wm);
         for (i, start) in expired {
             self.windows.remove(&(i, start));
             let size = self.sizes[i];

@@ -7,7 +7,8 @@ use super::{add_stats, Counter, Shard, METADATA_TIMEOUT};
 use crate::internal_events::{InternalEvent, PartitionsAssigned, StateRestored};
 use crate::kafka::offsets::{self, SourceTime};
 use crate::kafka::service::assigned;
-use crate::kafka::service::checkpoint::read_snapshot;
+use crate::kafka::service::checkpoint::{newer_times, read_snapshot};
+use crate::kafka::state::StateError;
 use crate::kafka::ServiceError;
 use crate::window::Windower;
 use rdkafka::consumer::Consumer;
@@ -56,10 +57,15 @@ impl Counter<'_> {
         let snapshot = match &self.state {
             Some(state) => {
                 let snap = read_snapshot(&self.meta, &state.topic)?;
-                let (windows, orphans) = snap.windows(self.ctx.kind).map_err(|e| {
+                let bad = |e: StateError| {
                     ServiceError::Fatal(format!("state topic {}: {e}", state.topic))
-                })?;
-                Some((windows, orphans))
+                };
+                let (windows, orphans) = snap.windows(self.ctx.kind).map_err(bad)?;
+                let marks = new
+                    .iter()
+                    .map(|&id| Ok((id, snap.mark(id).map_err(bad)?)))
+                    .collect::<Result<Vec<_>, ServiceError>>()?;
+                Some((windows, orphans, marks))
             }
             None => None,
         };
@@ -78,12 +84,17 @@ impl Counter<'_> {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             });
-            let times = elem
+            let committed_times = elem
                 .as_ref()
                 .map(|e| offsets::decode_sources(e.metadata()))
                 .unwrap_or_default();
+            let mark = snapshot
+                .as_ref()
+                .and_then(|(_, _, marks)| marks.iter().find(|(m, _)| *m == id))
+                .and_then(|(_, mark)| mark.as_ref());
+            let times = newer_times(start_offset, committed_times, mark);
             let positions = restore_sources(&mut windower, &times, sources);
-            if let (Some(state), Some((windows, _))) = (&mut self.state, &snapshot) {
+            if let (Some(state), Some((windows, _, _))) = (&mut self.state, &snapshot) {
                 restored += state.restore(
                     id,
                     &mut windower,
@@ -115,7 +126,7 @@ impl Counter<'_> {
                 self.catch_up(id)?; // nothing to read again
             }
         }
-        if let (Some(state), Some((_, orphans))) = (&mut self.state, snapshot) {
+        if let (Some(state), Some((_, orphans, _))) = (&mut self.state, snapshot) {
             state.forget_orphans(orphans, new);
             StateRestored {
                 topic: &state.topic,

@@ -395,11 +395,13 @@ impl<'a> Counter<'a> {
             let mut records = state.begin_round();
             for shard in self.shards.iter_mut().flatten() {
                 if let Some(pos) = shard.position() {
+                    let sources = shard.source_times();
                     state.checkpoint(
                         shard.id,
                         &mut shard.windower,
                         self.ctx.kind,
                         pos,
+                        sources,
                         &mut records,
                     );
                     checkpointed.push((shard.id, pos));
@@ -409,9 +411,23 @@ impl<'a> Counter<'a> {
         }
         if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
             OutputNotAcknowledged { error: &e }.emit();
+            if let Some(state) = &mut self.state {
+                state.not_acknowledged();
+            }
             return Ok(false);
         }
         self.check_delivered()?;
+        if let Some(state) = &mut self.state {
+            let marks = state.acknowledged();
+            state.send(&self.producer, &marks)?;
+            if matches!(mode, CommitMode::Sync) {
+                // Stopping or drained: the marks are what the next owner
+                // restores from.
+                if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
+                    OutputNotAcknowledged { error: &e }.emit();
+                }
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for shard in self.shards.iter_mut().flatten() {
             if let Some(&(_, pos)) = checkpointed.iter().find(|(id, _)| *id == shard.id) {
