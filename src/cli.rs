@@ -142,7 +142,7 @@ pub struct CoreArgs {
     /// lgK of cpc and hll4, 4..=21 [env: DISTINCTLY_SKETCH_LGK].
     #[arg(long)]
     pub sketch_lgk: Option<u8>,
-    /// Window sizes, comma-separated: <n>s, <n>m, <n>h, <n>d, 1w, 1mo
+    /// Window sizes, comma-separated: <n>s, <n>m, <n>h, <n>d, 1w, 1mo, 1y
     /// [env: DISTINCTLY_WINDOWS; default 1m].
     #[arg(long)]
     pub windows: Option<String>,

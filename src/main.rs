@@ -26,6 +26,14 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
+/// Looks at stdout before the Rust runtime replaces a closed descriptor
+/// with `/dev/null` (the only moment a closed stdout can be told apart):
+/// the C runtime calls the functions of `.init_array` before `main`.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static NOTE_STDOUT: extern "C" fn() = distinctly::count::note_stdout_at_start;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let vars: Vec<(String, String)> = std::env::vars().collect();

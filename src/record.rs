@@ -8,13 +8,17 @@
 //!
 //! With several window sizes the record also says its size, last:
 //! `…,"revision":0,"window":"1h"}`, and its Kafka key is `1h:<start_ts>`;
-//! with one size both are as above (key: `start_ts`).
+//! with one size both are as above (key: `start_ts`). In a time zone other
+//! than UTC, the start and end also come as local times with their offset,
+//! after the UTC ones: `"window_start_local":"2026-01-01T00:00:00+01:00",
+//! "window_end_local":…` (the local date a person reads the window by).
 //!
 //! Written by hand into a reused buffer: every field is a number or a string
 //! that needs no escaping, and this runs once per window, not per event.
 
 use crate::counter::CounterKind;
 use crate::window::size::WindowSize;
+use jiff::tz::TimeZone;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,21 +52,29 @@ impl WindowRecord {
         }
     }
 
-    /// Appends the JSON object (no newline).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// Appends the JSON object (no newline); with `local`, the local start
+    /// and end in that zone too.
+    pub fn write_json(&self, out: &mut Vec<u8>, local: Option<&TimeZone>) {
         // Writing to a Vec cannot fail.
         let _ = write!(
             out,
-            "{{\"window_start\":\"{}\",\"window_end\":\"{}\",\"start_ts\":{},\"end_ts\":{},\
-             \"unique_users\":{},\"events\":{},\"counter\":\"{}\",\"revision\":{}",
+            "{{\"window_start\":\"{}\",\"window_end\":\"{}\",",
             Rfc3339(self.start_ts),
             Rfc3339(self.end_ts),
-            self.start_ts,
-            self.end_ts,
-            self.unique_users,
-            self.events,
-            self.counter,
-            self.revision
+        );
+        if let Some(tz) = local {
+            let _ = write!(
+                out,
+                "\"window_start_local\":\"{}\",\"window_end_local\":\"{}\",",
+                Local(self.start_ts, tz),
+                Local(self.end_ts, tz),
+            );
+        }
+        let _ = write!(
+            out,
+            "\"start_ts\":{},\"end_ts\":{},\
+             \"unique_users\":{},\"events\":{},\"counter\":\"{}\",\"revision\":{}",
+            self.start_ts, self.end_ts, self.unique_users, self.events, self.counter, self.revision
         );
         let _ = match self.size {
             Some(size) => write!(out, ",\"window\":\"{size}\"}}"),
@@ -70,11 +82,38 @@ impl WindowRecord {
         };
     }
 
-    /// The record as a JSON string.
+    /// The record as a JSON string (UTC times only).
     pub fn to_json(&self) -> String {
         let mut v = Vec::with_capacity(200);
-        self.write_json(&mut v);
+        self.write_json(&mut v, None);
         String::from_utf8(v).expect("ASCII")
+    }
+}
+
+/// The zone whose local times records carry: `None` for UTC, whose local
+/// times are the UTC ones already written.
+pub fn local_zone(name: &str) -> Result<Option<TimeZone>, String> {
+    if name == "UTC" {
+        return Ok(None);
+    }
+    crate::window::size::time_zone(name).map(Some)
+}
+
+/// Unix seconds as local RFC 3339 time with its UTC offset in a zone:
+/// `2026-01-01T00:00:00+01:00`.
+struct Local<'a>(u64, &'a TimeZone);
+
+impl std::fmt::Display for Local<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let zoned = i64::try_from(self.0)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map(|t| t.to_zoned(self.1.clone()));
+        match zoned {
+            Some(z) => write!(f, "{}", z.strftime("%Y-%m-%dT%H:%M:%S%:z")),
+            // Beyond what the time-zone library places: the UTC time.
+            None => write!(f, "{}", Rfc3339(self.0)),
+        }
     }
 }
 
@@ -155,5 +194,49 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["window"], "1h");
         assert_eq!(r.key(), "1h:1767225600");
+        assert!(v.get("window_start_local").is_none(), "UTC: no local times");
+        assert_eq!(local_zone("UTC"), Ok(None));
+    }
+
+    #[test]
+    fn local_times_say_the_local_date_with_its_offset() {
+        // Berlin's 1 January 2026 and the day it changes to summer time.
+        let berlin = local_zone("Europe/Berlin").unwrap();
+        let write = |start_ts, end_ts| {
+            let r = WindowRecord {
+                start_ts,
+                end_ts,
+                size: Some(WindowSize::Days(1)),
+                unique_users: 1,
+                events: 1,
+                counter: CounterKind::Exact,
+                revision: 0,
+            };
+            let mut out = Vec::new();
+            r.write_json(&mut out, berlin.as_ref());
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let v = write(1_767_222_000, 1_767_308_400);
+        assert_eq!(v["window_start"], "2025-12-31T23:00:00Z");
+        assert_eq!(v["window_start_local"], "2026-01-01T00:00:00+01:00");
+        assert_eq!(v["window_end_local"], "2026-01-02T00:00:00+01:00");
+        let v = write(1_774_738_800, 1_774_821_600);
+        assert_eq!(v["window_start_local"], "2026-03-29T00:00:00+01:00");
+        assert_eq!(v["window_end_local"], "2026-03-30T00:00:00+02:00");
+        let kolkata = local_zone("Asia/Kolkata").unwrap();
+        let r = WindowRecord {
+            start_ts: 1_767_225_600,
+            end_ts: 1_767_225_660,
+            size: None,
+            unique_users: 1,
+            events: 1,
+            counter: CounterKind::Exact,
+            revision: 0,
+        };
+        let mut out = Vec::new();
+        r.write_json(&mut out, kolkata.as_ref());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["window_start_local"], "2026-01-01T05:30:00+05:30");
+        assert!(local_zone("Mars/Olympus").is_err());
     }
 }

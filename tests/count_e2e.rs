@@ -498,17 +498,42 @@ fn diagnostics_never_panic_and_a_closed_stdout_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("distinctly: stdout is closed"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    // Discarding the records on purpose is fine.
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "exec \"$0\" count --summary none \"$1\" >/dev/null",
-            BIN,
-            path.to_str().unwrap(),
-        ])
+    // Discarding the records on purpose is fine, write-only or read-write
+    // (`1<>/dev/null`, Python's `subprocess.DEVNULL`).
+    for redirect in [">/dev/null", "1<>/dev/null"] {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("exec \"$0\" count --summary none \"$1\" {redirect}"),
+                BIN,
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{redirect}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["count", "--summary", "json"])
+        .arg(&path)
+        .stdout(devnull)
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(summary["windows_emitted"], 5);
 }
 
 #[test]
@@ -752,7 +777,17 @@ fn window_settings_that_conflict_or_do_not_parse_are_named() {
         (
             vec![],
             vec!["--windows", "1m,5h"],
-            "--windows: \"5h\" is not a window size (expected <n>s, <n>m, <n>h with n dividing 24, <n>d, 1w or 1mo)",
+            "--windows: \"5h\" is not a window size (expected <n>s, <n>m, <n>h with n dividing 24, <n>d, 1w, 1mo or 1y)",
+        ),
+        (
+            vec![("DISTINCTLY_WINDOWS", "1mo,1mo")],
+            vec![],
+            "DISTINCTLY_WINDOWS: 1mo is listed twice",
+        ),
+        (
+            vec![],
+            vec!["--windows", "60s,1h,1m"],
+            "--windows: 60s and 1m are the same size",
         ),
         (
             vec![("DISTINCTLY_TIMEZONE", "Mars/Olympus")],
@@ -766,4 +801,56 @@ fn window_settings_that_conflict_or_do_not_parse_are_named() {
         assert!(err.starts_with(&format!("distinctly: {want}")), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn years_and_local_times_follow_the_zone() {
+    // Berlin: from 2025-12-31T22:00:00Z (23:00 local, still 2025) for two
+    // hours, an event every 30 s; the local year 2026 begins at 23:00Z.
+    // Five users in the local 2025, three new ones and one of the five in
+    // 2026.
+    let new_year = 1_767_222_000;
+    let lines = events((0..240).map(|i| {
+        let ts = new_year - 3600 + i * 30;
+        let uid = match (ts < new_year, i) {
+            (true, _) => format!("u{}", i % 5),
+            (false, 239) => "u0".to_string(),
+            (false, _) => format!("v{}", i % 3),
+        };
+        (ts, uid)
+    }));
+    let data: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [&l[..], b"\n"].concat())
+        .collect();
+    let out = count(
+        &data,
+        &["--windows", "1d,1y", "--emit", "final", "--summary", "none"],
+        &[("DISTINCTLY_TIMEZONE", "Europe/Berlin")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = json_lines(&out.stdout);
+    let years: Vec<_> = records.iter().filter(|r| r["window"] == "1y").collect();
+    assert_eq!(years.len(), 2, "{records:?}");
+    assert_eq!(years[0]["window_start"], "2024-12-31T23:00:00Z");
+    assert_eq!(years[0]["window_start_local"], "2025-01-01T00:00:00+01:00");
+    assert_eq!(years[0]["window_end_local"], "2026-01-01T00:00:00+01:00");
+    assert_eq!(years[0]["unique_users"], 5);
+    assert_eq!(years[1]["window_start"], "2025-12-31T23:00:00Z");
+    assert_eq!(years[1]["window_start_local"], "2026-01-01T00:00:00+01:00");
+    assert_eq!(years[1]["unique_users"], 4);
+    let days: Vec<_> = records.iter().filter(|r| r["window"] == "1d").collect();
+    assert_eq!(days[1]["window_start_local"], "2026-01-01T00:00:00+01:00");
+    // In UTC the records have no local times (they are the UTC ones), and
+    // all of it is 2025.
+    let out = count(&data, &["--windows", "1y", "--summary", "none"], &[]);
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["window_start"], "2025-01-01T00:00:00Z");
+    assert_eq!(records[0]["unique_users"], 8);
+    assert!(records[0].get("window_start_local").is_none());
 }

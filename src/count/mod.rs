@@ -148,6 +148,8 @@ struct Counting<W: Write> {
     /// index, start), written at the end.
     finals: Option<BTreeMap<(usize, u64), WindowRecord>>,
     sizes: Vec<WindowSize>,
+    /// The zone whose local times records carry (none for UTC).
+    local: Option<jiff::tz::TimeZone>,
 }
 
 impl<W: Write> Counting<W> {
@@ -164,6 +166,8 @@ impl<W: Write> Counting<W> {
             out,
             summary: Summary::default(),
             metrics: Publisher::if_enabled(cfg.counter_kind()?),
+            local: crate::record::local_zone(&cfg.timezone)
+                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?,
         })
     }
 
@@ -341,7 +345,7 @@ impl<W: Write> Counting<W> {
     fn write_now(&mut self) -> ControlFlow<End> {
         for r in self.records.drain(..) {
             self.line_buf.clear();
-            r.write_json(&mut self.line_buf);
+            r.write_json(&mut self.line_buf, self.local.as_ref());
             self.line_buf.push(b'\n');
             if let Err(e) = self.out.write_all(&self.line_buf) {
                 return ControlFlow::Break(write_failed(e));
@@ -377,30 +381,30 @@ impl<W: Write> Counting<W> {
     }
 }
 
-/// True when the process started with stdout closed (`>&-`). Rust's runtime
-/// then puts `/dev/null`, opened read-write, in its place, so every record
-/// would silently go nowhere. A redirection to `/dev/null` (write-only) is
-/// a choice and is not reported.
+/// Whether descriptor 1 was closed when the process started (see
+/// [`note_stdout_at_start`]).
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Looks at descriptor 1 before Rust's runtime does: the binary calls this
+/// from a constructor that runs before `main`. The runtime puts `/dev/null`,
+/// opened read-write, in place of a closed standard descriptor, so after it
+/// a closed stdout (`>&-`) cannot be told from a read-write `/dev/null`
+/// that a parent passed on purpose (`1<>/dev/null`, Python's
+/// `subprocess.DEVNULL`, supervisors). Only a descriptor that is not open
+/// at all counts as closed.
+pub extern "C" fn note_stdout_at_start() {
+    // SAFETY: F_GETFD only reads the flags of descriptor 1; it takes no
+    // memory arguments and is async-signal-safe, so it may run before the
+    // runtime is set up.
+    let closed = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1
+        && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF);
+    STDOUT_CLOSED_AT_START.store(closed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True when the process started with stdout closed (`>&-`): every record
+/// would silently go nowhere. Known only where the binary calls
+/// [`note_stdout_at_start`] before `main` (Linux); elsewhere, false.
 pub fn stdout_was_closed() -> bool {
-    use std::os::fd::{AsFd, AsRawFd};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let stdout = io::stdout();
-    // SAFETY: F_GETFL only reads the flags of a descriptor the process
-    // owns for its whole life; it has no memory arguments.
-    let flags = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return true;
-    }
-    if flags & libc::O_ACCMODE != libc::O_RDWR {
-        return false;
-    }
-    let meta = stdout
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-        .and_then(|f| f.metadata());
-    match (meta, std::fs::metadata("/dev/null")) {
-        (Ok(out), Ok(null)) => out.file_type().is_char_device() && out.rdev() == null.rdev(),
-        _ => false,
-    }
+    STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed)
 }

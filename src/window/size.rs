@@ -2,8 +2,9 @@
 //!
 //! `DISTINCTLY_WINDOWS` lists sizes: `<n>s` and `<n>m` are fixed lengths
 //! aligned to the Unix epoch (so to every time zone's minutes); `<n>h`
-//! (`n` dividing 24), `<n>d`, `1w` (ISO weeks, Monday 00:00) and `1mo`
-//! (calendar months) follow the wall clock of `DISTINCTLY_TIMEZONE`: a day
+//! (`n` dividing 24), `<n>d`, `1w` (ISO weeks, Monday 00:00), `1mo`
+//! (calendar months) and `1y` (calendar years) follow the wall clock of
+//! `DISTINCTLY_TIMEZONE`: a day
 //! is local midnight to local midnight, 23 or 25 hours long on a DST change,
 //! and an hour is the time between two local `:00`, so the local hour that
 //! repeats when clocks go back lasts two hours.
@@ -33,24 +34,36 @@ pub enum WindowSize {
     Week,
     /// A calendar month: the local 1st 00:00 to the next.
     Month,
+    /// A calendar year: local 1 January 00:00 to the next.
+    Year,
 }
 
-/// Why a size is not one.
+/// Why a list of sizes is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a window size (expected <n>s, <n>m, <n>h with n dividing 24, <n>d, 1w or 1mo)"
-)]
-pub struct BadSize(pub String);
+pub enum BadSize {
+    #[error(
+        "{0:?} is not a window size (expected <n>s, <n>m, <n>h with n dividing 24, <n>d, 1w, \
+         1mo or 1y)"
+    )]
+    NotASize(String),
+    #[error("{0} is listed twice")]
+    Twice(String),
+    #[error("{0} and {1} are the same size")]
+    Same(String, String),
+    #[error("no window size given")]
+    Empty,
+}
 
 impl FromStr for WindowSize {
     type Err = BadSize;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadSize(s.to_string());
+        let bad = || BadSize::NotASize(s.to_string());
         let t = s.trim();
         match t {
             "1w" => return Ok(WindowSize::Week),
             "1mo" => return Ok(WindowSize::Month),
+            "1y" => return Ok(WindowSize::Year),
             _ => {}
         }
         let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -69,7 +82,7 @@ impl FromStr for WindowSize {
     }
 }
 
-/// The canonical label: `30s`, `5m`, `1h`, `1d`, `1w`, `1mo` (the
+/// The canonical label: `30s`, `5m`, `1h`, `1d`, `1w`, `1mo`, `1y` (the
 /// `window` field of multi-size records and part of their Kafka key).
 impl fmt::Display for WindowSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,6 +93,7 @@ impl fmt::Display for WindowSize {
             WindowSize::Days(n) => write!(f, "{n}d"),
             WindowSize::Week => f.write_str("1w"),
             WindowSize::Month => f.write_str("1mo"),
+            WindowSize::Year => f.write_str("1y"),
         }
     }
 }
@@ -94,6 +108,7 @@ impl WindowSize {
             WindowSize::Days(n) => u64::from(n) * 86_400,
             WindowSize::Week => 7 * 86_400,
             WindowSize::Month => 31 * 86_400,
+            WindowSize::Year => 366 * 86_400,
         }
     }
 
@@ -103,20 +118,25 @@ impl WindowSize {
     }
 }
 
-/// Parses a comma-separated list of sizes (duplicates refused).
+/// Parses a comma-separated list of sizes (duplicates refused: `1m,1m`
+/// is listed twice, `60s,1m` the same size written twice).
 pub fn parse_sizes(list: &str) -> Result<Vec<WindowSize>, BadSize> {
-    let mut sizes = Vec::new();
+    let mut sizes: Vec<(WindowSize, &str)> = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let size: WindowSize = part.parse()?;
-        if sizes.contains(&size) {
-            return Err(BadSize(format!("{part} (listed twice)")));
+        if let Some(&(_, first)) = sizes.iter().find(|(s, _)| *s == size) {
+            return Err(if first == part {
+                BadSize::Twice(part.to_string())
+            } else {
+                BadSize::Same(first.to_string(), part.to_string())
+            });
         }
-        sizes.push(size);
+        sizes.push((size, part));
     }
     if sizes.is_empty() {
-        return Err(BadSize(list.to_string()));
+        return Err(BadSize::Empty);
     }
-    Ok(sizes)
+    Ok(sizes.into_iter().map(|(s, _)| s).collect())
 }
 
 /// Looks up an IANA time zone name in the bundled database.
@@ -191,6 +211,10 @@ impl Grid {
                 let first = date.first_of_month();
                 (first, first.checked_add(1.month()).ok()?)
             }
+            WindowSize::Year => {
+                let first = date.first_of_year();
+                (first, first.checked_add(1.year()).ok()?)
+            }
         };
         let start = first.to_zoned(self.tz.clone()).ok()?;
         let end = next.to_zoned(self.tz.clone()).ok()?;
@@ -205,9 +229,10 @@ impl Grid {
         // 9999 a local time can also fall outside what the time-zone library
         // represents, which counts as not in time).
         let fits = |ts: u64| self.bounds(ts).is_some_and(|(_, end)| end <= last_end);
-        // (Windows that would start before 1970 cannot be placed either:
-        // begin the search well after the epoch.)
-        let (mut lo, mut hi) = (100 * 86_400, last_end);
+        // (Windows that would start before 1970 cannot be placed either, and
+        // east of UTC the local year 1970 does: begin the search in 1972,
+        // whose windows of every size start after the epoch.)
+        let (mut lo, mut hi) = (800 * 86_400, last_end);
         if !fits(lo) {
             return 0;
         }

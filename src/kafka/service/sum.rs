@@ -103,6 +103,8 @@ struct Summer<'a> {
     paused: bool,
     stats: SumStats,
     metrics: Option<OutputPublisher>,
+    /// The zone whose local times records carry (none for UTC).
+    local: Option<jiff::tz::TimeZone>,
 }
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<SumStats, ServiceError> {
@@ -143,6 +145,8 @@ impl<'a> Summer<'a> {
             paused: false,
             stats: SumStats::default(),
             metrics: OutputPublisher::if_enabled(),
+            local: crate::record::local_zone(&ctx.core.timezone)
+                .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?,
         })
     }
 
@@ -384,7 +388,7 @@ impl<'a> Summer<'a> {
                 revision: e.revision,
             };
             self.buf.clear();
-            r.write_json(&mut self.buf);
+            r.write_json(&mut self.buf, self.local.as_ref());
             send(
                 &self.producer,
                 BaseRecord::<str, [u8]>::to(&self.ctx.topology.output)

@@ -19,6 +19,7 @@ fn sizes_parse_and_print_canonically() {
         ("7d", WindowSize::Days(7), "7d"),
         ("1w", WindowSize::Week, "1w"),
         ("1mo", WindowSize::Month, "1mo"),
+        ("1y", WindowSize::Year, "1y"),
     ] {
         assert_eq!(text.parse::<WindowSize>(), Ok(size), "{text}");
         assert_eq!(size.to_string(), label);
@@ -27,7 +28,8 @@ fn sizes_parse_and_print_canonically() {
         "",
         "0m",
         "5h",
-        "1y",
+        "2y",
+        "12mo",
         "2w",
         "m",
         "1.5h",
@@ -44,8 +46,12 @@ fn sizes_parse_and_print_canonically() {
             WindowSize::Days(1)
         ]
     );
-    assert!(parse_sizes("1m,60s").is_err(), "the same size twice");
-    assert!(parse_sizes(" , ").is_err());
+    let err = |list: &str| parse_sizes(list).unwrap_err().to_string();
+    assert_eq!(err("1mo,1mo"), "1mo is listed twice");
+    assert_eq!(err("60s,1m"), "60s and 1m are the same size");
+    assert_eq!(err("1m, 1h ,1h"), "1h is listed twice");
+    assert_eq!(err(" , "), "no window size given");
+    assert!(err("1q").starts_with(r#""1q" is not a window size"#));
     assert!(time_zone("Europe/Berlin").is_ok());
     assert!(time_zone("Mars/Olympus").is_err());
 }
@@ -64,6 +70,30 @@ fn utc_windows_are_the_epoch_aligned_ones() {
     assert_eq!(week, (T0 - 3 * 86_400, T0 + 4 * 86_400));
     let month = grid("1mo", "UTC").bounds(T0 + 40 * 86_400).unwrap();
     assert_eq!(month, (T0 + 31 * 86_400, T0 + 59 * 86_400)); // February
+    let year = grid("1y", "UTC").bounds(T0 + 200 * 86_400).unwrap();
+    assert_eq!(year, (T0, T0 + 365 * 86_400));
+    // 2028 is a leap year.
+    let y2028 = T0 + (365 + 365) * 86_400;
+    assert_eq!(
+        grid("1y", "UTC").bounds(y2028 + 59 * 86_400),
+        Some((y2028, y2028 + 366 * 86_400))
+    );
+}
+
+#[test]
+fn years_begin_at_local_new_year() {
+    // Berlin's 2026 begins at 2025-12-31T23:00:00Z and ends at
+    // 2026-12-31T23:00:00Z (both +01:00, winter time).
+    let g = grid("1y", "Europe/Berlin");
+    let (start, end) = (T0 - 3600, T0 + 365 * 86_400 - 3600);
+    for ts in [start, T0, T0 + 180 * 86_400, end - 1] {
+        assert_eq!(g.bounds(ts), Some((start, end)), "{ts}");
+    }
+    assert_eq!(g.bounds(end).unwrap().0, end);
+    // Tokyo (+09:00): the UTC evening of 31 December is already next year.
+    let tokyo = grid("1y", "Asia/Tokyo");
+    assert_eq!(tokyo.bounds(T0 - 9 * 3600).unwrap().0, T0 - 9 * 3600);
+    assert_eq!(tokyo.bounds(T0 - 9 * 3600 - 1).unwrap().1, T0 - 9 * 3600);
 }
 
 /// Central European time computed by hand from the EU rule, independent of
@@ -134,11 +164,11 @@ fn hours_tile_the_timeline_across_dst_changes() {
         "Asia/Kolkata",
         "Australia/Lord_Howe",
     ] {
-        for size in ["1h", "2h", "6h", "1d", "7d", "1w", "1mo"] {
+        for size in ["1h", "2h", "6h", "1d", "7d", "1w", "1mo", "1y"] {
             let g = grid(size, zone);
             let mut ts = T0;
             let mut windows = 0;
-            while ts < T0 + 400 * 86_400 {
+            while ts < T0 + 800 * 86_400 {
                 let (start, end) = g.bounds(ts).unwrap();
                 assert!(start <= ts && ts < end, "{zone} {size}: {start} {ts} {end}");
                 // Every instant of the window maps back to it.
@@ -172,7 +202,7 @@ fn hours_tile_the_timeline_across_dst_changes() {
 #[test]
 fn the_last_window_ends_by_year_9999() {
     let last = crate::decode::MAX_TS;
-    for size in ["1m", "1h", "1d", "1w", "1mo"] {
+    for size in ["1m", "1h", "1d", "1w", "1mo", "1y"] {
         let g = grid(size, "Europe/Berlin");
         let max = g.max_ts(last);
         let (_, end) = g.bounds(max).unwrap();
@@ -183,8 +213,10 @@ fn the_last_window_ends_by_year_9999() {
             next.is_none_or(|(_, end)| end > last),
             "{size}: {max} is not the last"
         );
+        // The last window that fits ends within one window of the end (a
+        // year: year 9999 itself ends after the last writable instant).
         assert!(
-            max > last - 40 * 86_400,
+            max > last - 367 * 86_400,
             "{size}: {max} is far from the end"
         );
     }
