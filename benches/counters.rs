@@ -20,10 +20,10 @@
 //! `cargo bench` prints failed checks but does not fail.
 
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
-use distinctly::bench::measure::CountingAlloc;
 use distinctly::bench::workload::Workload;
 use distinctly::bench::{self, report, BenchOptions, Row};
 use distinctly::counter::{AnyCounter, CounterKind};
+use distinctly::memory::alloc::CountingAlloc;
 use std::time::{Duration, Instant};
 
 #[global_allocator]

@@ -2,7 +2,8 @@
 //! variable: the variable sets the value, the flag overrides it.
 
 use crate::bench::{BenchError, BenchOptions};
-use crate::config::CoreConfig;
+use crate::config::{ConfigError, CoreConfig};
+pub use crate::count::Emit;
 use crate::counter::CounterKind;
 use crate::generate::{FrameKind, GenerateOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -116,18 +117,34 @@ pub struct CountArgs {
     pub metrics_addr: Option<String>,
 }
 
-/// Which records `count` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Emit {
-    Updates,
-    Final,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SummaryFormat {
     Text,
     Json,
     None,
+}
+
+/// Every `DISTINCTLY_*` variable a setting of some command reads, besides
+/// the `DISTINCTLY_RDKAFKA_*` pass-through family, sorted.
+pub fn known_variables() -> Vec<String> {
+    use crate::config::variable_names;
+    let mut names = [
+        variable_names::<CoreConfig>(),
+        variable_names::<crate::metrics::MetricsConfig>(),
+        variable_names::<crate::kafka::config::ServiceEnv>(),
+        variable_names::<crate::logging::LogConfig>(),
+    ]
+    .concat();
+    names.sort();
+    names
+}
+
+/// The `DISTINCTLY_*` variables among `vars` that no setting reads, each
+/// with the closest known name when one is close (a typo).
+pub fn unknown_variables(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, Option<String>)> {
+    crate::config::unknown_variables(vars, &known_variables())
 }
 
 /// Overrides for the core settings (see `config::CoreConfig`).
@@ -192,6 +209,15 @@ macro_rules! copy_fields {
 }
 
 impl CoreArgs {
+    /// The core settings: the variables among `vars`, these flags over
+    /// them, validated (messages name the flag where one set the value).
+    pub fn load(
+        &self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<CoreConfig, ConfigError> {
+        CoreConfig::load(vars, &self.given(), |cfg| self.apply(cfg))
+    }
+
     /// Applies the flags that were given on top of `cfg`.
     pub fn apply(&self, cfg: &mut CoreConfig) {
         if let Some(v) = &self.counter {

@@ -25,9 +25,10 @@
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! record.rs   the output record (one JSON object per emitted window)
 //! config/     DISTINCTLY_* settings
-//!   mod.rs       defaults, bounds, validation, command-line overrides
+//!   mod.rs       defaults, bounds, validation; flags applied over variables
 //!   vars.rs      reading variables; the ones no setting reads
-//! cli.rs      command-line definitions (flags mirror the variables)
+//! cli.rs      command-line definitions (flags mirror the variables, and win
+//!             over them); every variable a setting reads
 //! input/      JSON-lines input, in batches
 //!   mod.rs       sources; mapped files split in place, read pages given back
 //!   stream.rs    stdin, pipes, gzip: blocks split into lines
@@ -48,10 +49,10 @@
 //! bench/      the `bench` command: every backend over reproducible workloads
 //!   mod.rs       options, the run loop, aggregation into rows
 //!   workload.rs  windows of n distinct uids, uniform or Zipf repeat visits
-//!   measure.rs   counting global allocator (heap bytes)
 //!   report.rs    markdown table and CSV
 //!   chart.rs     SVG charts (plotters)
-//! memory.rs   process memory from /proc (metrics, bench)
+//! memory/     process memory from /proc (metrics, bench)
+//!   alloc.rs     counting global allocator (heap bytes, per thread)
 //! stop.rs     SIGINT/SIGTERM for `count`: finish what was read, then exit
 //! diag.rs     one-line diagnostics on stderr that never panic
 //! metrics/    Prometheus metrics and the HTTP endpoints (DISTINCTLY_METRICS_ADDR)
@@ -70,6 +71,18 @@
 //! ```
 //!
 //! `main.rs` only parses the command line and calls into this crate.
+//!
+//! # Layers
+//!
+//! A module imports only from its own layer and the ones below, and no two
+//! files import each other, however indirectly (`tests/layers.rs` reads
+//! this list and the sources, and fails on a new cycle or upward import):
+//!
+//! 0. foundations: hash, reject, diag, memory, stop, health
+//! 1. engine: decode, counter, window, record, input, generate
+//! 2. settings and telemetry: config, logging, metrics, internal_events
+//! 3. commands: count, kafka, bench
+//! 4. interface: cli, main
 
 pub mod bench;
 pub mod cli;
@@ -96,4 +109,4 @@ pub mod window;
 /// binary counts allocations like the `distinctly` binary does.
 #[cfg(test)]
 #[global_allocator]
-static TEST_ALLOC: bench::measure::CountingAlloc = bench::measure::CountingAlloc;
+static TEST_ALLOC: memory::alloc::CountingAlloc = memory::alloc::CountingAlloc;

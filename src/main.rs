@@ -3,11 +3,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use distinctly::bench::measure::CountingAlloc;
 use distinctly::cli::{
     BenchArgs, Cli, Command, CountArgs, GenerateArgs, HealthcheckArgs, RunArgs, SummaryFormat,
 };
-use distinctly::config::CoreConfig;
 use distinctly::count::End;
 use distinctly::diag;
 use distinctly::diag::{one_line, to_stderr};
@@ -15,6 +13,7 @@ use distinctly::internal_events::{
     HttpServing, InternalEvent, ServiceFailed, ServiceStopped, UnknownVariable,
 };
 use distinctly::logging::LogConfig;
+use distinctly::memory::alloc::CountingAlloc;
 use distinctly::metrics::{MetricsConfig, Mode};
 use distinctly::stop::Stop;
 use std::io::Write;
@@ -60,7 +59,7 @@ fn main() -> ExitCode {
 
 /// Warns (in the log) about `DISTINCTLY_*` variables that no setting reads.
 fn warn_unknown(vars: &[(String, String)]) {
-    for (name, closest) in distinctly::config::unknown_variables(vars.iter().cloned()) {
+    for (name, closest) in distinctly::cli::unknown_variables(vars.iter().cloned()) {
         UnknownVariable {
             name: &name,
             closest: closest.as_deref(),
@@ -71,7 +70,7 @@ fn warn_unknown(vars: &[(String, String)]) {
 
 fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCode> {
     warn_unknown(&vars);
-    let cfg = CoreConfig::load(vars.iter().cloned(), &args.core)?;
+    let cfg = args.core.load(vars.iter().cloned())?;
     if distinctly::count::stdout_was_closed() {
         anyhow::bail!(
             "stdout is closed: the records would go nowhere (redirect it to /dev/null to discard them)"
@@ -143,7 +142,7 @@ fn run(args: RunArgs, vars: Vec<(String, String)>) -> ExitCode {
 
 fn run_service(args: RunArgs, vars: Vec<(String, String)>) -> anyhow::Result<()> {
     warn_unknown(&vars);
-    let core = CoreConfig::load(vars.iter().cloned(), &args.core)?;
+    let core = args.core.load(vars.iter().cloned())?;
     let kafka = distinctly::kafka::config::KafkaConfig::from_vars(vars.clone())?;
     serve_metrics(vars, args.metrics_addr, Mode::Run)?;
     let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -224,7 +223,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let cfg = CoreConfig::load(std::env::vars(), &args.window_args())?;
+    let cfg = args.window_args().load(std::env::vars())?;
     let grids = distinctly::window::size::Grid::all(&cfg.sizes()?, &cfg.timezone)
         .map_err(anyhow::Error::msg)?;
     let opts = args.options();

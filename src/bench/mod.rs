@@ -21,12 +21,12 @@
 //! with the default settings × the measured heap bytes per window.
 
 pub mod chart;
-pub mod measure;
 pub mod report;
 pub mod workload;
 
 use crate::config::CoreConfig;
 use crate::counter::{hll, AnyCounter, CounterKind};
+use crate::memory::alloc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ pub fn held_windows() -> u64 {
 pub enum BenchError {
     #[error(
         "heap bytes cannot be measured: the counting allocator \
-         (distinctly::bench::measure::CountingAlloc) is not the global allocator"
+         (distinctly::memory::alloc::CountingAlloc) is not the global allocator"
     )]
     NotCounting,
     #[error("{0}")]
@@ -177,10 +177,10 @@ struct Probe {
 /// table, doubled while its table grows), to decide whether 10^8 fits.
 const EXACT_BYTES_PER_UID: u64 = 60;
 
-/// Runs the benchmark. Heap bytes need [`measure::CountingAlloc`] installed
+/// Runs the benchmark. Heap bytes need [`alloc::CountingAlloc`] installed
 /// as the global allocator (the `distinctly` binary does).
 pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
-    if !measure::is_counting() {
+    if !alloc::is_counting() {
         return Err(BenchError::NotCounting);
     }
     if opts.cardinalities.is_empty() || opts.counters.is_empty() || opts.skews.is_empty() {
@@ -337,7 +337,7 @@ fn run_workload(
         let mut probes: Vec<Probe> = kinds
             .iter()
             .map(|&kind| {
-                let scope = measure::AllocScope::start();
+                let scope = alloc::AllocScope::start();
                 let counter = AnyCounter::new(kind);
                 let heap = scope.live_bytes();
                 Probe {
@@ -351,7 +351,7 @@ fn run_workload(
             .collect();
         while stream.next_chunk(&mut chunk, CHUNK_EVENTS) {
             for p in &mut probes {
-                let scope = measure::AllocScope::start();
+                let scope = alloc::AllocScope::start();
                 let t = Instant::now();
                 chunk.fill(&mut p.counter);
                 p.insert += t.elapsed();
@@ -368,7 +368,7 @@ fn run_workload(
                 peak,
                 insert,
             } = p;
-            let scope = measure::AllocScope::start();
+            let scope = alloc::AllocScope::start();
             let t = Instant::now();
             let estimate = std::hint::black_box(counter.estimate());
             s.estimate.push(t.elapsed().as_secs_f64());

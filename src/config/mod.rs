@@ -4,8 +4,10 @@
 //! Loaded with `envy`; a malformed or inconsistent value stops start-up with
 //! one line that names the variable and the expected form. A flag wins over
 //! its variable: the variable is then not even parsed, and a message about
-//! the value names the flag ([`CoreConfig::load`]). A `DISTINCTLY_*`
-//! variable that no setting reads is reported by [`unknown_variables`].
+//! the value names the flag ([`CoreConfig::load`]; the flags themselves are
+//! the command line's, which this module does not know). A `DISTINCTLY_*`
+//! variable that no setting reads is reported by [`unknown_variables`],
+//! given the settings structs of every command.
 
 use crate::counter::{cpc, hll, CounterKind, BACKENDS};
 use crate::window::size::WindowSize;
@@ -163,23 +165,23 @@ impl CoreConfig {
         from_prefixed("DISTINCTLY_", vars)
     }
 
-    /// The settings from the variables among `vars` and the flags in
-    /// `args`, validated. A flag wins over its variable, which is then not
-    /// parsed at all, and messages about a value name whichever set it.
+    /// The settings from the variables among `vars`, overridden by flags,
+    /// validated: `from_flags` names the fields a flag set, and `apply` sets
+    /// them (the command line's own step, `cli::CoreArgs::load`). A flag
+    /// wins over its variable, which is then not parsed at all, and messages
+    /// about a value name whichever set it.
     pub fn load(
         vars: impl IntoIterator<Item = (String, String)>,
-        args: &crate::cli::CoreArgs,
+        from_flags: &[&'static str],
+        apply: impl FnOnce(&mut CoreConfig),
     ) -> Result<Self, ConfigError> {
-        let from_flags = args.given();
         let overridden: Vec<String> = from_flags
             .iter()
             .map(|f| format!("DISTINCTLY_{}", f.to_uppercase()))
             .collect();
         let mut cfg = Self::from_vars(vars.into_iter().filter(|(k, _)| !overridden.contains(k)))?;
-        args.apply(&mut cfg);
-        cfg.check(&Names {
-            from_flags: &from_flags,
-        })?;
+        apply(&mut cfg);
+        cfg.check(&Names { from_flags })?;
         Ok(cfg)
     }
 
@@ -350,4 +352,4 @@ mod vars;
 pub(crate) use vars::from_prefixed;
 #[cfg(test)]
 pub(crate) use vars::vars;
-pub use vars::{known_variables, unknown_variables};
+pub use vars::{field_names, unknown_variables, variable_names};

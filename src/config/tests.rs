@@ -47,11 +47,11 @@ fn a_flag_wins_over_its_variable_even_a_malformed_one() {
         window_seconds: Some(300),
         ..CoreArgs::default()
     };
-    let c = CoreConfig::load(env.clone(), &args).unwrap();
+    let c = args.load(env.clone()).unwrap();
     assert_eq!(c.window_seconds, Some(300));
     assert_eq!(c.counter, "hll");
     // Without the flag the variable is read, and its error names it.
-    let e = CoreConfig::load(env, &CoreArgs::default()).unwrap_err();
+    let e = CoreArgs::default().load(env).unwrap_err();
     assert!(
         e.to_string().starts_with("DISTINCTLY_WINDOW_SECONDS: "),
         "{e}"
@@ -62,13 +62,13 @@ fn a_flag_wins_over_its_variable_even_a_malformed_one() {
         max_behind_seconds: Some(10),
         ..CoreArgs::default()
     };
-    let e = CoreConfig::load(vars(&[]), &args).unwrap_err().to_string();
+    let e = args.load(vars(&[])).unwrap_err().to_string();
     assert_eq!(e, "--window-seconds: 0 is outside 1..=31622400");
     let args = CoreArgs {
         max_behind_seconds: Some(10),
         ..CoreArgs::default()
     };
-    let e = CoreConfig::load(vars(&[]), &args).unwrap_err().to_string();
+    let e = args.load(vars(&[])).unwrap_err().to_string();
     assert!(
         e.starts_with("--max-behind-seconds: 10 is less than DISTINCTLY_ALLOWED_LATENESS_SECONDS"),
         "{e}"
@@ -119,7 +119,7 @@ fn absurd_values_are_refused_with_their_bounds() {
 
 #[test]
 fn unknown_variables_are_found_with_a_suggestion() {
-    let found = unknown_variables(vars(&[
+    let found = crate::cli::unknown_variables(vars(&[
         ("DISTINCTLY_COUNTR", "hll"),
         ("DISTINCTLY_COUNTER", "hll"),
         ("DISTINCTLY_METRICS_ADDR", ""),
@@ -138,7 +138,7 @@ fn unknown_variables_are_found_with_a_suggestion() {
             ("DISTINCTLY_SOMETHING_ELSE_ENTIRELY".to_string(), None),
         ]
     );
-    let known = known_variables();
+    let known = crate::cli::known_variables();
     assert!(known.contains(&"DISTINCTLY_WINDOW_SECONDS".to_string()));
     assert!(known.contains(&"DISTINCTLY_COMMIT_INTERVAL_SECONDS".to_string()));
 }
@@ -166,7 +166,7 @@ fn readme_rows() -> std::collections::BTreeMap<String, String> {
 fn the_readme_tables_match_the_code() {
     let rows = readme_rows();
     // Every setting the code reads has a row, and no row is invented.
-    let mut code: Vec<String> = known_variables();
+    let mut code: Vec<String> = crate::cli::known_variables();
     code.extend(
         field_names::<crate::kafka::config::KafkaEnv>()
             .iter()

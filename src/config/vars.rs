@@ -1,11 +1,11 @@
 //! The `DISTINCTLY_*` variables: reading a settings struct from them (every
 //! error naming its variable), and finding the ones no setting reads.
 
-use super::{ConfigError, CoreConfig};
+use super::ConfigError;
 
 /// The names of the fields of the settings struct `T`, as serde sees them
 /// (so the list of known variables cannot drift from the structs).
-pub(super) fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+pub fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     use serde::de::{self, Visitor};
     struct Probe(Option<&'static [&'static str]>);
     #[derive(Debug)]
@@ -46,30 +46,22 @@ pub(super) fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'stati
     probe.0.unwrap_or(&[])
 }
 
-/// Every `DISTINCTLY_*` variable a setting reads, besides the
-/// `DISTINCTLY_RDKAFKA_*` pass-through family.
-pub fn known_variables() -> Vec<String> {
-    let mut names: Vec<String> = [
-        field_names::<CoreConfig>(),
-        field_names::<crate::metrics::MetricsConfig>(),
-        field_names::<crate::kafka::config::ServiceEnv>(),
-        field_names::<crate::logging::LogConfig>(),
-    ]
-    .concat()
-    .iter()
-    .map(|f| format!("DISTINCTLY_{}", f.to_uppercase()))
-    .collect();
-    names.sort();
-    names
+/// The `DISTINCTLY_*` variables the fields of the settings struct `T`
+/// are read from.
+pub fn variable_names<T: serde::de::DeserializeOwned>() -> Vec<String> {
+    field_names::<T>()
+        .iter()
+        .map(|f| format!("DISTINCTLY_{}", f.to_uppercase()))
+        .collect()
 }
 
 /// The `DISTINCTLY_*` variables among `vars` that no setting reads (a typo
-/// such as `DISTINCTLY_COUNTR`), each with the closest known name when one
-/// is close.
+/// such as `DISTINCTLY_COUNTR`), each with the closest of `known` when one
+/// is close. `DISTINCTLY_RDKAFKA_*` passes through to librdkafka.
 pub fn unknown_variables(
     vars: impl IntoIterator<Item = (String, String)>,
+    known: &[String],
 ) -> Vec<(String, Option<String>)> {
-    let known = known_variables();
     let mut unknown: Vec<(String, Option<String>)> = vars
         .into_iter()
         .map(|(k, _)| k)

@@ -19,7 +19,6 @@ mod summary;
 
 pub use summary::Summary;
 
-use crate::cli::Emit;
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
 use crate::hash::uid_hash;
@@ -34,6 +33,14 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
+
+/// Which records `count` prints (`--emit`): every window as it closes and
+/// every correction, or one record per window at the end of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    Updates,
+    Final,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CountError {

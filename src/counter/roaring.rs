@@ -21,7 +21,7 @@
 //! C and Go Roaring libraries) of the bitmap, after flushing the buffer.
 
 use super::{Counter, CounterError, CounterKind};
-use crate::bench::measure;
+use crate::memory::alloc;
 use ::roaring::RoaringBitmap;
 
 /// Smallest number of buffered inserts per merge.
@@ -124,10 +124,10 @@ fn heap_of(
     bitmap: &mut RoaringBitmap,
     change: impl FnOnce(&mut RoaringBitmap),
 ) -> usize {
-    if measure::counting_installed() {
-        let start = measure::allocated_on_this_thread();
+    if alloc::counting_installed() {
+        let start = alloc::allocated_on_this_thread();
         change(bitmap);
-        let delta = measure::allocated_on_this_thread() - start;
+        let delta = alloc::allocated_on_this_thread() - start;
         before.saturating_add_signed(delta)
     } else {
         change(bitmap);

@@ -144,7 +144,7 @@ fn datasketches_stay_within_their_bounds_and_merge_consistently() {
 
 #[test]
 fn heap_bytes_match_a_counting_allocator() {
-    use crate::bench::measure::AllocScope;
+    use crate::memory::alloc::AllocScope;
     for kind in [
         CounterKind::Roaring,
         CounterKind::Cpc { lg_k: 12 },

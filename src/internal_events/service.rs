@@ -3,17 +3,34 @@
 
 use super::InternalEvent;
 use crate::config::CoreConfig;
-use crate::kafka::config::KafkaConfig;
 use crate::metrics::names;
 use crate::reject::{Reject, RejectCounts};
 use tracing::{debug, error, info, warn};
 
 const TARGET: &str = "distinctly";
 
+/// The Kafka side of the settings `run` starts with, as logged (the
+/// `kafka` module fills it in from its configuration).
+pub struct KafkaSettings<'a> {
+    pub bootstrap: String,
+    pub input_topic: &'a str,
+    pub output_topic: &'a str,
+    pub group: &'a str,
+    pub security_protocol: String,
+    pub username: &'a str,
+    pub password_set: bool,
+    pub dlq_topic: &'a str,
+    pub auto_offset_reset: &'a str,
+    pub idle_partition_seconds: u64,
+    pub commit_interval_seconds: u64,
+    pub consumer_properties: &'a [(String, String)],
+    pub producer_properties: &'a [(String, String)],
+}
+
 /// `run` starts: the effective settings, once (secrets redacted).
 pub struct ServiceStarted<'a> {
     pub core: &'a CoreConfig,
-    pub kafka: &'a KafkaConfig,
+    pub kafka: &'a KafkaSettings<'a>,
 }
 
 impl InternalEvent for ServiceStarted<'_> {
@@ -25,15 +42,15 @@ impl InternalEvent for ServiceStarted<'_> {
         info!(
             target: TARGET,
             version = env!("CARGO_PKG_VERSION"),
-            bootstrap = %k.bootstrap_servers(),
-            input_topic = %k.env.service_input_topic,
-            output_topic = %k.env.service_output_topic,
-            group = %k.env.service_group_id,
-            security_protocol = %k.security_protocol(),
-            username = k.env.service_username.as_deref().unwrap_or(""),
-            password = if k.env.service_password.is_some() { "***" } else { "" },
-            dlq_topic = k.env.service_dlq_topic.as_deref().unwrap_or(""),
-            auto_offset_reset = %k.env.auto_offset_reset,
+            bootstrap = %k.bootstrap,
+            input_topic = %k.input_topic,
+            output_topic = %k.output_topic,
+            group = %k.group,
+            security_protocol = %k.security_protocol,
+            username = k.username,
+            password = if k.password_set { "***" } else { "" },
+            dlq_topic = k.dlq_topic,
+            auto_offset_reset = %k.auto_offset_reset,
             counter = %counter,
             windows = %c.sizes().map_or_else(|_| String::new(), |s| s.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             timezone = %c.timezone,
@@ -43,15 +60,15 @@ impl InternalEvent for ServiceStarted<'_> {
             max_behind_seconds = c.max_behind_seconds,
             jump_confirm_events = c.jump_confirm_events,
             max_message_bytes = c.max_message_bytes,
-            idle_partition_seconds = k.service.idle_partition_seconds,
-            commit_interval_seconds = k.service.commit_interval_seconds,
-            consumer_properties = %redacted(&k.consumer_props),
-            producer_properties = %redacted(&k.producer_props),
+            idle_partition_seconds = k.idle_partition_seconds,
+            commit_interval_seconds = k.commit_interval_seconds,
+            consumer_properties = %redacted(k.consumer_properties),
+            producer_properties = %redacted(k.producer_properties),
             "starting: {} -> {} via {} (group {}, counter {counter})",
-            k.env.service_input_topic,
-            k.env.service_output_topic,
-            k.bootstrap_servers(),
-            k.env.service_group_id,
+            k.input_topic,
+            k.output_topic,
+            k.bootstrap,
+            k.group,
         );
     }
 }

@@ -261,6 +261,26 @@ impl KafkaConfig {
     }
 
     /// `bootstrap.servers`: every host with a port.
+    /// These settings as the start of `run` logs them.
+    pub fn settings(&self) -> crate::internal_events::KafkaSettings<'_> {
+        let e = &self.env;
+        crate::internal_events::KafkaSettings {
+            bootstrap: self.bootstrap_servers(),
+            input_topic: &e.service_input_topic,
+            output_topic: &e.service_output_topic,
+            group: &e.service_group_id,
+            security_protocol: self.security_protocol(),
+            username: e.service_username.as_deref().unwrap_or(""),
+            password_set: e.service_password.is_some(),
+            dlq_topic: e.service_dlq_topic.as_deref().unwrap_or(""),
+            auto_offset_reset: &e.auto_offset_reset,
+            idle_partition_seconds: self.service.idle_partition_seconds,
+            commit_interval_seconds: self.service.commit_interval_seconds,
+            consumer_properties: &self.consumer_props,
+            producer_properties: &self.producer_props,
+        }
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         self.env
             .service_internal_host

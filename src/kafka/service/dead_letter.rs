@@ -2,7 +2,6 @@
 //! reason and origin in headers (at-least-once: a replay may copy again).
 
 use super::produce::send;
-use super::split::SplitStats;
 use crate::internal_events::{DeadLetterFailed, InternalEvent, ProducedTo, RecordProduced};
 use crate::kafka::context::Context;
 use crate::reject::Reject;
@@ -13,16 +12,15 @@ use rdkafka::Message;
 /// Bytes of a too-large message copied to the dead-letter topic.
 const DLQ_TRUNCATE: usize = 64 << 10;
 
-/// Copies `msg` (whose payload is `payload`) to `dlq`. A failed copy is
-/// logged and counted, not fatal.
+/// Copies `msg` (whose payload is `payload`) to `dlq`; returns whether the
+/// copy was queued. A failed copy is logged and counted, not fatal.
 pub(super) fn dead_letter(
     producer: &BaseProducer<Context>,
     dlq: &str,
     msg: &BorrowedMessage<'_>,
     payload: &[u8],
     reason: Reject,
-    stats: &mut SplitStats,
-) {
+) -> bool {
     let partition = msg.partition().to_string();
     let offset = msg.offset().to_string();
     let headers = OwnedHeaders::new()
@@ -47,17 +45,20 @@ pub(super) fn dead_letter(
     }
     match send(producer, record) {
         Ok(()) => {
-            stats.dlq_produced += 1;
             RecordProduced {
                 to: ProducedTo::DeadLetter,
             }
             .emit();
+            true
         }
-        Err(e) => DeadLetterFailed {
-            topic: dlq,
-            error: &e,
+        Err(e) => {
+            DeadLetterFailed {
+                topic: dlq,
+                error: &e,
+            }
+            .emit();
+            false
         }
-        .emit(),
     }
 }
 

@@ -175,7 +175,11 @@ pub fn run(
     core.validate()?;
     let started = Instant::now();
     let kind = core.counter_kind()?;
-    ServiceStarted { core, kafka }.emit();
+    ServiceStarted {
+        core,
+        kafka: &kafka.settings(),
+    }
+    .emit();
     if crate::metrics::enabled() {
         crate::metrics::register_build_info(kind);
         crate::internal_events::register_kafka();

@@ -203,7 +203,9 @@ impl<'a> Splitter<'a> {
                 }
                 .emit();
                 if let Some((topic, producer)) = &self.dlq {
-                    dead_letter(producer, topic, msg, payload, reason, &mut self.stats);
+                    if dead_letter(producer, topic, msg, payload, reason) {
+                        self.stats.dlq_produced += 1;
+                    }
                 }
             }
         }

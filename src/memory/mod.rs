@@ -1,7 +1,10 @@
 //! Process memory from `/proc` (Linux): resident set, its peak, and what
 //! the system could still hand out. Shared by the metrics (resident memory
 //! gauge) and the bench (peak RSS, whether `exact` fits at 10⁸). Elsewhere
-//! every function returns `None`.
+//! every function returns `None`. Heap bytes as requested, per thread, come
+//! from the counting allocator in [`alloc`].
+
+pub mod alloc;
 
 /// A field in kB from a `/proc` status file (`VmHWM`, `MemAvailable`, ...),
 /// in bytes.
