@@ -611,3 +611,142 @@ fn checkpoints_keep_the_replay_of_day_windows_short_across_kill_9() {
     let got = last_per_sized_window(&output_records(&t.output));
     assert_eq!(got, truth);
 }
+
+/// Produces `(key, value)` records (`None`: a tombstone) to partition 0.
+fn produce_keyed(topic: &str, records: &[(&str, Option<&[u8]>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    for (key, value) in records {
+        let mut rec = BaseRecord::<str, [u8]>::to(topic).key(key).partition(0);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        producer.send(rec).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The lines of a run's log at `level` (text format).
+fn log_lines<'a>(stderr: &'a str, level: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(level))
+        .collect()
+}
+
+#[test]
+fn garbage_in_the_state_topic_is_ignored_or_refused_by_name() {
+    let _b = broker();
+    let t = topics("garbage", 2);
+    let (lines, truth) = generate(&["--events", "3000", "--users", "300", "--seed", "31"]);
+    let half = lines.len() / 2;
+    produce(&t.input, 2, &lines[..half]);
+    drain(&t, &[]);
+    let state = format!("{}-state", t.output);
+    // Records another program wrote under keys distinctly never uses are
+    // ignored, with one warning that counts them.
+    produce_keyed(
+        &state,
+        &[
+            ("garbage", Some(b"xyz")),
+            ("7/q/1", Some(b"\xff\xfe")),
+            ("", Some(b"")),
+        ],
+    );
+    produce(&t.input, 2, &lines[half..]);
+    let out = drain(&t, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings = log_lines(&stderr, "WARN");
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("ignored 3 records"), "{stderr}");
+    assert_eq!(output_windows(&t.output), truth);
+    // A record under a window's own key that is not a checkpoint is
+    // refused, by key, with what to do; nothing is counted from it.
+    let window = consume_all(&state)
+        .into_iter()
+        .filter_map(|(k, v, _)| Some((String::from_utf8(k?).ok()?, v)))
+        .find(|(k, v)| k.matches('/').count() == 3 && k.contains("/w/") && !v.is_empty())
+        .map(|(k, _)| k)
+        .expect("a window header in the state topic");
+    produce_keyed(&state, &[(&window, Some(b"not a header"))]);
+    let before = output_records(&t.output).len();
+    let out = service(&t, &[], &["--exit-when-idle"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = log_lines(&stderr, "ERROR");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!("state topic {state}: record {window}"))
+            && errors[0].contains("delete the key"),
+        "{stderr}"
+    );
+    assert_eq!(output_records(&t.output).len(), before);
+    // Deleting it, as the message says, lets the next run resume.
+    produce_keyed(&state, &[(&window, None)]);
+    drain(&t, &[]);
+}
+
+#[test]
+fn a_second_instance_with_the_same_name_stops_the_first_with_one_clear_line() {
+    let _b = broker();
+    let t = topics("same-name", 2);
+    let env = [
+        ("DISTINCTLY_INSTANCE_ID", "twin"),
+        ("DISTINCTLY_IDLE_PARTITION_SECONDS", "2"),
+    ];
+    let (lines, truth) = generate(&["--events", "4000", "--users", "200", "--seed", "32"]);
+    let half = lines.len() / 2;
+    produce(&t.input, 2, &lines[..half]);
+    let mut first = service(&t, &env, &[]).spawn().unwrap();
+    wait_for_records(&t.output, 1, Duration::from_secs(60));
+    let second = service(&t, &env, &[]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the first instance kept running");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(1));
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let bad: Vec<&str> = [log_lines(&stderr, "WARN"), log_lines(&stderr, "ERROR")].concat();
+    assert_eq!(bad.len(), 1, "{stderr}");
+    assert!(
+        bad[0].contains("another running instance has the same name"),
+        "{stderr}"
+    );
+    // The second one goes on and counts.
+    produce(&t.input, 2, &lines[half..]);
+    let last = *truth.keys().next_back().unwrap();
+    let _ = wait_for_window(&t.output, last, truth[&last], Duration::from_secs(90));
+    terminate_ok(second);
+    assert_eq!(output_windows(&t.output), truth);
+}
+
+#[test]
+fn a_shard_count_other_than_the_groups_is_refused_naming_the_variable() {
+    let _b = broker();
+    let t = topics("shards", 2);
+    drain(&t, &[]);
+    let out = service(&t, &[("DISTINCTLY_SHARDS", "5")], &["--exit-when-idle"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = log_lines(&stderr, "ERROR");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "DISTINCTLY_SHARDS: 5, but {}-shards has 2 partitions",
+            t.group
+        )),
+        "{stderr}"
+    );
+    // The same count, or none, is fine.
+    drain(&t, &[("DISTINCTLY_SHARDS", "2")]);
+    drain(&t, &[]);
+}

@@ -148,6 +148,22 @@ impl InternalEvent for StateRestored<'_> {
     }
 }
 
+/// The state topic holds records under keys distinctly does not write
+/// (another program's): they are ignored, once per restore.
+pub struct ForeignStateRecords<'a> {
+    pub topic: &'a str,
+    pub count: usize,
+    pub example: &'a str,
+}
+
+impl InternalEvent for ForeignStateRecords<'_> {
+    fn emit(self) {
+        warn!(target: TARGET, topic = self.topic, count = self.count, example = self.example,
+            "ignored {} records of {} that distinctly did not write (keys such as {:?})",
+            self.count, self.topic, self.example);
+    }
+}
+
 /// SIGTERM or SIGINT: the service stops after committing what is safe.
 pub struct ShutdownRequested;
 

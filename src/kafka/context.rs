@@ -47,6 +47,8 @@ pub enum FatalError {
     Authentication(String),
     /// The broker's certificate was refused (wrong CA, wrong host name).
     Tls(String),
+    /// Another instance uses this one's static member name.
+    NameTaken(String),
     Other(String),
 }
 
@@ -147,6 +149,20 @@ impl ClientContext for Context {
             }
             // Also delivered per partition through `poll`; not an error.
             Some(RDKafkaErrorCode::PartitionEOF) => {}
+            // A transactional producer fenced by the instance that took its
+            // input partition over: the transaction's own result says so
+            // (the splitter logs the take-over).
+            Some(RDKafkaErrorCode::Fenced) => {}
+            // Another live member joined with this member's static name
+            // (`group.instance.id`): this one is out of the group for good.
+            Some(RDKafkaErrorCode::FencedInstanceId) => {
+                FatalClientError {
+                    client: self.role,
+                    reason,
+                }
+                .emit();
+                set_fatal(&self.shared, FatalError::NameTaken(reason.to_string()));
+            }
             Some(RDKafkaErrorCode::Fatal) => {
                 FatalClientError {
                     client: self.role,
@@ -266,9 +282,18 @@ fn unknown_offset() -> i64 {
     -1
 }
 
-fn set_fatal(shared: &Shared, err: FatalError) {
+/// Records the error that stops the service: the first one, unless a more
+/// specific one follows a generic one (a fatal consume error comes through
+/// `poll` as well as through the error callback, in either order).
+pub(crate) fn set_fatal(shared: &Shared, err: FatalError) {
     let mut fatal = shared.fatal.lock().expect("not poisoned");
-    if fatal.is_none() {
+    let replace = match (&*fatal, &err) {
+        (None, _) => true,
+        (Some(FatalError::Other(_)), FatalError::Other(_)) => false,
+        (Some(FatalError::Other(_)), _) => true,
+        _ => false,
+    };
+    if replace {
         *fatal = Some(err);
     }
 }

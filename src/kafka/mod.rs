@@ -60,8 +60,19 @@ pub enum ServiceError {
         "TLS: the broker's certificate was refused: {0} (check DISTINCTLY_RDKAFKA_SSL_CA_LOCATION)"
     )]
     Tls(String),
+    #[error(
+        "another running instance has the same name (DISTINCTLY_INSTANCE_ID, or the host name in \
+         a container) and took this one's place in the consumer group: give every instance a \
+         name of its own ({0})"
+    )]
+    NameTaken(String),
     #[error("fatal kafka error: {0}")]
     Fatal(String),
+    #[error("state topic {topic}: {error}")]
+    State {
+        topic: String,
+        error: state::StateError,
+    },
     #[error("creating the topic {topic}: {code} (create it beforehand; see docs/operations.md)")]
     TopicCreation {
         topic: String,

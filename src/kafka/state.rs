@@ -58,7 +58,11 @@ const MARK_MAGIC: &[u8; 4] = b"DSM1";
 /// Why a state record cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
-    #[error("state record {key}: {reason}")]
+    #[error(
+        "record {key}: {reason} (written by another program?): that checkpoint cannot be read, so \
+         counting cannot resume exactly; delete the key (a tombstone) to resume without it, or \
+         use a new KAFKA_SERVICE_STATE_TOPIC and consumer group"
+    )]
     Corrupt { key: String, reason: &'static str },
     #[error(
         "the state topic holds windows counted with {found}, this run counts with {configured}: \
@@ -481,6 +485,19 @@ impl Snapshot {
             .get(&key)
             .map(|v| Mark::decode(&key, v))
             .transpose()
+    }
+
+    /// Keys distinctly does not write (another program's records): ignored
+    /// by a restore, which says how many there were.
+    pub fn foreign_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .values
+            .keys()
+            .filter(|k| parse_key(k).is_none() && !k.starts_with("w/"))
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Every window with a header, its counter assembled from its chunks,

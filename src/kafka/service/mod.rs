@@ -265,6 +265,7 @@ pub(super) fn check_fatal(shared: &Shared) -> Result<(), ServiceError> {
         None => Ok(()),
         Some(FatalError::Authentication(m)) => Err(ServiceError::Authentication(m)),
         Some(FatalError::Tls(m)) => Err(ServiceError::Tls(m)),
+        Some(FatalError::NameTaken(m)) => Err(ServiceError::NameTaken(m)),
         Some(FatalError::Other(m)) => Err(ServiceError::Fatal(m)),
     }
 }
@@ -272,6 +273,11 @@ pub(super) fn check_fatal(shared: &Shared) -> Result<(), ServiceError> {
 /// A consume error: outages go to the shared broker state, others are
 /// logged (rate-limited).
 fn on_consume_error(shared: &Shared, e: KafkaError) {
+    if let KafkaError::MessageConsumptionFatal(_) = e {
+        // The client is unusable; the error callback says why, and the
+        // stage stops at its next tick.
+        return super::context::set_fatal(shared, FatalError::Other(e.to_string()));
+    }
     match e.rdkafka_error_code() {
         // Also reported per partition as `KafkaError::PartitionEOF`;
         // authentication and certificate failures come through the

@@ -35,9 +35,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A shard that has not reported for this long pauses the output visibly
+/// (log, `distinctly_output_paused`); shorter is a start or a take-over,
+/// while the counters catch up.
+const PAUSE_REPORT_AFTER: Duration = Duration::from_secs(10);
 
 /// What the summer did.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +103,9 @@ struct Summer<'a> {
     /// one is a stray.
     freed_below: u64,
     buf: Vec<u8>,
-    /// Some shard has not reported since the partials were read.
+    /// Some shard has not reported since the partials were read, since
+    /// then; reported as paused after [`PAUSE_REPORT_AFTER`].
+    missing_since: Option<Instant>,
     paused: bool,
     stats: SumStats,
     metrics: Option<OutputPublisher>,
@@ -142,6 +148,7 @@ impl<'a> Summer<'a> {
             statuses: vec![None; ctx.topology.shard_count],
             freed_below: 0,
             buf: Vec::with_capacity(256),
+            missing_since: None,
             paused: false,
             stats: SumStats::default(),
             metrics: OutputPublisher::if_enabled(),
@@ -269,18 +276,13 @@ impl<'a> Summer<'a> {
     fn tick(&mut self) -> Result<(), ServiceError> {
         self.ctx.tick_stage(Stage::Sum, &self.shared)?;
         self.producer.poll(Duration::ZERO);
+        if self.held && self.caught_up {
+            self.report_pause();
+        }
         if !(self.held && self.caught_up && self.dirty) {
             return Ok(());
         }
         self.dirty = false;
-        let shards = self.statuses.len();
-        let missing = self.statuses.iter().filter(|s| s.is_none()).count();
-        match (self.paused, missing > 0) {
-            (false, true) => OutputPaused { missing, shards }.emit(),
-            (true, false) => OutputResumed { shards }.emit(),
-            _ => {}
-        }
-        self.paused = missing > 0;
         let done = self.completion();
         self.drop_strays()?;
         if self.emit(done)? {
@@ -303,6 +305,26 @@ impl<'a> Summer<'a> {
             self.ctx.stop_all();
         }
         Ok(())
+    }
+
+    /// Says when output pauses because some shard has not reported for
+    /// [`PAUSE_REPORT_AFTER`] (no counter holds it), and when it resumes.
+    fn report_pause(&mut self) {
+        let shards = self.statuses.len();
+        let missing = self.statuses.iter().filter(|s| s.is_none()).count();
+        if missing == 0 {
+            self.missing_since = None;
+            if self.paused {
+                self.paused = false;
+                OutputResumed { shards }.emit();
+            }
+            return;
+        }
+        let since = *self.missing_since.get_or_insert_with(Instant::now);
+        if !self.paused && since.elapsed() >= PAUSE_REPORT_AFTER {
+            self.paused = true;
+            OutputPaused { missing, shards }.emit();
+        }
     }
 
     /// What the shards' latest statuses say.

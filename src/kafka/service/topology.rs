@@ -116,10 +116,15 @@ impl Topology {
             .map_or(input_partitions, |n| n as usize);
         let shard_count = match partition_count(probe, &shards, TIMEOUT)? {
             Some(n) if kafka.service.shards.is_some_and(|s| s as usize != n) => {
-                return Err(ServiceError::Fatal(format!(
-                    "DISTINCTLY_SHARDS is {wanted}, but {shards} has {n} partitions: the shard \
-                     count of a group is fixed when its topics are made (see docs/design.md)"
-                )));
+                return Err(crate::config::invalid(
+                    "DISTINCTLY_SHARDS",
+                    format!(
+                        "{wanted}, but {shards} has {n} partitions: the shard count of a group is \
+                         fixed when its topics are made (unset it, or use a new \
+                         KAFKA_SERVICE_GROUP_ID; see docs/design.md)"
+                    ),
+                )
+                .into());
             }
             Some(n) => n,
             None => {

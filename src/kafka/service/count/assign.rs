@@ -4,7 +4,9 @@
 //! metadata, and their windows from the state topic.
 
 use super::{add_stats, Counter, Shard, METADATA_TIMEOUT};
-use crate::internal_events::{InternalEvent, PartitionsAssigned, StateRestored};
+use crate::internal_events::{
+    ForeignStateRecords, InternalEvent, PartitionsAssigned, StateRestored,
+};
 use crate::kafka::offsets::{self, SourceTime};
 use crate::kafka::service::assigned;
 use crate::kafka::service::checkpoint::{newer_times, read_snapshot};
@@ -57,10 +59,20 @@ impl Counter<'_> {
         let snapshot = match &self.state {
             Some(state) => {
                 let snap = read_snapshot(&self.meta, &state.topic)?;
-                let bad = |e: StateError| {
-                    ServiceError::Fatal(format!("state topic {}: {e}", state.topic))
+                let bad = |error: StateError| ServiceError::State {
+                    topic: state.topic.clone(),
+                    error,
                 };
                 let (windows, orphans) = snap.windows(self.ctx.kind).map_err(bad)?;
+                let foreign = snap.foreign_keys();
+                if let Some(first) = foreign.first() {
+                    ForeignStateRecords {
+                        topic: &state.topic,
+                        count: foreign.len(),
+                        example: first,
+                    }
+                    .emit();
+                }
                 let marks = new
                     .iter()
                     .map(|&id| Ok((id, snap.mark(id).map_err(bad)?)))
