@@ -115,6 +115,9 @@ pub mod bounds {
     /// Largest `DISTINCTLY_JUMP_CONFIRM_EVENTS`: the time guard holds about
     /// this many events per candidate region (see `window::guard`).
     pub const MAX_JUMP_CONFIRM_EVENTS: u64 = 1000;
+    /// Most sizes in `DISTINCTLY_WINDOWS`: every event is inserted once per
+    /// size, so a list of thousands would count a thousand times slower.
+    pub const MAX_WINDOW_SIZES: usize = 64;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -315,6 +318,16 @@ impl CoreConfig {
         } else {
             "window_seconds"
         };
+        if sizes.len() > bounds::MAX_WINDOW_SIZES {
+            return Err(invalid(
+                names.of(field),
+                format!(
+                    "{} sizes; at most {} (each event is counted once per size)",
+                    sizes.len(),
+                    bounds::MAX_WINDOW_SIZES
+                ),
+            ));
+        }
         for &size in &sizes {
             let reason = match size {
                 WindowSize::Seconds(n) if !(1..=bounds::MAX_SPAN_SECONDS).contains(&n) => {

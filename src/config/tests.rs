@@ -285,3 +285,15 @@ fn errors_name_the_variable() {
         assert!(e.to_string().starts_with(var), "{e}");
     }
 }
+
+#[test]
+fn at_most_64_window_sizes() {
+    let list = |n: u64| (1..=n).map(|i| format!("{i}s")).collect::<Vec<_>>().join(",");
+    let c = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOWS", &list(64))])).unwrap();
+    assert_eq!(c.sizes().unwrap().len(), 64);
+    let c = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOWS", &list(65))])).unwrap();
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "DISTINCTLY_WINDOWS: 65 sizes; at most 64 (each event is counted once per size)"
+    );
+}
