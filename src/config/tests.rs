@@ -288,7 +288,12 @@ fn errors_name_the_variable() {
 
 #[test]
 fn at_most_64_window_sizes() {
-    let list = |n: u64| (1..=n).map(|i| format!("{i}s")).collect::<Vec<_>>().join(",");
+    let list = |n: u64| {
+        (1..=n)
+            .map(|i| format!("{i}s"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let c = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOWS", &list(64))])).unwrap();
     assert_eq!(c.sizes().unwrap().len(), 64);
     let c = CoreConfig::from_vars(vars(&[("DISTINCTLY_WINDOWS", &list(65))])).unwrap();
