@@ -189,6 +189,15 @@ pub struct CoreArgs {
     /// Longer messages are rejected as too_large [env: DISTINCTLY_MAX_MESSAGE_BYTES].
     #[arg(long)]
     pub max_message_bytes: Option<usize>,
+    /// Groupings counted beside each window's total, comma-separated: a
+    /// root key (country), a JSON Pointer (/ctx/device), or fields joined by
+    /// + (country+/ctx/device) [env: DISTINCTLY_GROUP_BY].
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Groups per grouping and window; further groups' events go to the
+    /// window's overflow record [env: DISTINCTLY_MAX_GROUPS; default 100000].
+    #[arg(long)]
+    pub max_groups: Option<usize>,
 }
 
 /// Calls `$m!` with the flag fields of [`CoreArgs`] other than `counter`
@@ -203,7 +212,8 @@ macro_rules! copy_fields {
             max_ahead_seconds,
             max_behind_seconds,
             jump_confirm_events,
-            max_message_bytes
+            max_message_bytes,
+            max_groups
         )
     };
 }
@@ -232,6 +242,9 @@ impl CoreArgs {
         if self.window_seconds.is_some() {
             cfg.window_seconds = self.window_seconds;
         }
+        if self.group_by.is_some() {
+            cfg.group_by = self.group_by.clone();
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field {
@@ -250,6 +263,7 @@ impl CoreArgs {
             (self.windows.is_some(), "windows"),
             (self.window_seconds.is_some(), "window_seconds"),
             (self.timezone.is_some(), "timezone"),
+            (self.group_by.is_some(), "group_by"),
         ] {
             if set {
                 given.push(name);
@@ -343,6 +357,11 @@ pub struct GenerateArgs {
     /// Frame shape: minimal (~45 B) or realistic (~2 KB).
     #[arg(long, default_value = "realistic")]
     pub frame: FrameKind,
+    /// Add fields to group by to every valid frame: country (about 30
+    /// values, awkward ones among them), page (a thousand), ctx.device;
+    /// sometimes null, missing, an object or an array.
+    #[arg(long)]
+    pub groups: bool,
     /// Window sizes of the truth file, as `count --windows`
     /// [env: DISTINCTLY_WINDOWS].
     #[arg(long)]
@@ -388,6 +407,7 @@ impl GenerateArgs {
             outlier_share: self.outlier_share,
             wrapped_share: self.wrapped_share,
             frame: self.frame,
+            groups: self.groups,
         }
     }
 }

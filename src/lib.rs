@@ -79,7 +79,7 @@
 //! this list and the sources, and fails on a new cycle or upward import):
 //!
 //! 0. foundations: hash, reject, diag, memory, stop, health
-//! 1. engine: decode, counter, window, record, input, generate
+//! 1. engine: decode, counter, group, window, record, input, generate
 //! 2. settings and telemetry: config, logging, metrics, internal_events
 //! 3. commands: count, kafka, bench
 //! 4. interface: cli, main
@@ -92,6 +92,7 @@ pub mod counter;
 pub mod decode;
 pub mod diag;
 pub mod generate;
+pub mod group;
 pub mod hash;
 pub mod health;
 pub mod input;

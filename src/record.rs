@@ -13,15 +13,26 @@
 //! after the UTC ones: `"window_start_local":"2026-01-01T00:00:00+01:00",
 //! "window_end_local":…` (the local date a person reads the window by).
 //!
-//! Written by hand into a reused buffer: every field is a number or a string
-//! that needs no escaping, and this runs once per window, not per event.
+//! A group's record (`DISTINCTLY_GROUP_BY`) is the same record of the
+//! group's users and events, with its grouping and group last:
+//! `…,"group_by":"country","group":"DE"}`; `"group":null` for the events
+//! without one, an array for a `+` grouping (`["DE",null]`), and
+//! `"group":null,"overflow":true` for the events of groups beyond
+//! `DISTINCTLY_MAX_GROUPS`. Its Kafka key adds the grouping and the group
+//! as JSON: `1h:1767225600:"country"="DE"`, `…:"country"=null`,
+//! `…:"country"=*` for the overflow record (see [`Format::key`]).
+//!
+//! Written by hand into a reused buffer: the fixed fields are numbers or
+//! strings that need no escaping, and this runs once per window (and
+//! group), not per event.
 
 use crate::counter::CounterKind;
+use crate::group::{json_string, write_group_json, GroupLabel, GroupValue, Groupings};
 use crate::window::size::WindowSize;
 use jiff::tz::TimeZone;
 use std::io::Write;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRecord {
     /// Window start, Unix seconds.
     pub start_ts: u64,
@@ -36,6 +47,9 @@ pub struct WindowRecord {
     pub counter: CounterKind,
     /// 0 for the first emission, +1 for every correction.
     pub revision: u32,
+    /// A group's record: which grouping and group (`None`: the window's
+    /// total).
+    pub group: Option<GroupLabel>,
 }
 
 impl WindowRecord {
@@ -43,50 +57,106 @@ impl WindowRecord {
         self.end_ts
     }
 
-    /// The Kafka key: `start_ts`, or `<size>:<start_ts>` with several sizes
-    /// (so a compacted topic keeps the latest record of each window).
-    pub fn key(&self) -> String {
+    /// The Kafka key of a total: `start_ts`, or `<size>:<start_ts>` with
+    /// several sizes (so a compacted topic keeps the latest record of each
+    /// window); a group's adds its group ([`Format::key`]).
+    pub fn window_key(&self) -> String {
         match self.size {
             None => self.start_ts.to_string(),
             Some(size) => format!("{size}:{}", self.start_ts),
         }
     }
 
-    /// Appends the JSON object (no newline); with `local`, the local start
-    /// and end in that zone too.
-    pub fn write_json(&self, out: &mut Vec<u8>, local: Option<&TimeZone>) {
+    /// The record as a JSON string (UTC times, no groupings).
+    pub fn to_json(&self) -> String {
+        let mut v = Vec::with_capacity(200);
+        Format::default().write(self, &mut v);
+        String::from_utf8(v).expect("valid UTF-8")
+    }
+}
+
+/// How a run writes its records: local times (in a zone other than UTC)
+/// and the names of its groupings.
+#[derive(Debug, Clone, Default)]
+pub struct Format {
+    local: Option<TimeZone>,
+    /// Per grouping: its text (JSON-quoted) and how many fields it joins.
+    groupings: Vec<(String, usize)>,
+}
+
+impl Format {
+    /// For records in `timezone`, of `groupings`.
+    pub fn new(timezone: &str, groupings: &Groupings) -> Result<Format, String> {
+        Ok(Format {
+            local: local_zone(timezone)?,
+            groupings: groupings
+                .list
+                .iter()
+                .map(|g| {
+                    let mut quoted = String::new();
+                    json_string(g.text.as_bytes(), &mut quoted);
+                    (quoted, g.parts.len())
+                })
+                .collect(),
+        })
+    }
+
+    /// The Kafka key: [`WindowRecord::window_key`], and for a group
+    /// `:<grouping>=<group>`, the grouping as a JSON string and the group as
+    /// JSON (a string, an array, `null`), or `*` for the overflow record.
+    /// Unambiguous for any value: window keys have no quotes, and JSON says
+    /// where its strings end.
+    pub fn key(&self, r: &WindowRecord) -> String {
+        let mut key = r.window_key();
+        if let Some(label) = &r.group {
+            let (quoted, parts) = &self.groupings[usize::from(label.grouping)];
+            key.push(':');
+            key.push_str(quoted);
+            key.push('=');
+            match &label.value {
+                GroupValue::Overflow => key.push('*'),
+                value => write_group_json(value, *parts, &mut key),
+            }
+        }
+        key
+    }
+
+    /// Appends the record's JSON object (no newline).
+    pub fn write(&self, r: &WindowRecord, out: &mut Vec<u8>) {
         // Writing to a Vec cannot fail.
         let _ = write!(
             out,
             "{{\"window_start\":\"{}\",\"window_end\":\"{}\",",
-            Rfc3339(self.start_ts),
-            Rfc3339(self.end_ts),
+            Rfc3339(r.start_ts),
+            Rfc3339(r.end_ts),
         );
-        if let Some(tz) = local {
+        if let Some(tz) = &self.local {
             let _ = write!(
                 out,
                 "\"window_start_local\":\"{}\",\"window_end_local\":\"{}\",",
-                Local(self.start_ts, tz),
-                Local(self.end_ts, tz),
+                Local(r.start_ts, tz),
+                Local(r.end_ts, tz),
             );
         }
         let _ = write!(
             out,
             "\"start_ts\":{},\"end_ts\":{},\
              \"unique_users\":{},\"events\":{},\"counter\":\"{}\",\"revision\":{}",
-            self.start_ts, self.end_ts, self.unique_users, self.events, self.counter, self.revision
+            r.start_ts, r.end_ts, r.unique_users, r.events, r.counter, r.revision
         );
-        let _ = match self.size {
-            Some(size) => write!(out, ",\"window\":\"{size}\"}}"),
-            None => write!(out, "}}"),
-        };
-    }
-
-    /// The record as a JSON string (UTC times only).
-    pub fn to_json(&self) -> String {
-        let mut v = Vec::with_capacity(200);
-        self.write_json(&mut v, None);
-        String::from_utf8(v).expect("ASCII")
+        if let Some(size) = r.size {
+            let _ = write!(out, ",\"window\":\"{size}\"");
+        }
+        if let Some(label) = &r.group {
+            let (quoted, parts) = &self.groupings[usize::from(label.grouping)];
+            let mut group = String::new();
+            write_group_json(&label.value, *parts, &mut group);
+            let _ = write!(out, ",\"group_by\":{quoted},\"group\":{group}");
+            if label.value == GroupValue::Overflow {
+                out.extend_from_slice(b",\"overflow\":true");
+            }
+        }
+        out.push(b'}');
     }
 }
 
@@ -178,6 +248,7 @@ mod tests {
             events: 30,
             counter: CounterKind::Hll { precision: 14 },
             revision: 2,
+            group: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["window_start"], "2026-01-01T00:00:00Z");
@@ -189,11 +260,11 @@ mod tests {
         assert_eq!(v["counter"], "hll-p14");
         assert_eq!(v["revision"], 2);
         assert!(v.get("window").is_none(), "one size: today's record");
-        assert_eq!(r.key(), "1767225600");
+        assert_eq!(r.window_key(), "1767225600");
         r.size = Some(WindowSize::Hours(1));
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["window"], "1h");
-        assert_eq!(r.key(), "1h:1767225600");
+        assert_eq!(r.window_key(), "1h:1767225600");
         assert!(v.get("window_start_local").is_none(), "UTC: no local times");
         assert_eq!(local_zone("UTC"), Ok(None));
     }
@@ -201,7 +272,6 @@ mod tests {
     #[test]
     fn local_times_say_the_local_date_with_its_offset() {
         // Berlin's 1 January 2026 and the day it changes to summer time.
-        let berlin = local_zone("Europe/Berlin").unwrap();
         let write = |start_ts, end_ts| {
             let r = WindowRecord {
                 start_ts,
@@ -211,9 +281,12 @@ mod tests {
                 events: 1,
                 counter: CounterKind::Exact,
                 revision: 0,
+                group: None,
             };
             let mut out = Vec::new();
-            r.write_json(&mut out, berlin.as_ref());
+            Format::new("Europe/Berlin", &Groupings::none())
+                .unwrap()
+                .write(&r, &mut out);
             serde_json::from_slice::<serde_json::Value>(&out).unwrap()
         };
         let v = write(1_767_222_000, 1_767_308_400);
@@ -223,7 +296,6 @@ mod tests {
         let v = write(1_774_738_800, 1_774_821_600);
         assert_eq!(v["window_start_local"], "2026-03-29T00:00:00+01:00");
         assert_eq!(v["window_end_local"], "2026-03-30T00:00:00+02:00");
-        let kolkata = local_zone("Asia/Kolkata").unwrap();
         let r = WindowRecord {
             start_ts: 1_767_225_600,
             end_ts: 1_767_225_660,
@@ -232,11 +304,63 @@ mod tests {
             events: 1,
             counter: CounterKind::Exact,
             revision: 0,
+            group: None,
         };
         let mut out = Vec::new();
-        r.write_json(&mut out, kolkata.as_ref());
+        Format::new("Asia/Kolkata", &Groupings::none())
+            .unwrap()
+            .write(&r, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["window_start_local"], "2026-01-01T05:30:00+05:30");
         assert!(local_zone("Mars/Olympus").is_err());
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    #[test]
+    fn group_records_and_keys_say_their_grouping_and_group() {
+        let g = Groupings::parse("country,country+/ctx/device,a\"b=c:d", 10).unwrap();
+        let f = Format::new("UTC", &g).unwrap();
+        let record = |grouping: u16, value: GroupValue| WindowRecord {
+            start_ts: 1_767_225_600,
+            end_ts: 1_767_229_200,
+            size: Some(WindowSize::Hours(1)),
+            unique_users: 3,
+            events: 4,
+            counter: CounterKind::Exact,
+            revision: 1,
+            group: Some(GroupLabel { grouping, value }),
+        };
+        let show = |r: &WindowRecord| {
+            let mut out = Vec::new();
+            f.write(r, &mut out);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            (v, f.key(r))
+        };
+        let (v, key) = show(&record(0, GroupValue::Key(b"D\"E,=:/"[..].into())));
+        assert_eq!(v["group_by"], "country");
+        assert_eq!(v["group"], "D\"E,=:/");
+        assert!(v.get("overflow").is_none());
+        assert_eq!(key, r#"1h:1767225600:"country"="D\"E,=:/""#);
+        let mut combo = vec![1u8];
+        crate::counter::varint::write(&mut combo, 2);
+        combo.extend_from_slice(b"DE");
+        combo.push(0);
+        let (v, key) = show(&record(1, GroupValue::Key(combo.into())));
+        assert_eq!(v["group"], serde_json::json!(["DE", null]));
+        assert_eq!(key, r#"1h:1767225600:"country+/ctx/device"=["DE",null]"#);
+        let (v, key) = show(&record(2, GroupValue::None));
+        assert_eq!(v["group_by"], "a\"b=c:d");
+        assert_eq!(v["group"], serde_json::Value::Null);
+        assert_eq!(key, r#"1h:1767225600:"a\"b=c:d"=null"#);
+        let (v, key) = show(&record(0, GroupValue::Overflow));
+        assert_eq!(
+            (v["group"].clone(), v["overflow"].clone()),
+            (serde_json::Value::Null, true.into())
+        );
+        assert_eq!(key, r#"1h:1767225600:"country"=*"#);
     }
 }

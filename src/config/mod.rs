@@ -10,6 +10,7 @@
 //! given the settings structs of every command.
 
 use crate::counter::{cpc, hll, CounterKind, BACKENDS};
+use crate::group::Groupings;
 use crate::window::size::WindowSize;
 use crate::window::WindowConfig;
 use serde::Deserialize;
@@ -31,6 +32,10 @@ pub mod defaults {
     pub const MAX_BEHIND_SECONDS: u64 = 86_400;
     pub const JUMP_CONFIRM_EVENTS: u64 = 16;
     pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+    /// `DISTINCTLY_MAX_GROUPS`: groups per grouping and window. A long tail
+    /// of 10^5 small groups costs a few MB per window; past it, the events of
+    /// new groups go to the window's overflow record.
+    pub const MAX_GROUPS: usize = 100_000;
     /// `DISTINCTLY_METRICS_ADDR` when `run` is not told otherwise (all
     /// interfaces: a container's port must be reachable from Prometheus).
     pub const METRICS_ADDR: &str = "0.0.0.0:9464";
@@ -79,6 +84,11 @@ pub struct CoreConfig {
     /// `DISTINCTLY_MAX_MESSAGE_BYTES`: longer messages are rejected as
     /// `too_large` without being parsed.
     pub max_message_bytes: usize,
+    /// `DISTINCTLY_GROUP_BY`: groupings counted beside each window's total
+    /// (see `group`); unset or empty: none.
+    pub group_by: Option<String>,
+    /// `DISTINCTLY_MAX_GROUPS`: groups per grouping and window.
+    pub max_groups: usize,
 }
 
 impl Default for CoreConfig {
@@ -96,6 +106,8 @@ impl Default for CoreConfig {
             max_behind_seconds: defaults::MAX_BEHIND_SECONDS,
             jump_confirm_events: defaults::JUMP_CONFIRM_EVENTS,
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            group_by: None,
+            max_groups: defaults::MAX_GROUPS,
         }
     }
 }
@@ -118,6 +130,9 @@ pub mod bounds {
     /// Most sizes in `DISTINCTLY_WINDOWS`: every event is inserted once per
     /// size, so a list of thousands would count a thousand times slower.
     pub const MAX_WINDOW_SIZES: usize = 64;
+    /// Largest `DISTINCTLY_MAX_GROUPS`: ten million groups of one window are
+    /// gigabytes; a grouping that needs more is not a grouping.
+    pub const MAX_GROUPS: usize = 10_000_000;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -245,6 +260,7 @@ impl CoreConfig {
             }
         };
         self.sizes_named(names)?;
+        self.groupings_named(names)?;
         crate::window::size::time_zone(&self.timezone)
             .map_err(|reason| invalid(names.of("timezone"), reason))?;
         in_range(
@@ -343,6 +359,22 @@ impl CoreConfig {
         Ok(sizes)
     }
 
+    /// The groupings these settings ask for (validated).
+    pub fn groupings(&self) -> Result<Groupings, ConfigError> {
+        self.groupings_named(&Names { from_flags: &[] })
+    }
+
+    fn groupings_named(&self, names: &Names<'_>) -> Result<Groupings, ConfigError> {
+        if !(1..=bounds::MAX_GROUPS).contains(&self.max_groups) {
+            return Err(invalid(
+                names.of("max_groups"),
+                format!("{} is outside 1..={}", self.max_groups, bounds::MAX_GROUPS),
+            ));
+        }
+        Groupings::parse(self.group_by.as_deref().unwrap_or(""), self.max_groups)
+            .map_err(|e| invalid(names.of("group_by"), e.to_string()))
+    }
+
     pub fn window_config(&self) -> WindowConfig {
         WindowConfig {
             sizes: self
@@ -354,6 +386,7 @@ impl CoreConfig {
             max_ahead_seconds: self.max_ahead_seconds,
             max_behind_seconds: self.max_behind_seconds,
             jump_confirm_events: self.jump_confirm_events,
+            groupings: self.groupings().unwrap_or_default(),
         }
     }
 }

@@ -21,10 +21,11 @@ pub use summary::Summary;
 
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
+use crate::group::{GroupKeys, GroupLabel, Groupings};
 use crate::hash::uid_hash;
 use crate::input::{Line, Source};
 use crate::metrics::{Publisher, Totals};
-use crate::record::WindowRecord;
+use crate::record::{Format, WindowRecord};
 use crate::reject::Reject;
 use crate::stop::{self, Stop};
 use crate::window::size::WindowSize;
@@ -33,6 +34,9 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
+
+/// `--emit final`'s records: by (size index, start, group).
+type Finals = BTreeMap<(usize, u64, Option<GroupLabel>), WindowRecord>;
 
 /// Which records `count` prints (`--emit`): every window as it closes and
 /// every correction, or one record per window at the end of the input.
@@ -119,6 +123,13 @@ pub fn count<W: Write>(
     let mut summary = counting.summary;
     summary.elapsed = started.elapsed();
     summary.by_size = counting.windower.stats_by_size();
+    summary.groupings = counting
+        .groupings
+        .list
+        .iter()
+        .map(|g| g.text.clone())
+        .collect();
+    summary.overflowed = counting.windower.overflowed();
     Ok(Outcome { summary, end })
 }
 
@@ -151,12 +162,15 @@ struct Counting<W: Write> {
     summary: Summary,
     /// Exported metrics, when `DISTINCTLY_METRICS_ADDR` is set.
     metrics: Option<Publisher>,
-    /// With `--emit final`: the latest record of every window, by (size
-    /// index, start), written at the end.
-    finals: Option<BTreeMap<(usize, u64), WindowRecord>>,
+    /// With `--emit final`: the latest record of every window and group,
+    /// by (size index, start, group), written at the end.
+    finals: Option<Finals>,
     sizes: Vec<WindowSize>,
-    /// The zone whose local times records carry (none for UTC).
-    local: Option<jiff::tz::TimeZone>,
+    /// How records are written (local times, groupings).
+    format: Format,
+    groupings: Groupings,
+    /// The group keys of the event at hand (reused).
+    keys: GroupKeys,
 }
 
 impl<W: Write> Counting<W> {
@@ -165,7 +179,7 @@ impl<W: Write> Counting<W> {
             finals: (emit == Emit::Final).then(BTreeMap::new),
             sizes: cfg.sizes()?,
             cfg: cfg.clone(),
-            decoder: Decoder::new(),
+            decoder: Decoder::with_fields(&cfg.groupings()?.paths),
             windower: Windower::new(cfg.window_config(), cfg.counter_kind()?)
                 .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e.0))?,
             records: Vec::new(),
@@ -173,8 +187,10 @@ impl<W: Write> Counting<W> {
             out,
             summary: Summary::default(),
             metrics: Publisher::if_enabled(cfg.counter_kind()?),
-            local: crate::record::local_zone(&cfg.timezone)
+            format: Format::new(&cfg.timezone, &cfg.groupings()?)
                 .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?,
+            groupings: cfg.groupings()?,
+            keys: GroupKeys::default(),
         })
     }
 
@@ -221,11 +237,13 @@ impl<W: Write> Counting<W> {
             .cfg
             .counter_kind()
             .map_or(true, |k| k.reads_uid_bytes());
+        let groupings = self.groupings.clone();
         parallel::decode_in_order(
             map,
             self.cfg.max_message_bytes,
             workers,
             keep_uids,
+            &groupings,
             |decoded| {
                 self.apply(&decoded);
                 self.summary.bytes += decoded.bytes;
@@ -276,8 +294,23 @@ impl<W: Write> Counting<W> {
             Ok(event) => {
                 self.summary.decoded += 1;
                 let hash = uid_hash(event.uid);
-                self.windower
-                    .push(event.ts, event.uid, hash, &mut self.records);
+                if self.groupings.is_empty() {
+                    self.windower
+                        .push(event.ts, event.uid, hash, &mut self.records);
+                } else {
+                    self.groupings.keys_of(
+                        &event.fields,
+                        &mut self.keys,
+                        &mut self.summary.refusals,
+                    );
+                    self.windower.push_grouped(
+                        event.ts,
+                        event.uid,
+                        hash,
+                        &self.keys,
+                        &mut self.records,
+                    );
+                }
             }
             Err(reason) => self.summary.rejected.add(reason),
         }
@@ -288,9 +321,18 @@ impl<W: Write> Counting<W> {
         self.summary.messages += d.messages;
         self.summary.decoded += d.events.len() as u64;
         self.summary.rejected.merge(&d.rejects);
+        self.summary.refusals.merge(&d.refusals);
+        let groupings = self.groupings.len();
         for e in &d.events {
             let uid = &d.uids[e.uid.start as usize..e.uid.end as usize];
-            self.windower.push(e.ts, uid, e.hash, &mut self.records);
+            if groupings == 0 {
+                self.windower.push(e.ts, uid, e.hash, &mut self.records);
+            } else {
+                let mut keys = &d.keys[e.keys.start as usize..e.keys.end as usize];
+                self.keys.decode(&mut keys, groupings);
+                self.windower
+                    .push_grouped(e.ts, uid, e.hash, &self.keys, &mut self.records);
+            }
         }
     }
 
@@ -344,7 +386,7 @@ impl<W: Write> Counting<W> {
                 .size
                 .and_then(|s| self.sizes.iter().position(|&x| x == s))
                 .unwrap_or(0);
-            finals.insert((lane, r.start_ts), r);
+            finals.insert((lane, r.start_ts, r.group.clone()), r);
         }
     }
 
@@ -352,7 +394,7 @@ impl<W: Write> Counting<W> {
     fn write_now(&mut self) -> ControlFlow<End> {
         for r in self.records.drain(..) {
             self.line_buf.clear();
-            r.write_json(&mut self.line_buf, self.local.as_ref());
+            self.format.write(&r, &mut self.line_buf);
             self.line_buf.push(b'\n');
             if let Err(e) = self.out.write_all(&self.line_buf) {
                 return ControlFlow::Break(write_failed(e));

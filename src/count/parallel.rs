@@ -12,6 +12,7 @@
 //! so only the chunks in flight are resident.
 
 use crate::decode::Decoder;
+use crate::group::{GroupKeys, Groupings, Refusals};
 use crate::hash::uid_hash;
 use crate::reject::RejectCounts;
 use std::collections::BTreeMap;
@@ -23,12 +24,14 @@ use std::sync::Mutex;
 /// Bytes per chunk (rounded up to the next line end).
 const CHUNK: usize = 4 << 20;
 
-/// One decoded event of a chunk; its uid is `uids[uid]`.
+/// One decoded event of a chunk; its uid is `uids[uid]`, its group keys
+/// `keys[keys]` (encoded, see `GroupKeys::encode`).
 #[derive(Debug, Clone)]
 pub struct DecodedEvent {
     pub ts: u64,
     pub hash: u64,
     pub uid: Range<u32>,
+    pub keys: Range<u32>,
 }
 
 /// A decoded chunk.
@@ -36,7 +39,9 @@ pub struct DecodedEvent {
 pub struct Decoded {
     pub events: Vec<DecodedEvent>,
     pub uids: Vec<u8>,
+    pub keys: Vec<u8>,
     pub rejects: RejectCounts,
+    pub refusals: Refusals,
     pub messages: u64,
     /// Input bytes of the chunk (newlines included).
     pub bytes: u64,
@@ -56,6 +61,7 @@ pub fn decode_in_order(
     max_line: usize,
     workers: usize,
     keep_uids: bool,
+    groupings: &Groupings,
     sink: impl FnMut(Decoded) -> ControlFlow<()>,
 ) {
     let mut released = 0;
@@ -64,6 +70,7 @@ pub fn decode_in_order(
         workers,
         chunk_bytes: CHUNK,
         keep_uids,
+        groupings,
     };
     decode_chunks(map, opts, sink, |read| {
         crate::input::release_read(map, &mut released, read)
@@ -76,11 +83,13 @@ fn in_flight(workers: usize) -> usize {
 }
 
 #[derive(Clone, Copy)]
-struct Opts {
+struct Opts<'g> {
     max_line: usize,
     workers: usize,
     chunk_bytes: usize,
     keep_uids: bool,
+    /// Their group keys are worked out here too.
+    groupings: &'g Groupings,
 }
 
 /// The chunk pipeline over `data`; `done(bytes)` is called once the sink
@@ -88,7 +97,7 @@ struct Opts {
 /// (a chunk's uids are copied out of it).
 fn decode_chunks(
     data: &[u8],
-    opts: Opts,
+    opts: Opts<'_>,
     mut sink: impl FnMut(Decoded) -> ControlFlow<()>,
     mut done: impl FnMut(usize),
 ) {
@@ -166,10 +175,11 @@ fn decode_chunks(
 fn worker(
     jobs: &Mutex<Receiver<(u64, &[u8])>>,
     done: std::sync::mpsc::SyncSender<(u64, Decoded)>,
-    opts: Opts,
+    opts: Opts<'_>,
     stopped: &AtomicBool,
 ) {
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::with_fields(&opts.groupings.paths);
+    let mut keys = GroupKeys::default();
     loop {
         let job = jobs.lock().expect("not poisoned").recv();
         let Ok((seq, chunk)) = job else {
@@ -190,10 +200,17 @@ fn worker(
                     if opts.keep_uids {
                         d.uids.extend_from_slice(e.uid);
                     }
+                    let keys_start = d.keys.len() as u32;
+                    if !opts.groupings.is_empty() {
+                        opts.groupings
+                            .keys_of(&e.fields, &mut keys, &mut d.refusals);
+                        keys.encode(&mut d.keys);
+                    }
                     d.events.push(DecodedEvent {
                         ts: e.ts,
                         hash: uid_hash(e.uid),
                         uid: start..d.uids.len() as u32,
+                        keys: keys_start..d.keys.len() as u32,
                     });
                 }
                 Err(r) => d.rejects.add(r),
@@ -241,7 +258,9 @@ mod tests {
             let mut got_messages = 0;
             let mut chunks = 0;
             let mut done_upto = 0;
+            let none = Groupings::none();
             let opts = Opts {
+                groupings: &none,
                 max_line: 1 << 20,
                 workers,
                 chunk_bytes: 8 << 10,
@@ -292,7 +311,9 @@ mod tests {
 
             // Without uids: the same events and hashes, every uid empty.
             let mut hashes = Vec::new();
+            let none = Groupings::none();
             let opts = Opts {
+                groupings: &none,
                 keep_uids: false,
                 ..opts
             };
@@ -327,7 +348,7 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
         let addr = map.as_ptr() as usize;
         let (mut events, mut most) = (0, 0);
-        decode_in_order(&map, 1 << 20, 2, true, |d| {
+        decode_in_order(&map, 1 << 20, 2, true, &Groupings::none(), |d| {
             events += d.events.len();
             most = most.max(crate::input::tests::mapping_rss(addr));
             ControlFlow::Continue(())

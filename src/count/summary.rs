@@ -1,5 +1,7 @@
 //! What a `count` run saw and did, for people (text) and programs (JSON).
 
+use crate::decode::Refusal;
+use crate::group::Refusals;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::size::WindowSize;
 use crate::window::WindowStats;
@@ -23,6 +25,12 @@ pub struct Summary {
     /// (sampled after every input block).
     pub peak_heap: Vec<(WindowSize, usize)>,
     pub elapsed: Duration,
+    /// Per grouping (`DISTINCTLY_GROUP_BY`), as written.
+    pub groupings: Vec<String>,
+    /// Values no group was made of, per grouping and reason.
+    pub refusals: Refusals,
+    /// Per grouping: events counted in overflow records (first size).
+    pub overflowed: Vec<u64>,
 }
 
 impl Summary {
@@ -88,6 +96,32 @@ impl Summary {
                 w.windows_emitted, w.corrections_emitted
             );
         }
+        if !self.groupings.is_empty() {
+            let groups: Vec<String> = self
+                .groupings
+                .iter()
+                .enumerate()
+                .map(|(g, name)| {
+                    let refused: Vec<String> = Refusal::ALL
+                        .iter()
+                        .map(|&r| (r, self.refusals.get(g, r)))
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(r, n)| format!("{} {n}", r.as_str()))
+                        .collect();
+                    let refused = if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", refused.join(", "))
+                    };
+                    let total: u64 = Refusal::ALL.iter().map(|&r| self.refusals.get(g, r)).sum();
+                    format!(
+                        "{name}: {total} values refused{refused}, {} events overflowed",
+                        self.overflowed.get(g).copied().unwrap_or(0)
+                    )
+                })
+                .collect();
+            s += &format!("groups {}\n", groups.join("; "));
+        }
         s
     }
 
@@ -139,6 +173,27 @@ impl Summary {
             .map(|(size, bytes)| (size.to_string(), (*bytes).into()))
             .collect();
         json["peak_heap_bytes"] = heap.into();
+        if !self.groupings.is_empty() {
+            let groups: serde_json::Map<String, serde_json::Value> = self
+                .groupings
+                .iter()
+                .enumerate()
+                .map(|(g, name)| {
+                    let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
+                        .iter()
+                        .map(|&r| (r.as_str().to_string(), self.refusals.get(g, r).into()))
+                        .collect();
+                    (
+                        name.clone(),
+                        serde_json::json!({
+                            "refused": refused,
+                            "overflowed": self.overflowed.get(g).copied().unwrap_or(0),
+                        }),
+                    )
+                })
+                .collect();
+            json["groups"] = groups.into();
+        }
         json
     }
 }

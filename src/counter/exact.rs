@@ -108,22 +108,22 @@ fn read_len(at: &[u8]) -> (usize, usize) {
     }
 }
 
-impl Counter for ExactCounter {
+impl ExactCounter {
+    /// Adds one uid (as [`Counter::insert`]) and returns its offset in the
+    /// arena: a stable id of the uid within this counter, which groups of a
+    /// window hold instead of the uid's bytes. `None` for a new uid that did
+    /// not fit the arena (counted, not stored).
     #[inline]
-    fn insert(&mut self, uid: &[u8], hash: u64) {
+    pub fn insert_offset(&mut self, uid: &[u8], hash: u64) -> Option<u32> {
         let arena = &self.arena;
-        if self
-            .table
-            .find(hash, |&off| Self::entry(arena, off) == uid)
-            .is_some()
-        {
-            return;
+        if let Some(&off) = self.table.find(hash, |&off| Self::entry(arena, off) == uid) {
+            return Some(off);
         }
         let offset = self.arena.len();
         let needed = uid.len() + 3;
         if offset + needed > u32::MAX as usize {
             self.overflowed += 1;
-            return;
+            return None;
         }
         if self.arena.capacity() - offset < needed {
             let grow = (self.arena.len() / 2).max(MIN_ARENA_GROWTH).max(needed);
@@ -135,6 +135,14 @@ impl Counter for ExactCounter {
         self.table.insert_unique(hash, offset as u32, |&off| {
             uid_hash(Self::entry(arena, off))
         });
+        Some(offset as u32)
+    }
+}
+
+impl Counter for ExactCounter {
+    #[inline]
+    fn insert(&mut self, uid: &[u8], hash: u64) {
+        self.insert_offset(uid, hash);
     }
 
     fn estimate(&mut self) -> f64 {

@@ -73,6 +73,7 @@ impl Decoder {
             inner_buf,
             lines_index,
             line_ends,
+            fields,
         } = self;
         if index::build_lines(batch, lines_index, line_ends).is_err() {
             return false;
@@ -91,9 +92,12 @@ impl Decoder {
                 f(Err(Reject::TooLarge));
             } else {
                 // Positions are the batch's: the line is walked in place.
-                let result = walk::walk(batch, &lines_index[first..tokens])
+                let capture = fields.as_mut().and_then(super::FieldState::capture);
+                let result = walk::walk(batch, &lines_index[first..tokens], capture)
                     .map_err(|_| Reject::NotJson)
-                    .and_then(|root| root_event(batch, root, index, uid_buf, inner_buf));
+                    .and_then(|root| {
+                        root_event(batch, root, index, uid_buf, inner_buf, fields.as_mut())
+                    });
                 f(result);
             }
             (start, first) = (at + 1, tokens);

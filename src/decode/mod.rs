@@ -28,27 +28,57 @@
 //! user). No other normalization happens: `ä` and `a` + combining diaeresis
 //! are different uids, as they are different strings to every producer.
 
+pub mod fields;
 mod index;
 mod lines;
 mod ts;
 mod unescape;
 mod walk;
 
+pub use fields::{FieldPath, FieldValue, FieldValues, Refusal};
 pub use ts::MAX_TS;
 
 use crate::reject::Reject;
-use walk::{Root, RootObject, StrSpan, ValueKind};
+use fields::{Matcher, Place, Raw};
+use walk::{Capture, Root, RootObject, ValueKind};
+
+/// A string token: the bytes between the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StrSpan {
+    pub start: usize,
+    pub end: usize,
+}
 
 /// Longest accepted uid after unescaping. Real ids are UUIDs or shorter; a
 /// multi-kilobyte "uid" is a producer bug, and each distinct one would be
 /// stored whole by the exact counter.
 pub const MAX_UID_BYTES: usize = 1024;
 
-/// One accepted event. `uid` is valid UTF-8, unescaped, non-empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One accepted event. `uid` is valid UTF-8, unescaped, non-empty;
+/// `fields` holds the values of the fields the decoder was asked for
+/// ([`Decoder::with_fields`]), none otherwise.
+#[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
     pub ts: u64,
     pub uid: &'a [u8],
+    pub fields: FieldValues<'a>,
+}
+
+/// The fields a decoder captures, and its buffers for them.
+#[derive(Debug, Clone)]
+struct FieldState {
+    matcher: Matcher,
+    raw: Vec<Raw>,
+    buf: Vec<u8>,
+    places: Vec<Place>,
+}
+
+impl FieldState {
+    /// Slots reset for the next message, as the walk wants them.
+    fn capture(&mut self) -> Capture<'_> {
+        self.raw.fill(Raw::Missing);
+        Some((&self.matcher, &mut self.raw))
+    }
 }
 
 /// Decodes messages, reusing its buffers (structural index, unescaped uid,
@@ -65,11 +95,27 @@ pub struct Decoder {
     /// and where each line ends.
     lines_index: Vec<u32>,
     line_ends: Vec<index::LineEnd>,
+    fields: Option<FieldState>,
 }
 
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that also captures the values at `paths` (in that order,
+    /// in [`Event::fields`]).
+    pub fn with_fields(paths: &[FieldPath]) -> Self {
+        let matcher = Matcher::new(paths);
+        Decoder {
+            fields: (!paths.is_empty()).then(|| FieldState {
+                raw: vec![Raw::Missing; matcher.fields()],
+                matcher,
+                buf: Vec::new(),
+                places: Vec::new(),
+            }),
+            ..Self::default()
+        }
     }
 
     /// Decodes one message (without its line terminator; a trailing `\r` is
@@ -78,28 +124,31 @@ impl Decoder {
         if !is_utf8(msg) {
             return Err(Reject::NotUtf8);
         }
-        let root = parse(msg, &mut self.index)?;
+        let root = parse(msg, &mut self.index, self.fields.as_mut())?;
         root_event(
             msg,
             root,
             &mut self.index,
             &mut self.uid_buf,
             &mut self.inner_buf,
+            self.fields.as_mut(),
         )
     }
 }
 
 /// The event of a message whose root value is `root`, or why there is none.
-/// `index` is scratch (an unwrapped frame is parsed again).
+/// `index` is scratch (an unwrapped frame is parsed again); `fields` holds
+/// what the walk of `msg` captured.
 fn root_event<'a>(
     msg: &'a [u8],
     root: Root,
     index: &mut Vec<u32>,
     uid_buf: &'a mut Vec<u8>,
     inner_buf: &'a mut Vec<u8>,
+    fields: Option<&'a mut FieldState>,
 ) -> Result<Event<'a>, Reject> {
     match root {
-        Root::Object(fields) => event(msg, fields, uid_buf),
+        Root::Object(object) => event(msg, object, uid_buf, fields),
         Root::String(span) => {
             // Kafka Connect's JsonConverter: the frame is a JSON string.
             inner_buf.clear();
@@ -107,8 +156,9 @@ fn root_event<'a>(
                 .map_err(|_| Reject::NotUtf8)?;
             // The content gets the reason it would get as a message of
             // its own; a string is not unwrapped twice.
-            match parse(inner_buf, index) {
-                Ok(Root::Object(fields)) => event(inner_buf, fields, uid_buf),
+            let mut fields = fields;
+            match parse(inner_buf, index, fields.as_deref_mut()) {
+                Ok(Root::Object(object)) => event(inner_buf, object, uid_buf, fields),
                 Ok(Root::Empty) => Err(Reject::Empty),
                 Err(reason) => Err(reason),
                 Ok(Root::String(_) | Root::Other) => Err(Reject::NotObject),
@@ -137,10 +187,14 @@ fn is_utf8(msg: &[u8]) -> bool {
     std::str::from_utf8(msg).is_ok()
 }
 
-/// Both parser stages over one complete message.
-fn parse(msg: &[u8], index: &mut Vec<u32>) -> Result<Root, Reject> {
+/// Both parser stages over one complete message, capturing `fields`.
+fn parse(
+    msg: &[u8],
+    index: &mut Vec<u32>,
+    fields: Option<&mut FieldState>,
+) -> Result<Root, Reject> {
     index::build(msg, index).map_err(|_| Reject::NotJson)?;
-    walk::walk(msg, index).map_err(|_| Reject::NotJson)
+    walk::walk(msg, index, fields.and_then(FieldState::capture)).map_err(|_| Reject::NotJson)
 }
 
 /// Turns a valid root object into an event, or says what is wrong with it.
@@ -148,6 +202,7 @@ fn event<'a>(
     msg: &'a [u8],
     fields: RootObject,
     uid_buf: &'a mut Vec<u8>,
+    captured: Option<&'a mut FieldState>,
 ) -> Result<Event<'a>, Reject> {
     if fields.duplicate {
         return Err(Reject::DuplicateKey);
@@ -174,7 +229,14 @@ fn event<'a>(
     if uid.is_empty() || uid.len() > MAX_UID_BYTES {
         return Err(Reject::BadUid);
     }
-    Ok(Event { ts, uid })
+    let fields = match captured {
+        Some(state) => {
+            fields::unescape_strings(msg, &state.raw, &mut state.buf, &mut state.places);
+            FieldValues::new(msg, &state.raw, &state.buf, &state.places)
+        }
+        None => FieldValues::NONE,
+    };
+    Ok(Event { ts, uid, fields })
 }
 
 #[cfg(test)]

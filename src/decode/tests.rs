@@ -226,3 +226,308 @@ pub(super) fn mutations(
         check(m);
     }
 }
+
+mod fields {
+    use super::super::*;
+
+    /// The fields of `msg` at `paths`, as strings (`-` missing, `!reason`).
+    fn captured(paths: &[&str], msg: &str) -> Result<Vec<String>, Reject> {
+        let paths: Vec<FieldPath> = paths.iter().map(|p| FieldPath::parse(p).unwrap()).collect();
+        let mut d = Decoder::with_fields(&paths);
+        let e = d.decode(msg.as_bytes())?;
+        Ok((0..e.fields.len()).map(|i| show(e.fields.get(i))).collect())
+    }
+
+    fn show(v: FieldValue<'_>) -> String {
+        match v {
+            FieldValue::Missing => "-".into(),
+            FieldValue::Value(b) => String::from_utf8(b.to_vec()).unwrap(),
+            FieldValue::Refused(r) => format!("!{}", r.as_str()),
+        }
+    }
+
+    #[test]
+    fn values_at_root_keys_and_pointers() {
+        let paths = [
+            "country",
+            "/ctx/device",
+            "page",
+            "/tags/1",
+            "n",
+            "b",
+            "/ctx/os/v",
+        ];
+        let msg = r#"{"uid":"u","ts":1,"country":"DE","ctx":{"device":"mobile","os":{"v":"14"}},"tags":["a","b\u00e4"],"n":1.5e3,"b":false}"#;
+        assert_eq!(
+            captured(&paths, msg).unwrap(),
+            ["DE", "mobile", "-", "bä", "1.5e3", "false", "14"]
+        );
+        // Missing, null, objects, arrays, duplicates, escapes.
+        let msg = r#"{"ctx":{"device":null},"uid":"u","country":{"x":1},"page":[1],"n":null,"n2":1,"b":true,"b":false,"ts":1}"#;
+        assert_eq!(
+            captured(
+                &["country", "/ctx/device", "page", "/tags/1", "n", "b"],
+                msg
+            )
+            .unwrap(),
+            ["!not_scalar", "-", "!not_scalar", "-", "-", "!duplicate"]
+        );
+        // Keys compared after unescaping; a value of escapes only.
+        let msg = r#"{"uid":"u","ts":1,"co\u0075ntry":"\"q\"","ctx":{"dev\u0069ce":"\u0009"}}"#;
+        assert_eq!(
+            captured(&["country", "/ctx/device"], msg).unwrap(),
+            ["\"q\"", "\t"]
+        );
+        // An unpaired surrogate, a value over the limit.
+        let long = "x".repeat(fields::MAX_VALUE_BYTES + 1);
+        let msg = format!(
+            r#"{{"uid":"u","ts":1,"a":"\ud800","b":"{long}","c":"{}"}}"#,
+            &long[1..]
+        );
+        assert_eq!(
+            captured(&["a", "b", "c"], &msg).unwrap(),
+            ["!bad_escape", "!too_long", &long[1..]]
+        );
+        // A path through a scalar, or into the wrong kind of container.
+        let msg =
+            r#"{"uid":"u","ts":1,"ctx":"flat","tags":{"1":"one"},"arr":[{"k":"v0"},{"k":"v1"}]}"#;
+        assert_eq!(
+            captured(&["/ctx/device", "/tags/1", "/arr/1/k", "/arr/01/k"], msg).unwrap(),
+            ["-", "one", "v1", "-"]
+        );
+        // A duplicate parent key makes the field ambiguous.
+        let msg = r#"{"uid":"u","ts":1,"ctx":{"device":"a"},"ctx":{"device":"b"}}"#;
+        assert_eq!(captured(&["/ctx/device"], msg).unwrap(), ["!duplicate"]);
+        // A path and a path under it: the outer is an object.
+        let msg = r#"{"uid":"u","ts":1,"ctx":{"device":"a"}}"#;
+        assert_eq!(
+            captured(&["ctx", "/ctx/device"], msg).unwrap(),
+            ["!not_scalar", "a"]
+        );
+        // Fields do not change what is accepted or why it is rejected.
+        assert_eq!(
+            captured(&["country"], r#"{"country":"DE","ts":1}"#),
+            Err(Reject::MissingUid)
+        );
+        assert_eq!(
+            captured(&["/a/b"], r#"{"uid":"u","ts":1,"a":{"b":"x",}}"#),
+            Err(Reject::NotJson)
+        );
+    }
+
+    #[test]
+    fn a_wrapped_frame_gives_its_fields() {
+        let msg = r#""{\"uid\":\"u\",\"ts\":1,\"country\":\"FR\",\"ctx\":{\"device\":\"tv\"}}""#;
+        assert_eq!(
+            captured(&["country", "/ctx/device"], msg).unwrap(),
+            ["FR", "tv"]
+        );
+    }
+
+    /// A random JSON tree, its text, and the oracle: what a pointer finds.
+    #[derive(Debug, Clone)]
+    enum Tree {
+        Str(String),
+        Num(String),
+        Lit(&'static str),
+        Arr(Vec<Tree>),
+        Obj(Vec<(String, Tree)>),
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const KEYS: [&str; 5] = ["a", "b", "c~d", "e/f", "g"];
+
+    fn tree(r: &mut Rng, depth: u32) -> Tree {
+        match r.below(if depth >= 3 { 3 } else { 5 }) {
+            0 => Tree::Str(["x", "y", "", "ä\"q", "\\t"][r.below(5) as usize].to_string()),
+            1 => Tree::Num(["0", "-1", "2.50", "1e3", "7"][r.below(5) as usize].to_string()),
+            2 => Tree::Lit(["true", "false", "null"][r.below(3) as usize]),
+            3 => Tree::Arr((0..r.below(4)).map(|_| tree(r, depth + 1)).collect()),
+            _ => {
+                let mut keys: Vec<&str> = KEYS.to_vec();
+                let n = r.below(4) as usize;
+                let mut members = Vec::new();
+                for _ in 0..n {
+                    let k = keys.remove(r.below(keys.len() as u64) as usize);
+                    members.push((k.to_string(), tree(r, depth + 1)));
+                }
+                Tree::Obj(members)
+            }
+        }
+    }
+
+    fn json_str(s: &str, r: &mut Rng) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if r.below(4) == 0 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn render(t: &Tree, r: &mut Rng, out: &mut String) {
+        match t {
+            Tree::Str(s) => out.push_str(&json_str(s, r)),
+            Tree::Num(n) => out.push_str(n),
+            Tree::Lit(l) => out.push_str(l),
+            Tree::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(if r.below(2) == 0 { "," } else { " , " });
+                    }
+                    render(item, r, out);
+                }
+                out.push(']');
+            }
+            Tree::Obj(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&json_str(k, r));
+                    out.push(':');
+                    render(v, r, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn find<'t>(t: &'t Tree, path: &[String]) -> Option<&'t Tree> {
+        let Some((first, rest)) = path.split_first() else {
+            return Some(t);
+        };
+        match t {
+            Tree::Obj(members) => members
+                .iter()
+                .find(|(k, _)| k == first)
+                .and_then(|(_, v)| find(v, rest)),
+            Tree::Arr(items) => {
+                let canonical = first == "0" || (!first.starts_with('0') && !first.is_empty());
+                let i: usize = first.parse().ok().filter(|_| canonical)?;
+                items.get(i).and_then(|v| find(v, rest))
+            }
+            _ => None,
+        }
+    }
+
+    fn expected(t: Option<&Tree>) -> String {
+        match t {
+            None | Some(Tree::Lit("null")) => "-".into(),
+            Some(Tree::Str(s)) => s.clone(),
+            Some(Tree::Num(n)) => n.clone(),
+            Some(Tree::Lit(l)) => l.to_string(),
+            Some(Tree::Arr(_) | Tree::Obj(_)) => "!not_scalar".into(),
+        }
+    }
+
+    #[test]
+    fn pointers_agree_with_an_oracle_on_random_trees() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let segs = ["a", "b", "c~d", "e/f", "g", "0", "1", "2"];
+        for case in 0..4000 {
+            // The root: uid, ts and random members.
+            let mut members = vec![];
+            let mut keys: Vec<&str> = KEYS.to_vec();
+            for _ in 0..r.below(5) {
+                let k = keys.remove(r.below(keys.len() as u64) as usize);
+                members.push((k.to_string(), tree(&mut r, 0)));
+            }
+            let root = Tree::Obj(members);
+            let mut body = String::new();
+            render(&root, &mut r, &mut body);
+            let msg = if body == "{}" {
+                r#"{"uid":"u","ts":1}"#.to_string()
+            } else {
+                format!(r#"{{"uid":"u","ts":1,{}"#, &body[1..])
+            };
+            let paths: Vec<Vec<String>> = (0..1 + r.below(4))
+                .map(|_| {
+                    (0..1 + r.below(3))
+                        .map(|_| segs[r.below(segs.len() as u64) as usize].to_string())
+                        .collect()
+                })
+                .collect();
+            let texts: Vec<String> = paths
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+                        .collect()
+                })
+                .collect();
+            let want: Vec<String> = paths.iter().map(|p| expected(find(&root, p))).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let got = captured(&refs, &msg).unwrap_or_else(|e| panic!("{case}: {e:?} {msg}"));
+            assert_eq!(got, want, "case {case}: {msg} {texts:?}");
+            // Line mode agrees.
+            let parsed: Vec<FieldPath> =
+                texts.iter().map(|t| FieldPath::parse(t).unwrap()).collect();
+            let mut d = Decoder::with_fields(&parsed);
+            let data = format!("{msg}\n{msg}\n");
+            let mut lines = Vec::new();
+            d.decode_lines(data.as_bytes(), 1 << 20, |e| {
+                let e = e.unwrap();
+                lines.push(
+                    (0..e.fields.len())
+                        .map(|i| show(e.fields.get(i)))
+                        .collect::<Vec<_>>(),
+                );
+            });
+            assert_eq!(lines, [want.clone(), want], "line mode, case {case}");
+        }
+    }
+}
+
+#[test]
+fn following_fields_keeps_validation_as_serde_json_has_it() {
+    // The walk down wanted paths is a second grammar walk: mutations of a
+    // frame whose paths it follows must be judged as serde_json judges them.
+    let mut frame = realistic(r#""user-7""#, "1767225601");
+    frame.insert_str(
+        1,
+        r#""ctx":{"device":"mobile","os":{"v":[1,{"x":"y"},null]},"n":-2.5e3},"tags":["a",{"b":[]},"c"],"#,
+    );
+    let paths: Vec<FieldPath> = ["/ctx/device", "/ctx/os/v/1/x", "/tags/2", "ctx", "/ctx/n"]
+        .iter()
+        .map(|p| FieldPath::parse(p).unwrap())
+        .collect();
+    let mut d = Decoder::with_fields(&paths);
+    assert_eq!(
+        d.decode(frame.as_bytes()).unwrap().fields.get(1),
+        FieldValue::Value(b"y")
+    );
+    let specials = b"{}[]\":,\\ 0-.eEtfnu\x01\x0c\x1a";
+    mutations(frame.as_bytes(), specials, 3, 20_000, |m| {
+        let serde_ok = std::str::from_utf8(&m).is_ok()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&m).is_ok();
+        let ours = d.decode(&m);
+        let ours_invalid = matches!(ours, Err(Reject::NotJson | Reject::NotUtf8));
+        assert_eq!(
+            ours_invalid,
+            !serde_ok,
+            "{}: {:?}",
+            String::from_utf8_lossy(&m),
+            ours.map(|e| e.ts)
+        );
+    });
+}

@@ -9,20 +9,20 @@
 //! inside of strings was already checked by stage 1.
 //!
 //! The root object's `uid` and `ts` members are reported; nested ones are
-//! validated and skipped.
+//! validated and skipped. The fields of [`super::fields`] are followed down
+//! their paths (a trie of keys and array indices) and captured.
+
+use super::fields::{capture, Matcher, Raw};
+use super::StrSpan;
+
+/// The fields to capture while walking, and where.
+pub(super) type Capture<'c> = Option<(&'c Matcher, &'c mut [Raw])>;
 
 /// Syntax error marker; the position is of no use to the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyntaxError;
 
 pub type Result<T> = std::result::Result<T, SyntaxError>;
-
-/// A string token: the bytes between the quotes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StrSpan {
-    pub start: usize,
-    pub end: usize,
-}
 
 /// What a value is, with its span where the decoder needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +207,76 @@ impl<'a> Walker<'a> {
     }
 }
 
+impl Walker<'_> {
+    /// One complete value at the trie node `node` (its first token is
+    /// `(p, b)`): captured if a field ends here, followed into if paths lead
+    /// on.
+    fn tracked(
+        &mut self,
+        p: usize,
+        b: u8,
+        node: u32,
+        m: &Matcher,
+        caps: &mut [Raw],
+    ) -> Result<ValueKind> {
+        let fields = m.fields_at(node);
+        if matches!(b, b'{' | b'[') && m.has_children(node) {
+            self.tracked_container(b == b'{', node, m, caps)?;
+            capture(caps, m.fields_at(node), Raw::Container);
+            return Ok(ValueKind::Other);
+        }
+        let kind = self.value(p, b)?;
+        if !fields.is_empty() {
+            let raw = match (kind, b) {
+                (ValueKind::String(span), _) => Raw::Str(span),
+                (ValueKind::Number(start, end), _) => Raw::Text(start, end),
+                (_, b'{' | b'[') => Raw::Container,
+                (_, b't') => Raw::Text(p, p + 4),
+                (_, b'f') => Raw::Text(p, p + 5),
+                _ => Raw::Null,
+            };
+            capture(caps, fields, raw);
+        }
+        Ok(kind)
+    }
+
+    /// The members or elements of a container on a wanted path, after its
+    /// opening token. Recursion is bounded by the paths' depth.
+    fn tracked_container(
+        &mut self,
+        is_obj: bool,
+        node: u32,
+        m: &Matcher,
+        caps: &mut [Raw],
+    ) -> Result<()> {
+        let close = if is_obj { b'}' } else { b']' };
+        let (mut q, mut c) = self.token()?;
+        if c == close {
+            return Ok(());
+        }
+        let mut index = 0;
+        loop {
+            let child = if is_obj {
+                let key = self.key(q, c)?;
+                (q, c) = self.token()?;
+                m.child(node, self.msg, key)
+            } else {
+                m.element(node, index)
+            };
+            match child {
+                Some(n) => self.tracked(q, c, n, m, caps)?,
+                None => self.value(q, c)?,
+            };
+            index += 1;
+            match self.token()? {
+                (_, b',') => (q, c) = self.token()?,
+                (_, t) if t == close => return Ok(()),
+                _ => return Err(SyntaxError),
+            }
+        }
+    }
+}
+
 /// Closes the innermost container of the bit stack.
 #[inline(always)]
 fn pop(stack: &mut u128, spill: &mut Vec<u128>, level: &mut u32) {
@@ -268,15 +338,16 @@ fn literal(msg: &[u8], p: usize, word: &[u8]) -> Result<usize> {
     }
 }
 
-/// Checks the whole message against the grammar and describes its root.
+/// Checks the whole message against the grammar and describes its root,
+/// capturing the fields of `fields` (whose slots must start `Missing`).
 /// `idx` must be the index that `index::build` made of this `msg`.
-pub(super) fn walk(msg: &[u8], idx: &[u32]) -> Result<Root> {
+pub(super) fn walk(msg: &[u8], idx: &[u32], fields: Capture<'_>) -> Result<Root> {
     let mut w = Walker { msg, idx, next: 0 };
     let Ok((p, b)) = w.token() else {
         return Ok(Root::Empty);
     };
     let root = match b {
-        b'{' => Root::Object(root_object(&mut w)?),
+        b'{' => Root::Object(root_object(&mut w, fields)?),
         b'"' => Root::String(w.string(p)?),
         _ => {
             w.value(p, b)?;
@@ -290,7 +361,7 @@ pub(super) fn walk(msg: &[u8], idx: &[u32]) -> Result<Root> {
 }
 
 /// The root object's members, after its `{` was taken.
-fn root_object(w: &mut Walker<'_>) -> Result<RootObject> {
+fn root_object(w: &mut Walker<'_>, mut capture: Capture<'_>) -> Result<RootObject> {
     let mut fields = RootObject::default();
     let (q, c) = w.token()?;
     if c == b'}' {
@@ -299,17 +370,30 @@ fn root_object(w: &mut Walker<'_>) -> Result<RootObject> {
     let mut key = w.key(q, c)?;
     loop {
         let (p, b) = w.token()?;
-        let value = w.value(p, b)?;
         match root_key(w.msg, key) {
             RootKey::Uid => {
+                let value = w.value(p, b)?;
                 fields.duplicate |= fields.uid.is_some();
                 fields.uid = Some(value);
             }
             RootKey::Ts => {
+                let value = w.value(p, b)?;
                 fields.duplicate |= fields.ts.is_some();
                 fields.ts = Some(value);
             }
-            RootKey::Other => {}
+            RootKey::Other => match &mut capture {
+                Some((m, caps)) => match m.child(0, w.msg, key) {
+                    Some(node) => {
+                        w.tracked(p, b, node, m, caps)?;
+                    }
+                    None => {
+                        w.value(p, b)?;
+                    }
+                },
+                None => {
+                    w.value(p, b)?;
+                }
+            },
         }
         match w.token()? {
             (_, b',') => {
@@ -329,7 +413,7 @@ mod tests {
     fn valid(s: &str) -> bool {
         let mut idx = Vec::new();
         super::super::index::build(s.as_bytes(), &mut idx).is_ok()
-            && matches!(walk(s.as_bytes(), &idx), Ok(r) if r != Root::Empty)
+            && matches!(walk(s.as_bytes(), &idx, None), Ok(r) if r != Root::Empty)
     }
 
     #[test]

@@ -192,6 +192,8 @@ pub(super) struct Gen {
     pub(super) fields: Vec<u8>,
     pub(super) spans: Vec<(usize, usize)>,
     pub(super) frame: Vec<u8>,
+    /// `--groups`: fields to group by in every valid frame.
+    pub(super) groups: Option<super::groups::GroupFields>,
 }
 
 impl Gen {
@@ -227,19 +229,40 @@ impl Gen {
                     );
                 }
             }
+            if let Some(groups) = &self.groups {
+                let mut fields = Vec::new();
+                let mut spans = Vec::new();
+                groups.write(r, &mut fields, |a, b| spans.push((a, b)));
+                for (a, b) in spans {
+                    f.push(b',');
+                    f.extend_from_slice(&fields[a..b]);
+                }
+            }
             f.push(b'}');
             return std::mem::swap(f, &mut self.frame);
         }
-        // Fields 0-2 always, then 13-25 more of the rest in random order.
+        // Fields 0-2 always, then 13-25 more of the rest in random order
+        // (with `--groups`, not the random `page` and `country`: the group
+        // fields have those keys).
         let mut ids: [usize; FIELDS.len()] = std::array::from_fn(|i| i);
+        let mut pool = FIELDS.len();
+        if self.groups.is_some() {
+            ids.swap(4, FIELDS.len() - 1);
+            ids.swap(7, FIELDS.len() - 2);
+            pool -= 2;
+        }
         let chosen = 3 + r.range(13, 25) as usize;
         for i in 3..chosen {
-            ids.swap(i, i + r.below((FIELDS.len() - i) as u64) as usize);
+            ids.swap(i, i + r.below((pool - i) as u64) as usize);
         }
         for &id in &ids[..chosen] {
             let start = f.len();
             expand(f, r, FIELDS[id]);
             self.spans.push((start, f.len()));
+        }
+        if let Some(groups) = &self.groups {
+            let spans = &mut self.spans;
+            groups.write(r, f, |a, b| spans.push((a, b)));
         }
         for (key, _, value) in roots.into_iter().filter(|root| root.1) {
             let start = f.len();

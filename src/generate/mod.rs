@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::str::FromStr;
 
 mod frame;
+mod groups;
 pub(crate) mod rng;
 
 use frame::Gen;
@@ -81,6 +82,9 @@ pub struct GenerateOptions {
     pub wrapped_share: f64,
     /// Frame shape.
     pub frame: FrameKind,
+    /// Fields to group by in every valid frame: `country`, `page`,
+    /// `ctx.device` (see `groups.rs`).
+    pub groups: bool,
 }
 
 impl Default for GenerateOptions {
@@ -99,6 +103,7 @@ impl Default for GenerateOptions {
             outlier_share: 0.0001,
             wrapped_share: 0.0,
             frame: FrameKind::Realistic,
+            groups: false,
         }
     }
 }
@@ -191,6 +196,7 @@ pub fn generate_traced<W: Write, F: FnMut(LineKind)>(
     let mut g = Gen {
         r: Rng::new(opts.seed),
         realistic,
+        groups: opts.groups.then(groups::GroupFields::new),
         ..Gen::default()
     };
     let truth = Truth {

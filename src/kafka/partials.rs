@@ -17,7 +17,16 @@
 //! f                          the summer's freed watermark, written before
 //!                            the tombstones of the windows it frees:
 //!                            {"below"}
+//! q/<size>/<start>/<shard>/<g>/<group>
+//!                            one shard's count of one group of grouping
+//!                            <g> (its index in DISTINCTLY_GROUP_BY): as p/
+//! h/<size>/<start>/<g>/<group>
+//!                            what the summer emitted for the group: as e/
 //! ```
+//!
+//! `<group>` is the group's key in hex, `-` for the events without a group
+//! and `*` for the overflow record. Instances must run the same groupings
+//! (as they must the same sizes and counter).
 //!
 //! A window's total is complete once every shard's watermark passed its end
 //! (a shard writes a window's partial when it closes it, before the status
@@ -35,11 +44,12 @@
 //! stray count does not start it over from revision 0 with part of its
 //! shards.
 
+use crate::group::{GroupLabel, GroupValue};
 use crate::window::size::WindowSize;
 use serde::{Deserialize, Serialize};
 
 /// What a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Part {
         size: WindowSize,
@@ -54,6 +64,17 @@ pub enum Key {
         start: u64,
     },
     Freed,
+    GroupPart {
+        size: WindowSize,
+        start: u64,
+        shard: i32,
+        group: GroupLabel,
+    },
+    GroupEmitted {
+        size: WindowSize,
+        start: u64,
+        group: GroupLabel,
+    },
 }
 
 impl Key {
@@ -62,6 +83,17 @@ impl Key {
         let kind = parts.next()?;
         let key = match kind {
             "f" => Key::Freed,
+            "q" => Key::GroupPart {
+                size: parts.next()?.parse().ok()?,
+                start: parts.next()?.parse().ok()?,
+                shard: parts.next()?.parse().ok()?,
+                group: parse_group(parts.next()?, parts.next()?)?,
+            },
+            "h" => Key::GroupEmitted {
+                size: parts.next()?.parse().ok()?,
+                start: parts.next()?.parse().ok()?,
+                group: parse_group(parts.next()?, parts.next()?)?,
+            },
             "s" => Key::Status {
                 shard: parts.next()?.parse().ok()?,
             },
@@ -87,8 +119,50 @@ impl std::fmt::Display for Key {
             Key::Status { shard } => write!(f, "s/{shard}"),
             Key::Emitted { size, start } => write!(f, "e/{size}/{start}"),
             Key::Freed => f.write_str("f"),
+            Key::GroupPart {
+                size,
+                start,
+                shard,
+                group,
+            } => write!(f, "q/{size}/{start}/{shard}/{}", Group(group)),
+            Key::GroupEmitted { size, start, group } => {
+                write!(f, "h/{size}/{start}/{}", Group(group))
+            }
         }
     }
+}
+
+/// `<g>/<group>` of a group key.
+struct Group<'a>(&'a GroupLabel);
+
+impl std::fmt::Display for Group<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/", self.0.grouping)?;
+        match &self.0.value {
+            GroupValue::None => f.write_str("-"),
+            GroupValue::Overflow => f.write_str("*"),
+            GroupValue::Key(k) => k.iter().try_for_each(|b| write!(f, "{b:02x}")),
+        }
+    }
+}
+
+fn parse_group(grouping: &str, value: &str) -> Option<GroupLabel> {
+    let value = match value {
+        "-" => GroupValue::None,
+        "*" => GroupValue::Overflow,
+        hex if hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect();
+            GroupValue::Key(bytes?.into())
+        }
+        _ => return None,
+    };
+    Some(GroupLabel {
+        grouping: grouping.parse().ok()?,
+        value,
+    })
 }
 
 /// One shard's count of one window.
@@ -153,6 +227,40 @@ mod tests {
             Key::Status { shard: 11 },
             Key::Emitted { size, start: 60 },
             Key::Freed,
+            Key::GroupPart {
+                size,
+                start: 60,
+                shard: 2,
+                group: GroupLabel {
+                    grouping: 3,
+                    value: GroupValue::Key(b"a/b\x00\xff"[..].into()),
+                },
+            },
+            Key::GroupPart {
+                size,
+                start: 60,
+                shard: 2,
+                group: GroupLabel {
+                    grouping: 0,
+                    value: GroupValue::None,
+                },
+            },
+            Key::GroupEmitted {
+                size,
+                start: 60,
+                group: GroupLabel {
+                    grouping: 1,
+                    value: GroupValue::Overflow,
+                },
+            },
+            Key::GroupEmitted {
+                size,
+                start: 60,
+                group: GroupLabel {
+                    grouping: 1,
+                    value: GroupValue::Key(b""[..].into()),
+                },
+            },
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }
@@ -172,6 +280,10 @@ mod tests {
             "s/",
             "e/1q/5",
             "f/1",
+            "q/1h/60/2/0",
+            "q/1h/60/2/0/abc",
+            "q/1h/60/2/0/zz",
+            "h/1h/60/0/-/x",
             "0/w/1m/60",
         ] {
             assert_eq!(Key::parse(bad), None, "{bad}");

@@ -9,6 +9,11 @@
 //! varint uid length, uid bytes
 //! ```
 //!
+//! With groupings (`DISTINCTLY_GROUP_BY`) the magic is "DSB2", the header
+//! ends with the number of groupings (u8), and each event's uid is followed
+//! by its group keys (`group::GroupKeys::encode`: per grouping, varint 0 or
+//! the key's length plus one, and the key).
+//!
 //! All integers big-endian. The header is the *marker*: where the splitter
 //! stood in the input partition (the next offset it reads) and that
 //! partition's stream time after the batch's events. A batch without events
@@ -19,6 +24,7 @@
 //! its uid's length plus 2–4 bytes.
 
 const MAGIC: &[u8; 4] = b"DSB1";
+const MAGIC_GROUPED: &[u8; 4] = b"DSB2";
 const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 4;
 
 /// What a batch says about its input partition, after its events.
@@ -46,15 +52,25 @@ pub struct BatchWriter {
     buf: Vec<u8>,
     events: u32,
     last_ts: u64,
+    header: usize,
 }
 
 impl BatchWriter {
     pub fn new(partition: i32) -> Self {
+        Self::grouped(partition, 0)
+    }
+
+    /// A writer whose events carry the keys of `groupings` groupings.
+    pub fn grouped(partition: i32, groupings: u8) -> Self {
         let mut buf = Vec::with_capacity(1024);
-        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(if groupings == 0 { MAGIC } else { MAGIC_GROUPED });
         buf.extend_from_slice(&partition.to_be_bytes());
         buf.resize(HEADER, 0);
+        if groupings > 0 {
+            buf.push(groupings);
+        }
         BatchWriter {
+            header: buf.len(),
             buf,
             events: 0,
             last_ts: 0,
@@ -76,11 +92,19 @@ impl BatchWriter {
 
     #[inline]
     pub fn push(&mut self, ts: u64, uid: &[u8]) {
+        self.push_grouped(ts, uid, &[]);
+    }
+
+    /// An event with its encoded group keys (empty for a writer without
+    /// groupings).
+    #[inline]
+    pub fn push_grouped(&mut self, ts: u64, uid: &[u8], keys: &[u8]) {
         let delta = ts.wrapping_sub(self.last_ts) as i64;
         self.last_ts = ts;
         write_varint(&mut self.buf, ((delta << 1) ^ (delta >> 63)) as u64);
         write_varint(&mut self.buf, uid.len() as u64);
         self.buf.extend_from_slice(uid);
+        self.buf.extend_from_slice(keys);
         self.events += 1;
     }
 
@@ -94,7 +118,7 @@ impl BatchWriter {
         self.buf[25..29].copy_from_slice(&self.events.to_be_bytes());
         let mut record = Vec::with_capacity(self.buf.len());
         record.extend_from_slice(&self.buf);
-        self.buf.truncate(HEADER);
+        self.buf.truncate(self.header);
         self.events = 0;
         self.last_ts = 0;
         record
@@ -107,14 +131,18 @@ pub struct Batch<'a> {
     pub partition: i32,
     pub marker: Marker,
     pub events: u32,
+    /// Groupings whose keys each event carries.
+    pub groupings: u8,
     body: &'a [u8],
 }
 
 impl<'a> Batch<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Batch<'a>, BadBatch> {
-        if bytes.len() < HEADER || &bytes[..4] != MAGIC {
-            return Err(BadBatch("not a distinctly shard batch"));
-        }
+        let groupings = match bytes.get(..4) {
+            Some(m) if m == MAGIC && bytes.len() >= HEADER => 0,
+            Some(m) if m == MAGIC_GROUPED && bytes.len() > HEADER => bytes[HEADER],
+            _ => return Err(BadBatch("not a distinctly shard batch")),
+        };
         let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let st = i64_at(16);
         Ok(Batch {
@@ -126,12 +154,19 @@ impl<'a> Batch<'a> {
                 drained: bytes[24] & 2 == 2,
             },
             events: u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes")),
-            body: &bytes[HEADER..],
+            groupings,
+            body: &bytes[HEADER + usize::from(groupings > 0)..],
         })
     }
 
     /// Calls `f(ts, uid)` for every event, in order.
     pub fn for_each(&self, mut f: impl FnMut(u64, &[u8])) -> Result<(), BadBatch> {
+        self.for_each_grouped(|ts, uid, _| f(ts, uid))
+    }
+
+    /// Calls `f(ts, uid, keys)` for every event, in order; `keys` are its
+    /// encoded group keys (empty without groupings).
+    pub fn for_each_grouped(&self, mut f: impl FnMut(u64, &[u8], &[u8])) -> Result<(), BadBatch> {
         let mut rest = self.body;
         let mut ts: u64 = 0;
         for _ in 0..self.events {
@@ -143,8 +178,18 @@ impl<'a> Batch<'a> {
                 return Err(BadBatch("truncated uid"));
             }
             let (uid, tail) = rest.split_at(len);
-            f(ts, uid);
             rest = tail;
+            let keys_start = rest;
+            for _ in 0..self.groupings {
+                let len = read_varint(&mut rest).ok_or(BadBatch("truncated group key"))?;
+                let len = len.saturating_sub(1) as usize;
+                if len > rest.len() {
+                    return Err(BadBatch("truncated group key"));
+                }
+                rest = &rest[len..];
+            }
+            let keys = &keys_start[..keys_start.len() - rest.len()];
+            f(ts, uid, keys);
         }
         if rest.is_empty() {
             Ok(())
@@ -225,6 +270,24 @@ mod tests {
         let m = Batch::parse(&marker_only).unwrap();
         assert_eq!((m.partition, m.marker, m.events), (5, idle, 0));
         assert!(Batch::parse(b"DSB1").is_err());
+        // With group keys: each event's keys come back as written.
+        let mut g = BatchWriter::grouped(2, 2);
+        g.push_grouped(10, b"u", &[3, b'D', b'E', 0]);
+        g.push_grouped(11, b"v", &[0, 1]);
+        let bytes = g.take(marker);
+        let b = Batch::parse(&bytes).unwrap();
+        assert_eq!((b.groupings, b.events), (2, 2));
+        let mut back = Vec::new();
+        b.for_each_grouped(|ts, uid, keys| back.push((ts, uid.to_vec(), keys.to_vec())))
+            .unwrap();
+        assert_eq!(
+            back,
+            [
+                (10, b"u".to_vec(), vec![3, b'D', b'E', 0]),
+                (11, b"v".to_vec(), vec![0, 1])
+            ]
+        );
+        assert_eq!(Batch::parse(&g.take(marker)).unwrap().groupings, 2);
         assert!(Batch::parse(&bytes[..bytes.len() - 1])
             .unwrap()
             .for_each(|_, _| {})

@@ -14,6 +14,8 @@
 //!                                      counter kind, and which chunks hold
 //!                                      the counter
 //! <shard>/w/<size>/<start>/<gen>/<i>   chunk i of generation gen
+//! <shard>/w/<size>/<start>/<gen>/g<i>  chunk i of generation gen of the
+//!                                      window's groups (`group::wire`)
 //! <shard>/m                            the shard's mark: the read position
 //!                                      and the input partitions' stream
 //!                                      times of its last complete round
@@ -53,6 +55,8 @@ pub const CHUNK: usize = 512 << 10;
 pub const MAX_CHUNKS: u32 = 64;
 
 const MAGIC: &[u8; 4] = b"DSW1";
+/// A header with a group section (`DISTINCTLY_GROUP_BY`).
+const MAGIC_GROUPS: &[u8; 4] = b"DSW2";
 const MARK_MAGIC: &[u8; 4] = b"DSM1";
 
 /// Why a state record cannot be used.
@@ -75,6 +79,12 @@ pub enum StateError {
          consumer group"
     )]
     Unsharded { key: String },
+    #[error(
+        "the state topic holds windows counted with other groupings than this run's {configured}: \
+         to change DISTINCTLY_GROUP_BY, use another KAFKA_SERVICE_STATE_TOPIC (and consumer \
+         group)"
+    )]
+    OtherGroupings { configured: usize },
 }
 
 /// Which window: the shard that counts it, its size and start.
@@ -95,6 +105,11 @@ pub fn chunk_key(id: WindowId, generation: u64, i: u32) -> String {
     format!("{}/w/{}/{}/{generation}/{i}", id.shard, id.size, id.start)
 }
 
+/// The key of chunk `i` of generation `generation` of a window's groups.
+pub fn group_chunk_key(id: WindowId, generation: u64, i: u32) -> String {
+    format!("{}/w/{}/{}/{generation}/g{i}", id.shard, id.size, id.start)
+}
+
 /// The key of a shard's mark.
 pub fn mark_key(shard: i32) -> String {
     format!("{shard}/m")
@@ -105,6 +120,11 @@ pub fn mark_key(shard: i32) -> String {
 pub enum Key {
     Header(WindowId),
     Chunk {
+        id: WindowId,
+        generation: u64,
+        index: u32,
+    },
+    GroupChunk {
         id: WindowId,
         generation: u64,
         index: u32,
@@ -129,11 +149,18 @@ pub fn parse_key(key: &str) -> Option<Key> {
     };
     match (parts.next(), parts.next(), parts.next()) {
         (None, _, _) => Some(Key::Header(id)),
-        (Some(g), Some(i), None) => Some(Key::Chunk {
-            id,
-            generation: g.parse().ok()?,
-            index: i.parse().ok()?,
-        }),
+        (Some(g), Some(i), None) => match i.strip_prefix('g') {
+            Some(i) => Some(Key::GroupChunk {
+                id,
+                generation: g.parse().ok()?,
+                index: i.parse().ok()?,
+            }),
+            None => Some(Key::Chunk {
+                id,
+                generation: g.parse().ok()?,
+                index: i.parse().ok()?,
+            }),
+        },
         _ => None,
     }
 }
@@ -157,6 +184,8 @@ pub struct Header {
     /// `exact` only: distinct uids in the arena, and uids not stored.
     pub uids: u64,
     pub overflowed: u64,
+    /// Which chunks hold the window's groups (`None`: no groupings).
+    pub groups: Option<Saved>,
 }
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -193,7 +222,11 @@ impl Reader<'_> {
 impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(if self.groups.is_some() {
+            MAGIC_GROUPS
+        } else {
+            MAGIC
+        });
         let label = self.size.to_string();
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -220,6 +253,11 @@ impl Header {
         put_u64(&mut out, self.saved.len);
         put_u64(&mut out, self.uids);
         put_u64(&mut out, self.overflowed);
+        if let Some(g) = self.groups {
+            put_u64(&mut out, g.generation);
+            out.extend_from_slice(&g.chunks.to_be_bytes());
+            put_u64(&mut out, g.len);
+        }
         out
     }
 
@@ -229,9 +267,11 @@ impl Header {
             reason,
         };
         let mut r = Reader(bytes);
-        if r.take(4) != Some(&MAGIC[..]) {
-            return Err(corrupt("not a distinctly window header"));
-        }
+        let grouped = match r.take(4) {
+            Some(m) if m == MAGIC => false,
+            Some(m) if m == MAGIC_GROUPS => true,
+            _ => return Err(corrupt("not a distinctly window header")),
+        };
         let parse = |r: &mut Reader<'_>| -> Option<Header> {
             let size: WindowSize = r.str()?.parse().ok()?;
             let start = r.u64()?;
@@ -259,6 +299,15 @@ impl Header {
                 len: r.u64()?,
             };
             let (uids, overflowed) = (r.u64()?, r.u64()?);
+            let groups = if grouped {
+                Some(Saved {
+                    generation: r.u64()?,
+                    chunks: r.u32()?,
+                    len: r.u64()?,
+                })
+            } else {
+                None
+            };
             (r.0.is_empty() && start < end).then_some(Header {
                 size,
                 start,
@@ -271,6 +320,7 @@ impl Header {
                 saved,
                 uids,
                 overflowed,
+                groups,
             })
         };
         parse(&mut r).ok_or(corrupt("malformed window header"))
@@ -371,6 +421,30 @@ pub fn checkpoint_window(
         },
     };
     window.saved = Some(saved);
+    let mut replaced_groups = None;
+    let groups = (!window.groups.is_empty()).then(|| match window.groups_saved {
+        Some(saved) if !window.dirty => saved,
+        previous => {
+            let mut bytes = Vec::new();
+            crate::group::wire::write(&mut window.groups, &mut bytes);
+            let generation = next_generation(previous, round);
+            let mut chunks = 0;
+            for piece in bytes.chunks(CHUNK) {
+                out.push((
+                    group_chunk_key(id, generation, chunks),
+                    Some(piece.to_vec()),
+                ));
+                chunks += 1;
+            }
+            replaced_groups = previous;
+            Saved {
+                generation,
+                chunks,
+                len: bytes.len() as u64,
+            }
+        }
+    });
+    window.groups_saved = groups;
     let header = Header {
         size,
         start: window.start,
@@ -383,9 +457,11 @@ pub fn checkpoint_window(
         saved,
         uids,
         overflowed,
+        groups,
     };
     out.push((header_key(id), Some(header.encode())));
     delete_chunks(id, replaced, out);
+    delete_group_chunks(id, replaced_groups, out);
 }
 
 /// A generation number above the previous one (numbers restart with each
@@ -445,10 +521,21 @@ fn delete_chunks(id: WindowId, saved: Option<Saved>, out: &mut Records) {
     }
 }
 
-/// Tombstones for a freed window: its header and chunks.
-pub fn forget_window(id: WindowId, saved: Saved, out: &mut Records) {
+/// Tombstones for every chunk of the groups of `saved`.
+fn delete_group_chunks(id: WindowId, saved: Option<Saved>, out: &mut Records) {
+    if let Some(s) = saved {
+        for i in 0..s.chunks {
+            out.push((group_chunk_key(id, s.generation, i), None));
+        }
+    }
+}
+
+/// Tombstones for a freed window: its header, its counter's and its
+/// groups' chunks.
+pub fn forget_window(id: WindowId, saved: Saved, groups: Option<Saved>, out: &mut Records) {
     out.push((header_key(id), None));
     delete_chunks(id, Some(saved), out);
+    delete_group_chunks(id, groups, out);
 }
 
 /// The latest value of every key of the state topic.
@@ -463,6 +550,8 @@ pub struct Restored {
     pub shard: i32,
     pub header: Header,
     pub counter: AnyCounter,
+    /// One table per grouping (empty without groupings).
+    pub groups: Vec<crate::group::table::GroupTable>,
 }
 
 impl Snapshot {
@@ -502,7 +591,11 @@ impl Snapshot {
 
     /// Every window with a header, its counter assembled from its chunks,
     /// and the keys of chunks no header names (to delete).
-    pub fn windows(&self, kind: CounterKind) -> Result<(Vec<Restored>, Vec<String>), StateError> {
+    pub fn windows(
+        &self,
+        kind: CounterKind,
+        groupings: usize,
+    ) -> Result<(Vec<Restored>, Vec<String>), StateError> {
         let mut windows = Vec::new();
         let mut named = std::collections::HashSet::new();
         for (key, value) in &self.values {
@@ -519,24 +612,11 @@ impl Snapshot {
                     configured: kind.to_string(),
                 });
             }
-            let mut bytes = Vec::with_capacity(header.saved.len as usize);
-            for i in 0..header.saved.chunks {
-                let ck = chunk_key(id, header.saved.generation, i);
-                let chunk = self.values.get(&ck).ok_or(StateError::Corrupt {
-                    key: ck.clone(),
-                    reason: "a chunk named by its header is missing",
-                })?;
-                bytes.extend_from_slice(chunk);
-                named.insert(ck);
-            }
             let corrupt = |reason| StateError::Corrupt {
                 key: key.clone(),
                 reason,
             };
-            if bytes.len() < header.saved.len as usize {
-                return Err(corrupt("chunks shorter than the header says"));
-            }
-            bytes.truncate(header.saved.len as usize);
+            let bytes = self.assemble(header.saved, |g, i| chunk_key(id, g, i), &mut named)?;
             let counter = match kind {
                 CounterKind::Exact => AnyCounter::Exact(
                     ExactCounter::from_arena(&bytes, header.uids, header.overflowed)
@@ -544,20 +624,73 @@ impl Snapshot {
                 ),
                 _ => AnyCounter::from_bytes(&bytes).map_err(|_| corrupt("counter"))?,
             };
+            let groups = match header.groups {
+                None if groupings == 0 => Vec::new(),
+                Some(saved) if groupings > 0 => {
+                    let bytes =
+                        self.assemble(saved, |g, i| group_chunk_key(id, g, i), &mut named)?;
+                    // Read as this run's groupings: another number of
+                    // them does not parse.
+                    crate::group::wire::read(&bytes, groupings, kind).map_err(|_| {
+                        StateError::OtherGroupings {
+                            configured: groupings,
+                        }
+                    })?
+                }
+                _ => {
+                    return Err(StateError::OtherGroupings {
+                        configured: groupings,
+                    })
+                }
+            };
             windows.push(Restored {
                 shard: id.shard,
                 header,
                 counter,
+                groups,
             });
         }
         let orphans = self
             .values
             .keys()
-            .filter(|k| matches!(parse_key(k), Some(Key::Chunk { .. })) && !named.contains(*k))
+            .filter(|k| {
+                matches!(
+                    parse_key(k),
+                    Some(Key::Chunk { .. } | Key::GroupChunk { .. })
+                ) && !named.contains(*k)
+            })
             .cloned()
             .collect();
         windows.sort_by_key(|w| (w.shard, w.header.size, w.header.start));
         Ok((windows, orphans))
+    }
+
+    /// The bytes of the chunks `saved` names (keys from `key(generation,
+    /// i)`), noted in `named`.
+    fn assemble(
+        &self,
+        saved: Saved,
+        key: impl Fn(u64, u32) -> String,
+        named: &mut std::collections::HashSet<String>,
+    ) -> Result<Vec<u8>, StateError> {
+        let mut bytes = Vec::with_capacity(saved.len as usize);
+        for i in 0..saved.chunks {
+            let ck = key(saved.generation, i);
+            let chunk = self.values.get(&ck).ok_or(StateError::Corrupt {
+                key: ck.clone(),
+                reason: "a chunk named by its header is missing",
+            })?;
+            bytes.extend_from_slice(chunk);
+            named.insert(ck);
+        }
+        if bytes.len() < saved.len as usize {
+            return Err(StateError::Corrupt {
+                key: key(saved.generation, 0),
+                reason: "chunks shorter than the header says",
+            });
+        }
+        bytes.truncate(saved.len as usize);
+        Ok(bytes)
     }
 }
 

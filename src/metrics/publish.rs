@@ -332,7 +332,7 @@ impl OutputPublisher {
     /// and its latest revision).
     pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
         for r in records {
-            if r.size.is_some() && r.size != lead {
+            if (r.size.is_some() && r.size != lead) || r.group.is_some() {
                 continue;
             }
             if self

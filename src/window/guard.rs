@@ -60,7 +60,8 @@ pub enum Verdict {
 }
 
 /// A held event: time, hash, source offset, its region, and where its uid
-/// sits in the byte arena.
+/// (followed by the caller's extra bytes: its group keys) sits in the byte
+/// arena.
 #[derive(Debug, Clone, Copy)]
 pub struct HeldEvent {
     pub ts: u64,
@@ -71,6 +72,8 @@ pub struct HeldEvent {
     region: u32,
     uid_start: usize,
     uid_end: usize,
+    /// The uid's length; the bytes after it are the extra ones.
+    uid_len: u32,
 }
 
 /// Events released by a decision, in arrival order, waiting to be counted.
@@ -83,9 +86,18 @@ pub struct Released {
 impl Released {
     /// The released events as `(ts, uid, hash, offset)`, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8], u64, i64)> + '_ {
-        self.events
-            .iter()
-            .map(|e| (e.ts, &self.uids[e.uid_start..e.uid_end], e.hash, e.offset))
+        self.iter_with_extra()
+            .map(|(ts, uid, _, hash, offset)| (ts, uid, hash, offset))
+    }
+
+    /// The released events as `(ts, uid, extra, hash, offset)` (`extra`: the
+    /// bytes given to [`Guard::check_with`]), in arrival order.
+    pub fn iter_with_extra(&self) -> impl Iterator<Item = (u64, &[u8], &[u8], u64, i64)> + '_ {
+        self.events.iter().map(|e| {
+            let blob = &self.uids[e.uid_start..e.uid_end];
+            let (uid, extra) = blob.split_at(e.uid_len as usize);
+            (e.ts, uid, extra, e.hash, e.offset)
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -176,9 +188,32 @@ impl Guard {
         self.held.len()
     }
 
+    /// Whether [`Guard::check`] would accept an event at `ts` now without
+    /// holding it (plausible against the stream time).
+    #[inline]
+    pub fn is_plausible(&self, ts: u64) -> bool {
+        self.stream_time.is_some_and(|s| {
+            ts <= s.saturating_add(self.max_ahead) && ts >= s.saturating_sub(self.max_behind)
+        })
+    }
+
     /// Judges one event. On `Held` the uid is copied into the quarantine.
     #[inline]
     pub fn check(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
+        self.check_with(ts, uid, &[], hash, offset)
+    }
+
+    /// [`Guard::check`], keeping `extra` bytes (the event's group keys)
+    /// with a held event, to come back with it on release.
+    #[inline]
+    pub fn check_with(
+        &mut self,
+        ts: u64,
+        uid: &[u8],
+        extra: &[u8],
+        hash: u64,
+        offset: i64,
+    ) -> Verdict {
         if let Some(s) = self.stream_time {
             if ts <= s.saturating_add(self.max_ahead) {
                 if ts < s.saturating_sub(self.max_behind) {
@@ -193,7 +228,7 @@ impl Guard {
                 return Verdict::Accept;
             }
         }
-        self.hold(ts, uid, hash, offset)
+        self.hold(ts, uid, extra, hash, offset)
     }
 
     /// `S` accepted an event while regions are pending: their competition
@@ -207,7 +242,7 @@ impl Guard {
     }
 
     #[cold]
-    fn hold(&mut self, ts: u64, uid: &[u8], hash: u64, offset: i64) -> Verdict {
+    fn hold(&mut self, ts: u64, uid: &[u8], extra: &[u8], hash: u64, offset: i64) -> Verdict {
         let ahead = self.max_ahead;
         let joined = self
             .regions
@@ -249,6 +284,7 @@ impl Guard {
         let id = region.id;
         let uid_start = self.held_uids.len();
         self.held_uids.extend_from_slice(uid);
+        self.held_uids.extend_from_slice(extra);
         self.arrivals += 1;
         self.held.push(HeldEvent {
             ts,
@@ -258,6 +294,7 @@ impl Guard {
             region: id,
             uid_start,
             uid_end: self.held_uids.len(),
+            uid_len: uid.len() as u32,
         });
         let r = self.regions[idx];
         let leads = self
@@ -415,6 +452,7 @@ mod tests {
             max_ahead_seconds: 300,
             max_behind_seconds: 86_400,
             jump_confirm_events: confirm,
+            groupings: crate::group::Groupings::none(),
         })
     }
 

@@ -5,6 +5,9 @@
 use super::size::{Grid, WindowSize};
 use super::WindowStats;
 use crate::counter::{AnyCounter, CounterKind};
+use crate::group::members::Member;
+use crate::group::table::{Counted, GroupTable};
+use crate::group::{GroupKeys, GroupLabel};
 use crate::record::WindowRecord;
 use std::collections::VecDeque;
 
@@ -42,6 +45,10 @@ pub struct Window {
     pub saved: Option<Saved>,
     /// Counted events since the last checkpoint.
     pub dirty: bool,
+    /// Per grouping of `DISTINCTLY_GROUP_BY`, the window's groups.
+    pub groups: Vec<GroupTable>,
+    /// What the state topic holds of its groups.
+    pub groups_saved: Option<Saved>,
 }
 
 /// What a checkpoint of a window wrote (see `kafka::state`): the chunks of
@@ -67,6 +74,14 @@ impl Window {
     fn is_closed(&self, watermark: Option<u64>) -> bool {
         watermark.is_some_and(|wm| self.end <= wm)
     }
+}
+
+/// A checkpointed window that was freed: what the state topic may delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    pub start: u64,
+    pub saved: Saved,
+    pub groups: Option<Saved>,
 }
 
 /// What became of one event in one lane.
@@ -95,11 +110,24 @@ pub struct Lane {
     corrections_pending: bool,
     /// Windows freed since the caller last asked, when it asked to know
     /// (checkpoints delete what the state topic holds of them).
-    freed: Option<Vec<(u64, Saved)>>,
+    freed: Option<Vec<Freed>>,
+    /// Groupings counted in every window, and the groups each may hold.
+    groupings: usize,
+    max_groups: usize,
+    /// Per grouping: events counted in a window's overflow record.
+    pub overflowed: Vec<u64>,
 }
 
 impl Lane {
-    pub fn new(grid: Grid, labelled: bool, kind: CounterKind, retention: u64) -> Self {
+    /// A lane of `grid`'s windows, each counting `groupings` groupings of
+    /// at most `max_groups` groups.
+    pub fn new(
+        grid: Grid,
+        labelled: bool,
+        kind: CounterKind,
+        retention: u64,
+        (groupings, max_groups): (usize, usize),
+    ) -> Self {
         Lane {
             label: labelled.then_some(grid.size),
             grid,
@@ -110,6 +138,9 @@ impl Lane {
             stats: WindowStats::default(),
             corrections_pending: false,
             freed: None,
+            groupings,
+            max_groups,
+            overflowed: vec![0; groupings],
         }
     }
 
@@ -118,9 +149,8 @@ impl Lane {
         self.freed.get_or_insert_with(Vec::new);
     }
 
-    /// `(start, what was saved)` of the checkpointed windows freed since
-    /// the last call.
-    pub fn take_freed(&mut self) -> Vec<(u64, Saved)> {
+    /// The checkpointed windows freed since the last call.
+    pub fn take_freed(&mut self) -> Vec<Freed> {
         self.freed.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
@@ -154,7 +184,8 @@ impl Lane {
         }
     }
 
-    /// Counts one accepted event.
+    /// Counts one accepted event, in its window and in its groups (`keys`:
+    /// one per grouping; ignored without groupings).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn accept(
@@ -165,6 +196,7 @@ impl Lane {
         hash: u64,
         offset: i64,
         watermark: Option<u64>,
+        keys: &GroupKeys,
     ) -> Outcome {
         let wm = watermark.unwrap_or(0);
         let idx = match self.find(ts) {
@@ -196,6 +228,8 @@ impl Lane {
                         covered: Vec::new(),
                         saved: None,
                         dirty: false,
+                        groups: vec![GroupTable::new(); self.groupings],
+                        groups_saved: None,
                     },
                 );
                 at
@@ -206,7 +240,25 @@ impl Lane {
         if window.covered.get(source).is_some_and(|&c| offset < c) {
             return Outcome::Covered;
         }
-        window.counter.insert(uid, hash);
+        if self.groupings == 0 {
+            window.counter.insert(uid, hash);
+        } else {
+            let member = match &mut window.counter {
+                AnyCounter::Exact(e) => e
+                    .insert_offset(uid, hash)
+                    .map_or(Member::Unstored, Member::Offset),
+                other => {
+                    other.insert(uid, hash);
+                    Member::Hash(hash)
+                }
+            };
+            for (g, table) in window.groups.iter_mut().enumerate() {
+                let counted = table.count(keys.get(g), member, self.kind, self.max_groups);
+                if counted == Counted::Overflow {
+                    self.overflowed[g] += 1;
+                }
+            }
+        }
         window.events += 1;
         window.dirty = true;
         if window.replay_from.len() <= source {
@@ -249,7 +301,7 @@ impl Lane {
                         self.corrections_pending = true;
                         continue;
                     }
-                    out.push(self.emit(i, true));
+                    self.emit(i, true, out);
                     ticked = true;
                 }
                 Phase::Provisional { revision } => {
@@ -258,7 +310,7 @@ impl Lane {
                             self.corrections_pending = true; // emitted on release
                             continue;
                         }
-                        out.push(self.emit(i, true));
+                        self.emit(i, true, out);
                     } else {
                         self.windows[i].phase = Phase::Closed { revision };
                     }
@@ -280,7 +332,7 @@ impl Lane {
             // whoever sees the watermark past `end + retention` (the summer
             // of `run`) has seen the window's last count.
             if front.changed && front.phase != Phase::Open && hold.is_none_or(|h| front.end > h) {
-                out.push(self.emit(0, true));
+                self.emit(0, true, out);
             }
             // A window stays until its last record has been emitted.
             if front_unsent(&self.windows) {
@@ -288,7 +340,11 @@ impl Lane {
             }
             if let Some(w) = self.windows.pop_front() {
                 if let (Some(list), Some(saved)) = (&mut self.freed, w.saved) {
-                    list.push((w.start, saved));
+                    list.push(Freed {
+                        start: w.start,
+                        saved,
+                        groups: w.groups_saved,
+                    });
                 }
             }
             freed = true;
@@ -322,7 +378,7 @@ impl Lane {
                 held_back = true;
                 continue;
             }
-            out.push(self.emit(i, closed));
+            self.emit(i, closed, out);
         }
         self.corrections_pending = held_back;
     }
@@ -346,7 +402,7 @@ impl Lane {
                 (w.phase == Phase::Open, w.end, w.is_closed(watermark))
             };
             if open && hold.is_none_or(|h| end > h) {
-                out.push(self.emit(i, closed));
+                self.emit(i, closed, out);
             }
         }
         self.corrections_pending = true;
@@ -358,15 +414,17 @@ impl Lane {
     pub fn finish(&mut self, out: &mut Vec<WindowRecord>) {
         for i in 0..self.windows.len() {
             if self.windows[i].unsent() {
-                out.push(self.emit(i, true));
+                self.emit(i, true, out);
             }
         }
         self.clear();
     }
 
-    /// Builds the record of window `i`'s next revision, counts it, and moves
+    /// Emits the records of window `i`'s next revision into `out`: the
+    /// window's, then one per group whose count changed since its last
+    /// record (every group, at the window's first). Counts it, and moves
     /// the window to its next phase (`closed`: the watermark passed its end).
-    fn emit(&mut self, i: usize, closed: bool) -> WindowRecord {
+    fn emit(&mut self, i: usize, closed: bool, out: &mut Vec<WindowRecord>) {
         let window = &mut self.windows[i];
         let revision = match window.phase {
             Phase::Open => {
@@ -384,7 +442,7 @@ impl Lane {
             Phase::Provisional { revision }
         };
         window.changed = false;
-        WindowRecord {
+        out.push(WindowRecord {
             start_ts: window.start,
             end_ts: window.end,
             size: self.label,
@@ -392,6 +450,27 @@ impl Lane {
             events: window.events,
             counter: self.kind,
             revision,
+            group: None,
+        });
+        for (g, table) in window.groups.iter_mut().enumerate() {
+            for (value, group) in table.due(false) {
+                let revision = group.emitted;
+                group.emitted += 1;
+                group.changed = false;
+                out.push(WindowRecord {
+                    start_ts: window.start,
+                    end_ts: window.end,
+                    size: self.label,
+                    unique_users: group.members.count(),
+                    events: group.events,
+                    counter: self.kind,
+                    revision,
+                    group: Some(GroupLabel {
+                        grouping: g as u16,
+                        value,
+                    }),
+                });
+            }
         }
     }
 
@@ -404,8 +483,25 @@ impl Lane {
             .min()
     }
 
+    /// Heap bytes of the windows' counters and groups.
     pub fn heap_bytes(&self) -> usize {
-        self.windows.iter().map(|w| w.counter.heap_bytes()).sum()
+        self.windows
+            .iter()
+            .map(|w| {
+                w.counter.heap_bytes() + w.groups.iter().map(GroupTable::heap_bytes).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Groups held, per grouping, over the held windows.
+    pub fn groups_held(&self) -> Vec<usize> {
+        let mut held = vec![0; self.groupings];
+        for w in &self.windows {
+            for (g, t) in w.groups.iter().enumerate() {
+                held[g] += t.len();
+            }
+        }
+        held
     }
 
     pub fn open(&self) -> usize {

@@ -36,6 +36,7 @@ pub mod lane;
 pub mod size;
 
 use crate::counter::CounterKind;
+use crate::group::{GroupKeys, Groupings};
 use crate::record::WindowRecord;
 use guard::{Guard, Released, Verdict};
 use lane::{Lane, Outcome};
@@ -53,6 +54,8 @@ pub struct WindowConfig {
     pub max_ahead_seconds: u64,
     pub max_behind_seconds: u64,
     pub jump_confirm_events: u64,
+    /// `DISTINCTLY_GROUP_BY`: counted in every window beside its total.
+    pub groupings: Groupings,
 }
 
 impl WindowConfig {
@@ -110,6 +113,11 @@ pub struct Windower {
     released: Released,
     /// See [`Windower::replayed_covered`].
     replayed_covered: u64,
+    /// Keys of an event without groupings (none), and of a released one.
+    no_keys: GroupKeys,
+    released_keys: GroupKeys,
+    /// Held events' keys, encoded (scratch).
+    held_extra: Vec<u8>,
 }
 
 /// Why the settings cannot make a windower.
@@ -132,6 +140,7 @@ impl Windower {
                     labelled,
                     kind,
                     cfg.late_retention_seconds,
+                    (cfg.groupings.len(), cfg.groupings.max_groups),
                 )
             })
             .collect();
@@ -149,7 +158,15 @@ impl Windower {
             max_ts,
             released: Released::default(),
             replayed_covered: 0,
+            no_keys: GroupKeys::default(),
+            released_keys: GroupKeys::default(),
+            held_extra: Vec::new(),
         })
+    }
+
+    /// Groupings counted in every window.
+    pub fn groupings(&self) -> &Groupings {
+        &self.cfg.groupings
     }
 
     fn max_ts_of(lanes: &[Lane]) -> u64 {
@@ -313,6 +330,23 @@ impl Windower {
         self.lanes.iter().map(Lane::heap_bytes).sum()
     }
 
+    /// Groups held per size and grouping (over the held windows).
+    pub fn groups_by_size(&self) -> Vec<(WindowSize, Vec<usize>)> {
+        self.lanes
+            .iter()
+            .map(|l| (l.grid.size, l.groups_held()))
+            .collect()
+    }
+
+    /// Events counted in overflow records, per grouping (over every size:
+    /// the first size's, as summaries lead with it).
+    pub fn overflowed(&self) -> Vec<u64> {
+        self.lanes
+            .first()
+            .map(|l| l.overflowed.clone())
+            .unwrap_or_default()
+    }
+
     /// Heap bytes of the held counters of each size.
     pub fn heap_bytes_by_size(&self) -> Vec<(WindowSize, usize)> {
         self.lanes
@@ -325,11 +359,28 @@ impl Windower {
     /// to `out`.
     #[inline]
     pub fn push(&mut self, ts: u64, uid: &[u8], hash: u64, out: &mut Vec<WindowRecord>) {
-        self.push_from(0, ts, uid, hash, 0, out);
+        let keys = std::mem::take(&mut self.no_keys);
+        self.push_from(0, ts, uid, hash, 0, &keys, out);
+        self.no_keys = keys;
+    }
+
+    /// Feeds one decoded event of source 0 with its group keys (one per
+    /// grouping).
+    #[inline]
+    pub fn push_grouped(
+        &mut self,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        keys: &GroupKeys,
+        out: &mut Vec<WindowRecord>,
+    ) {
+        self.push_from(0, ts, uid, hash, 0, keys, out);
     }
 
     /// Feeds one decoded event of `source`, at `offset` in it.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn push_from(
         &mut self,
         source: usize,
@@ -337,6 +388,7 @@ impl Windower {
         uid: &[u8],
         hash: u64,
         offset: i64,
+        keys: &GroupKeys,
         out: &mut Vec<WindowRecord>,
     ) {
         if ts > self.max_ts {
@@ -346,7 +398,15 @@ impl Windower {
         let src = &mut self.sources[source];
         src.idle = false;
         let before = src.guard.stream_time();
-        let verdict = src.guard.check(ts, uid, hash, offset);
+        let verdict = if keys.is_empty() || src.guard.is_plausible(ts) {
+            src.guard.check(ts, uid, hash, offset)
+        } else {
+            // It may be held: its keys go with it.
+            self.held_extra.clear();
+            keys.encode(&mut self.held_extra);
+            src.guard
+                .check_with(ts, uid, &self.held_extra, hash, offset)
+        };
         // The watermark can only move when a stream time did.
         let moved = src.guard.stream_time() != before;
         let decided = src.guard.has_decisions();
@@ -355,7 +415,7 @@ impl Windower {
                 if moved {
                     self.raise_watermark(out);
                 }
-                self.accept(source, ts, uid, hash, offset);
+                self.accept(source, ts, uid, hash, offset, keys);
             }
             Verdict::Reject => self.ts_out_of_range += 1,
             Verdict::Held => {}
@@ -370,12 +430,20 @@ impl Windower {
     /// partition `source` ran the guard). Stream times come from
     /// [`Windower::advance_source`], not from events.
     #[inline]
-    pub fn push_trusted(&mut self, source: usize, ts: u64, uid: &[u8], hash: u64, offset: i64) {
+    pub fn push_trusted(
+        &mut self,
+        source: usize,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        offset: i64,
+        keys: &GroupKeys,
+    ) {
         if ts > self.max_ts {
             self.ts_out_of_range += 1;
             return;
         }
-        self.accept(source, ts, uid, hash, offset);
+        self.accept(source, ts, uid, hash, offset, keys);
     }
 
     /// A source's stream time reached `stream_time` (an in-band marker);
@@ -434,9 +502,17 @@ impl Windower {
         }
         let mut released = std::mem::take(&mut self.released);
         self.sources[source].guard.swap_released(&mut released);
-        for (ts, uid, hash, offset) in released.iter() {
-            self.accept(source, ts, uid, hash, offset);
+        let mut keys = std::mem::take(&mut self.released_keys);
+        let groupings = self.cfg.groupings.len();
+        for (ts, uid, mut extra, hash, offset) in released.iter_with_extra() {
+            // Held with its keys (see `push_from`); none if held without.
+            if !keys.decode(&mut extra, groupings) {
+                keys.clear();
+                (0..groupings).for_each(|_| keys.push(None));
+            }
+            self.accept(source, ts, uid, hash, offset, &keys);
         }
+        self.released_keys = keys;
         released.clear();
         self.released = released;
         self.raise_watermark(out);
@@ -456,11 +532,19 @@ impl Windower {
 
     /// One insert per size.
     #[inline]
-    fn accept(&mut self, source: usize, ts: u64, uid: &[u8], hash: u64, offset: i64) {
+    fn accept(
+        &mut self,
+        source: usize,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        offset: i64,
+        keys: &GroupKeys,
+    ) {
         let mut refused = false;
         let mut covered = true;
         for lane in &mut self.lanes {
-            let outcome = lane.accept(source, ts, uid, hash, offset, self.watermark);
+            let outcome = lane.accept(source, ts, uid, hash, offset, self.watermark, keys);
             refused |= outcome == Outcome::OutOfRange;
             covered &= outcome == Outcome::Covered;
         }
@@ -491,16 +575,14 @@ impl Windower {
         }
     }
 
-    /// `(size, start, saved)` of checkpointed windows freed since the last
-    /// call: what the state topic may delete.
-    pub fn take_freed(&mut self) -> Vec<(WindowSize, u64, lane::Saved)> {
+    /// Checkpointed windows freed since the last call, with their size:
+    /// what the state topic may delete.
+    pub fn take_freed(&mut self) -> Vec<(WindowSize, lane::Freed)> {
         self.lanes
             .iter_mut()
             .flat_map(|l| {
                 let size = l.grid.size;
-                l.take_freed()
-                    .into_iter()
-                    .map(move |(start, saved)| (size, start, saved))
+                l.take_freed().into_iter().map(move |f| (size, f))
             })
             .collect()
     }

@@ -13,6 +13,7 @@ fn cfg() -> WindowConfig {
         max_ahead_seconds: 300,
         max_behind_seconds: 86_400,
         jump_confirm_events: 16,
+        groupings: crate::group::Groupings::none(),
     }
 }
 
@@ -42,7 +43,7 @@ impl Run {
 fn latest(records: &[WindowRecord]) -> BTreeMap<u64, WindowRecord> {
     let mut m = BTreeMap::new();
     for r in records {
-        let prev = m.insert(r.start_ts, *r);
+        let prev = m.insert(r.start_ts, r.clone());
         if let Some(p) = prev {
             assert!(
                 r.revision > p.revision,
@@ -290,6 +291,7 @@ fn push_src(
         uid.as_bytes(),
         uid_hash(uid.as_bytes()),
         offset,
+        &crate::group::GroupKeys::default(),
         out,
     );
 }

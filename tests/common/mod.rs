@@ -365,19 +365,111 @@ pub fn output_records(topic: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .map(|(key, payload, _)| {
             let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            let key = String::from_utf8(key.expect("a key")).unwrap();
+            let (window, group) = parse_record_key(&key);
             // `<start_ts>`, or `<size>:<start_ts>` when records name their size.
             let want = match v.get("window").and_then(|w| w.as_str()) {
                 Some(size) => format!("{size}:{}", v["start_ts"]),
                 None => v["start_ts"].to_string(),
             };
             assert_eq!(
-                key.as_deref(),
-                Some(want.as_bytes()),
-                "records are keyed by size and start_ts"
+                window, want,
+                "records are keyed by size and start_ts: {key}"
+            );
+            // Then, for a group, its grouping and group as JSON.
+            let overflow = v.get("overflow") == Some(&serde_json::Value::Bool(true));
+            let want_group = v.get("group_by").map(|g| {
+                let value = if overflow {
+                    None
+                } else {
+                    Some(v["group"].clone())
+                };
+                (g.as_str().unwrap().to_string(), value)
+            });
+            assert_eq!(
+                group, want_group,
+                "a group record's key names its group: {key}"
             );
             v
         })
         .collect()
+}
+
+/// A record's Kafka key: the window part, and for a group its grouping and
+/// group (`None`: the overflow record, `=*`), read as JSON.
+pub fn parse_record_key(key: &str) -> (String, Option<(String, Option<serde_json::Value>)>) {
+    let Some(at) = key.find(":\"") else {
+        return (key.to_string(), None);
+    };
+    let window = key[..at].to_string();
+    let rest = &key[at + 1..];
+    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+    let grouping = stream.next().expect("a grouping").expect("a JSON string");
+    let rest = &rest[stream.byte_offset()..];
+    let value = rest.strip_prefix('=').expect("`=` after the grouping");
+    let group = if value == "*" {
+        None
+    } else {
+        Some(serde_json::from_str(value).expect("the group as JSON"))
+    };
+    (window, Some((grouping, group)))
+}
+
+/// What identifies a record: (window, start_ts, group_by, group as JSON);
+/// `group_by` is empty for a window's total, and the overflow record's
+/// group is `*`.
+pub type RecordId = (String, u64, String, String);
+
+pub fn record_id(v: &serde_json::Value) -> RecordId {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let group = if v.get("overflow") == Some(&serde_json::Value::Bool(true)) {
+        "*".to_string()
+    } else {
+        v.get("group").map_or(String::new(), |g| g.to_string())
+    };
+    (
+        s("window"),
+        v["start_ts"].as_u64().unwrap(),
+        s("group_by"),
+        group,
+    )
+}
+
+/// Record id -> (unique_users, events): the last record of each.
+pub type Grouped = BTreeMap<RecordId, (u64, u64)>;
+
+pub fn grouped(records: &[serde_json::Value]) -> Grouped {
+    records
+        .iter()
+        .map(|v| {
+            (
+                record_id(v),
+                (
+                    v["unique_users"].as_u64().unwrap(),
+                    v["events"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `scripts/group-truth.py`'s truth of `jsonl` (JSON lines) for
+/// `group_by` and `windows`.
+pub fn group_truth(jsonl: &[u8], group_by: &str, windows: &str) -> Grouped {
+    let mut child = Command::new("python3")
+        .arg(root().join("scripts/group-truth.py"))
+        .args(["--group-by", group_by, "--windows", windows])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs scripts/group-truth.py");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = jsonl.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(out.status.success());
+    grouped(&json_lines(&out.stdout))
 }
 
 /// The last record per window in the output topic; checks keys on the way
@@ -671,11 +763,10 @@ pub fn kill9_output(mut child: Child) -> Output {
 /// revision (an at-least-once duplicate) carries the same counts. Returns
 /// what breaks the rules, one line each.
 pub fn revision_problems(records: &[serde_json::Value]) -> Vec<String> {
-    let mut seen: BTreeMap<(String, u64), (u64, (u64, u64))> = BTreeMap::new();
+    let mut seen: BTreeMap<RecordId, (u64, (u64, u64))> = BTreeMap::new();
     let mut problems = Vec::new();
     for (offset, v) in records.iter().enumerate() {
-        let size = v.get("window").and_then(|w| w.as_str()).unwrap_or("");
-        let key = (size.to_string(), v["start_ts"].as_u64().unwrap());
+        let key = record_id(v);
         let rev = v["revision"].as_u64().unwrap();
         let counts = (
             v["unique_users"].as_u64().unwrap(),
@@ -703,12 +794,44 @@ pub fn revision_problems(records: &[serde_json::Value]) -> Vec<String> {
 /// the last record, and the truth).
 pub fn assert_output_is_truth(topic: &str, truth: &SizedWindows) {
     let records = output_records(topic);
-    let problems = revision_problems(&records);
     let got = last_per_sized_window(&records);
-    let mut report = String::new();
-    if &got != truth {
-        report += &differences(truth, &got, 40);
+    let report = if &got != truth {
+        differences(truth, &got, 40)
+    } else {
+        String::new()
+    };
+    assert_revisions_rise(&records, report);
+}
+
+/// [`assert_output_is_truth`] for records with groups: every window's and
+/// every group's last record by offset.
+pub fn assert_grouped_output_is_truth(topic: &str, truth: &Grouped) {
+    let records = output_records(topic);
+    let got = grouped(&records);
+    let mut lines = Vec::new();
+    for (k, w) in truth {
+        match got.get(k) {
+            Some(g) if g == w => {}
+            g => lines.push(format!("{k:?}: want {w:?}, got {g:?}")),
+        }
     }
+    for k in got.keys().filter(|k| !truth.contains_key(*k)) {
+        lines.push(format!("{k:?}: not in the truth, got {:?}", got[k]));
+    }
+    let report = if lines.is_empty() {
+        String::new()
+    } else {
+        let n = lines.len();
+        lines.truncate(40);
+        format!("{n} records differ:\n{}", lines.join("\n"))
+    };
+    assert_revisions_rise(&records, report);
+}
+
+/// Fails with `report` (what differs from the truth) and any break of the
+/// revision rules.
+fn assert_revisions_rise(records: &[serde_json::Value], mut report: String) {
+    let problems = revision_problems(records);
     if !problems.is_empty() {
         report += &format!(
             "\n{} of {} records break the revision rules:\n{}",

@@ -81,8 +81,13 @@ impl StateStore {
         sources: Vec<SourceTime>,
         out: &mut Records,
     ) {
-        for (size, start, saved) in windower.take_freed() {
-            state::forget_window(WindowId { shard, size, start }, saved, &mut self.freed);
+        for (size, f) in windower.take_freed() {
+            let id = WindowId {
+                shard,
+                size,
+                start: f.start,
+            };
+            state::forget_window(id, f.saved, f.groups, &mut self.freed);
         }
         let covered = [(shard, position)];
         for (size, window) in windower.windows_mut() {
@@ -151,7 +156,7 @@ impl StateStore {
                 .watermark()
                 .is_some_and(|wm| h.end.saturating_add(retention) <= wm)
             {
-                state::forget_window(id, h.saved, &mut self.pending);
+                state::forget_window(id, h.saved, h.groups, &mut self.pending);
                 continue;
             }
             let position = h
@@ -159,6 +164,14 @@ impl StateStore {
                 .iter()
                 .find(|(id, _)| *id == shard)
                 .map_or(i64::MAX, |&(_, o)| o);
+            let emitted_before = h.phase != Phase::Open;
+            let mut groups = w.groups.clone();
+            if emitted_before {
+                // Every group's count goes out again with the window's.
+                for table in &mut groups {
+                    table.slots_mut().for_each(|(_, g)| g.changed = true);
+                }
+            }
             let window = Window {
                 start: h.start,
                 end: h.end,
@@ -167,17 +180,19 @@ impl StateStore {
                 phase: h.phase,
                 // Emitted before? Emit its count again once replay caught
                 // up: the crash may have come before that record was sent.
-                changed: h.changed || h.phase != Phase::Open,
+                changed: h.changed || emitted_before,
                 replay_from: vec![position; sources],
                 covered: vec![position; sources],
                 saved: Some(h.saved),
                 dirty: false,
+                groups,
+                groups_saved: h.groups,
             };
             if windower.restore_window(h.size, window) {
                 count += 1;
             } else {
                 // A size no longer counted.
-                state::forget_window(id, h.saved, &mut self.pending);
+                state::forget_window(id, h.saved, h.groups, &mut self.pending);
             }
         }
         count
@@ -271,6 +286,7 @@ mod tests {
             max_ahead_seconds: 300,
             max_behind_seconds: 86_400,
             jump_confirm_events: 16,
+            groupings: crate::group::Groupings::none(),
         };
         let mut w = Windower::new(cfg, CounterKind::Exact).unwrap();
         w.track_freed();
@@ -279,7 +295,15 @@ mod tests {
 
     fn push(w: &mut Windower, ts: u64, offset: i64, out: &mut Vec<crate::record::WindowRecord>) {
         let uid = format!("u{offset}");
-        w.push_trusted(0, ts, uid.as_bytes(), uid_hash(uid.as_bytes()), offset);
+        let keys = crate::group::GroupKeys::default();
+        w.push_trusted(
+            0,
+            ts,
+            uid.as_bytes(),
+            uid_hash(uid.as_bytes()),
+            offset,
+            &keys,
+        );
         w.advance_source(0, Some(ts), false, out);
     }
 

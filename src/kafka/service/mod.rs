@@ -98,6 +98,8 @@ pub(crate) struct Ctx<'a> {
     pub topology: Topology,
     pub opts: RunOptions,
     pub kind: CounterKind,
+    /// `DISTINCTLY_GROUP_BY`, validated.
+    pub groupings: crate::group::Groupings,
     shutdown: &'a AtomicBool,
     /// Set when a stage fails or the drain is done: every stage ends.
     stop: AtomicBool,
@@ -193,6 +195,7 @@ pub fn run(
         topology,
         opts,
         kind,
+        groupings: core.groupings()?,
         shutdown,
         stop: AtomicBool::new(false),
         split_drained: AtomicBool::new(false),

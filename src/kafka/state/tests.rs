@@ -15,6 +15,8 @@ fn window(kind: CounterKind) -> Window {
         covered: Vec::new(),
         saved: None,
         dirty: false,
+        groups: Vec::new(),
+        groups_saved: None,
     }
 }
 
@@ -96,6 +98,7 @@ fn keys_and_headers_round_trip() {
         },
         uids: 0,
         overflowed: 0,
+        groups: None,
     };
     let bytes = header.encode();
     assert_eq!(Header::decode("k", &bytes), Ok(header));
@@ -123,7 +126,7 @@ fn exact_windows_are_checkpointed_incrementally_and_read_back() {
     );
     // Nothing new: the header alone (its covered positions move on).
     assert!(round(&mut w, kind, 3, &mut snap) < 200);
-    let (windows, orphans) = snap.windows(kind).unwrap();
+    let (windows, orphans) = snap.windows(kind, 0).unwrap();
     assert!(orphans.is_empty());
     assert_eq!(windows.len(), 1);
     let mut back = windows.into_iter().next().unwrap();
@@ -150,7 +153,7 @@ fn a_generation_full_of_chunks_is_rewritten_and_the_old_one_deleted() {
         saved.generation > 1 && saved.chunks < MAX_CHUNKS,
         "{saved:?}"
     );
-    let (windows, orphans) = snap.windows(kind).unwrap();
+    let (windows, orphans) = snap.windows(kind, 0).unwrap();
     assert!(orphans.is_empty(), "old chunks deleted: {orphans:?}");
     let chunk_keys = snap
         .values
@@ -175,13 +178,13 @@ fn sketches_are_rewritten_whole_only_when_they_changed() {
     );
     add(&mut w, 5_000, 6_000);
     round(&mut w, kind, 3, &mut snap);
-    let (windows, orphans) = snap.windows(kind).unwrap();
+    let (windows, orphans) = snap.windows(kind, 0).unwrap();
     assert!(orphans.is_empty());
     let mut back = windows.into_iter().next().unwrap();
     assert_eq!(back.counter.count(), w.counter.count());
     // Another counter refuses the state.
     assert!(matches!(
-        snap.windows(CounterKind::Exact),
+        snap.windows(CounterKind::Exact, 0),
         Err(StateError::OtherCounter { .. })
     ));
 }
@@ -193,7 +196,7 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
         let mut snap = Snapshot::default();
         add(&mut w, 0, 3_000);
         round(&mut w, kind, 1, &mut snap);
-        let before = snap.windows(kind).unwrap().0[0].header.clone();
+        let before = snap.windows(kind, 0).unwrap().0[0].header.clone();
         let count_before = w.counter.count();
         // The next round: chunks written, then the process dies before
         // the header (and before any tombstone after it).
@@ -215,7 +218,7 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
         for (k, v) in out.into_iter().take(header_at) {
             snap.apply(k, v);
         }
-        let (windows, orphans) = snap.windows(kind).unwrap();
+        let (windows, orphans) = snap.windows(kind, 0).unwrap();
         let mut back = windows.into_iter().next().unwrap();
         assert_eq!(back.header, before, "{kind}");
         assert_eq!(back.counter.count(), count_before);
@@ -241,7 +244,7 @@ fn a_freed_window_leaves_nothing_behind() {
         size: WindowSize::Days(1),
         start: w.start,
     };
-    forget_window(id, w.saved.unwrap(), &mut out);
+    forget_window(id, w.saved.unwrap(), None, &mut out);
     for (k, v) in out {
         snap.apply(k, v);
     }
@@ -252,7 +255,7 @@ fn a_freed_window_leaves_nothing_behind() {
 fn checkpoints_without_shards_are_refused_not_ignored() {
     let mut snap = Snapshot::default();
     snap.apply("w/1m/60".to_string(), Some(vec![1, 2, 3]));
-    let err = snap.windows(CounterKind::Exact).unwrap_err();
+    let err = snap.windows(CounterKind::Exact, 0).unwrap_err();
     assert!(matches!(err, StateError::Unsharded { .. }), "{err}");
     assert!(err.to_string().contains("KAFKA_SERVICE_STATE_TOPIC"));
 }

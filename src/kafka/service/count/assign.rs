@@ -63,7 +63,9 @@ impl Counter<'_> {
                     topic: state.topic.clone(),
                     error,
                 };
-                let (windows, orphans) = snap.windows(self.ctx.kind).map_err(bad)?;
+                let (windows, orphans) = snap
+                    .windows(self.ctx.kind, self.ctx.groupings.len())
+                    .map_err(bad)?;
                 let foreign = snap.foreign_keys();
                 if let Some(first) = foreign.first() {
                     ForeignStateRecords {

@@ -19,6 +19,7 @@ use super::checkpoint::StateStore;
 use super::produce::{flush, send};
 use super::stage_loop::{self, StageLoop};
 use super::{check_fatal, clients, Ctx, Stage};
+use crate::group::GroupKeys;
 use crate::hash::uid_hash;
 use crate::internal_events::{
     BadShardRecord, CommitFailed, InternalEvent, OffsetsCommitted, OutputNotAcknowledged,
@@ -124,6 +125,8 @@ struct Counter<'a> {
     /// By shard id.
     shards: Vec<Option<Shard>>,
     records: Vec<WindowRecord>,
+    /// The group keys of the event at hand (reused).
+    keys: GroupKeys,
     state: Option<StateStore>,
     /// The sizes counted; the first when records carry no size.
     sizes: Vec<WindowSize>,
@@ -172,6 +175,7 @@ impl<'a> Counter<'a> {
             producer,
             shards: Vec::new(),
             records: Vec::new(),
+            keys: GroupKeys::default(),
             state: ctx.topology.state.clone().map(StateStore::new),
             sizes: ctx.core.window_config().sizes,
             last_commit: Instant::now(),
@@ -204,10 +208,29 @@ impl<'a> Counter<'a> {
             shard.positions.resize(src + 1, -1);
             shard.drained.resize(src + 1, false);
         }
+        let groupings = self.ctx.groupings.len();
+        if usize::from(batch.groupings) != groupings {
+            return Err(ServiceError::Fatal(format!(
+                "shard {} holds events of {} groupings, this instance counts {groupings}: every \
+                 instance of a group must run the same DISTINCTLY_GROUP_BY",
+                msg.partition(),
+                batch.groupings
+            )));
+        }
         let windower = &mut shard.windower;
-        let parsed = batch.for_each(|ts, uid| {
-            windower.push_trusted(src, ts, uid, uid_hash(uid), offset);
+        let keys = &mut self.keys;
+        let mut bad_keys = false;
+        let parsed = batch.for_each_grouped(|ts, uid, mut k| {
+            if groupings > 0 && !keys.decode(&mut k, groupings) {
+                bad_keys = true;
+            }
+            windower.push_trusted(src, ts, uid, uid_hash(uid), offset, keys);
         });
+        let parsed = if bad_keys {
+            Err(crate::kafka::shard::BadBatch("malformed group keys"))
+        } else {
+            parsed
+        };
         if parsed.is_err() {
             BadShardRecord {
                 partition: msg.partition(),
@@ -266,10 +289,19 @@ impl<'a> Counter<'a> {
         }
         let lead = self.sizes[0];
         for r in self.records.drain(..) {
-            let key = Key::Part {
-                size: r.size.unwrap_or(lead),
-                start: r.start_ts,
-                shard: id,
+            let size = r.size.unwrap_or(lead);
+            let key = match r.group {
+                None => Key::Part {
+                    size,
+                    start: r.start_ts,
+                    shard: id,
+                },
+                Some(group) => Key::GroupPart {
+                    size,
+                    start: r.start_ts,
+                    shard: id,
+                    group,
+                },
             };
             let value = partials::encode(&Part {
                 end_ts: r.end_ts,

@@ -21,6 +21,7 @@ use super::dead_letter::dead_letter;
 use super::stage_loop::{self, StageLoop};
 use super::{assigned, clients, Ctx, Stage, EXIT_QUIET};
 use crate::decode::Decoder;
+use crate::group::{GroupKeys, Groupings, Refusals};
 use crate::hash::{shard_of, uid_hash};
 use crate::internal_events::{
     InternalEvent, MessageRejected, PartitionsAssigned, ShutdownRequested, TransactionAborted,
@@ -54,6 +55,8 @@ pub(crate) struct SplitStats {
     /// Events the time guards refused.
     pub ts_out_of_range: u64,
     pub dlq_produced: u64,
+    /// Group values no group was made of, per grouping and reason.
+    pub refusals: Refusals,
 }
 
 /// One input partition held by this instance.
@@ -96,6 +99,10 @@ struct Splitter<'a> {
     /// By input partition id.
     parts: Vec<Option<Part>>,
     decoder: Decoder,
+    groupings: Groupings,
+    /// The group keys of the event at hand, and encoded.
+    keys: GroupKeys,
+    key_bytes: Vec<u8>,
     released: Released,
     window_cfg: WindowConfig,
     max_ts: u64,
@@ -138,7 +145,10 @@ impl<'a> Splitter<'a> {
             consumer,
             dlq,
             parts: Vec::new(),
-            decoder: Decoder::new(),
+            decoder: Decoder::with_fields(&ctx.groupings.paths),
+            groupings: ctx.groupings.clone(),
+            keys: GroupKeys::default(),
+            key_bytes: Vec::new(),
             released: Released::default(),
             window_cfg,
             max_ts,
@@ -171,19 +181,33 @@ impl<'a> Splitter<'a> {
         let result = if payload.len() > self.ctx.core.max_message_bytes {
             Err(Reject::TooLarge)
         } else {
-            self.decoder.decode(payload).map(|e| (e.ts, e.uid))
+            self.decoder.decode(payload)
         };
         match result {
-            Ok((ts, uid)) => {
+            Ok(event) => {
+                let (ts, uid) = (event.ts, event.uid);
                 if ts > self.max_ts {
                     self.stats.ts_out_of_range += 1;
                     return Ok(());
                 }
+                self.key_bytes.clear();
+                if !self.groupings.is_empty() {
+                    self.groupings
+                        .keys_of(&event.fields, &mut self.keys, &mut self.stats.refusals);
+                    self.keys.encode(&mut self.key_bytes);
+                }
                 let hash = uid_hash(uid);
-                match part.guard.check(ts, uid, hash, msg.offset()) {
+                match part
+                    .guard
+                    .check_with(ts, uid, &self.key_bytes, hash, msg.offset())
+                {
                     Verdict::Accept => {
                         let shards = part.writers.len() as u32;
-                        part.writers[shard_of(hash, shards) as usize].push(ts, uid);
+                        part.writers[shard_of(hash, shards) as usize].push_grouped(
+                            ts,
+                            uid,
+                            &self.key_bytes,
+                        );
                     }
                     Verdict::Held => {}
                     Verdict::Reject => self.stats.ts_out_of_range += 1,
@@ -388,7 +412,9 @@ impl<'a> Splitter<'a> {
                     id,
                     producer: Arc::new(producer),
                     guard,
-                    writers: (0..shards).map(|_| BatchWriter::new(id)).collect(),
+                    writers: (0..shards)
+                        .map(|_| BatchWriter::grouped(id, self.groupings.len() as u8))
+                        .collect(),
                     next_offset: None,
                     committed: offset,
                     committed_st: st,
@@ -452,8 +478,8 @@ fn settle(part: &mut Part, released: &mut Released, stats: &mut SplitStats) {
     }
     part.guard.swap_released(released);
     let shards = part.writers.len() as u32;
-    for (ts, uid, hash, _) in released.iter() {
-        part.writers[shard_of(hash, shards) as usize].push(ts, uid);
+    for (ts, uid, keys, hash, _) in released.iter_with_extra() {
+        part.writers[shard_of(hash, shards) as usize].push_grouped(ts, uid, keys);
     }
     released.clear();
 }

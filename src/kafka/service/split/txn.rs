@@ -200,6 +200,15 @@ impl Splitter<'_> {
         let Some(Some(part)) = self.parts.get_mut(id as usize) else {
             return Ok(());
         };
+        if txn_error(&e).is_some_and(|t| t.code() == RDKafkaErrorCode::FencedInstanceId) {
+            // Another live instance took this one's name in the group: the
+            // service stops (one line says why), nothing to read again.
+            crate::kafka::context::set_fatal(
+                &self.shared,
+                crate::kafka::context::FatalError::NameTaken(e.to_string()),
+            );
+            return Ok(());
+        }
         let fenced = txn_error(&e).is_some_and(|t| t.is_fatal());
         TransactionAborted {
             partition: id,

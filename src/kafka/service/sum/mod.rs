@@ -15,10 +15,17 @@
 //! freed watermark (`f`). A count that arrives later for a window below it
 //! is a restored shard's copy of one already summed and emitted: it is
 //! ignored, never summed again from part of the shards.
+//!
+//! A window's groups (`DISTINCTLY_GROUP_BY`) are summed the same way, each
+//! with its own revisions (`q/` and `h/` keys), complete when the window
+//! is ([`windows`] holds both).
+
+mod windows;
 
 use super::produce::{flush, send};
 use super::stage_loop::{self, StageLoop};
 use super::{assigned, clients, Ctx, Stage};
+use crate::group::GroupLabel;
 use crate::internal_events::{
     InputDrained, InternalEvent, OutputNotAcknowledged, OutputPaused, OutputResumed,
     PartitionsAssigned, ProducedTo, RecordProduced,
@@ -27,7 +34,7 @@ use crate::kafka::context::{Context, Shared};
 use crate::kafka::partials::{self, Emitted, Freed, Key, Part, Status};
 use crate::kafka::ServiceError;
 use crate::metrics::OutputPublisher;
-use crate::record::WindowRecord;
+use crate::record::{Format, WindowRecord};
 use crate::window::size::WindowSize;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
@@ -36,6 +43,7 @@ use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use windows::SumWindow;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A shard that has not reported for this long pauses the output visibly
@@ -49,23 +57,6 @@ pub(crate) struct SumStats {
     pub records_produced: u64,
     pub windows_emitted: u64,
     pub corrections_emitted: u64,
-}
-
-/// A window as the summer sees it.
-#[derive(Debug, Default)]
-struct SumWindow {
-    end: u64,
-    /// By shard.
-    parts: BTreeMap<i32, Part>,
-    emitted: Option<Emitted>,
-}
-
-impl SumWindow {
-    fn total(&self) -> (u64, u64) {
-        self.parts
-            .values()
-            .fold((0, 0), |(u, e), p| (u + p.unique_users, e + p.events))
-    }
 }
 
 /// What the shards' statuses allow.
@@ -109,8 +100,8 @@ struct Summer<'a> {
     paused: bool,
     stats: SumStats,
     metrics: Option<OutputPublisher>,
-    /// The zone whose local times records carry (none for UTC).
-    local: Option<jiff::tz::TimeZone>,
+    /// How records are written (local times, groupings).
+    format: Format,
 }
 
 pub(super) fn run(ctx: &Ctx<'_>) -> Result<SumStats, ServiceError> {
@@ -152,7 +143,7 @@ impl<'a> Summer<'a> {
             paused: false,
             stats: SumStats::default(),
             metrics: OutputPublisher::if_enabled(),
-            local: crate::record::local_zone(&ctx.core.timezone)
+            format: Format::new(&ctx.core.timezone, &ctx.groupings)
                 .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?,
         })
     }
@@ -197,25 +188,14 @@ impl<'a> Summer<'a> {
         }
         match key {
             Some(Key::Part { size, start, shard }) => {
-                let Some(i) = self.sizes.iter().position(|&s| s == size) else {
-                    return; // a size no longer counted
-                };
-                match payload.and_then(|p| serde_json::from_slice::<Part>(p).ok()) {
-                    Some(part) => {
-                        if self.is_freed(part.end_ts) && !self.windows.contains_key(&(i, start)) {
-                            return; // a restored shard's copy of a freed window
-                        }
-                        let w = self.windows.entry((i, start)).or_default();
-                        w.end = part.end_ts;
-                        w.parts.insert(shard, part);
-                    }
-                    None => {
-                        if let Some(w) = self.windows.get_mut(&(i, start)) {
-                            w.parts.remove(&shard);
-                        }
-                    }
-                }
+                self.on_part(size, start, shard, None, payload)
             }
+            Some(Key::GroupPart {
+                size,
+                start,
+                shard,
+                group,
+            }) => self.on_part(size, start, shard, Some(group), payload),
             Some(Key::Status { shard }) => {
                 let status = payload.and_then(|p| serde_json::from_slice::<Status>(p).ok());
                 if let Some(slot) = self.statuses.get_mut(shard as usize) {
@@ -230,10 +210,31 @@ impl<'a> Summer<'a> {
                     Some(e) => {
                         let w = self.windows.entry((i, start)).or_default();
                         w.end = e.end_ts;
-                        w.emitted = Some(e);
+                        w.total.emitted = Some(e);
                     }
+                    // Written last when a window is freed.
                     None => {
                         self.windows.remove(&(i, start));
+                    }
+                }
+            }
+            Some(Key::GroupEmitted { size, start, group }) => {
+                let Some(i) = self.sizes.iter().position(|&s| s == size) else {
+                    return;
+                };
+                if usize::from(group.grouping) >= self.ctx.groupings.len() {
+                    return; // a grouping no longer counted
+                }
+                match payload.and_then(|p| serde_json::from_slice::<Emitted>(p).ok()) {
+                    Some(e) => {
+                        let w = self.windows.entry((i, start)).or_default();
+                        w.end = e.end_ts;
+                        w.slot(Some(&group)).emitted = Some(e);
+                    }
+                    None => {
+                        if let Some(w) = self.windows.get_mut(&(i, start)) {
+                            w.remove_group(&group);
+                        }
                     }
                 }
             }
@@ -243,6 +244,48 @@ impl<'a> Summer<'a> {
                 }
             }
             None => {}
+        }
+    }
+
+    /// A shard's count of a window's total or of one of its groups.
+    fn on_part(
+        &mut self,
+        size: WindowSize,
+        start: u64,
+        shard: i32,
+        group: Option<GroupLabel>,
+        payload: Option<&[u8]>,
+    ) {
+        let Some(i) = self.sizes.iter().position(|&s| s == size) else {
+            return; // a size no longer counted
+        };
+        if group
+            .as_ref()
+            .is_some_and(|g| usize::from(g.grouping) >= self.ctx.groupings.len())
+        {
+            return; // a grouping no longer counted
+        }
+        match payload.and_then(|p| serde_json::from_slice::<Part>(p).ok()) {
+            Some(part) => {
+                if self.is_freed(part.end_ts) && !self.windows.contains_key(&(i, start)) {
+                    return; // a restored shard's copy of a freed window
+                }
+                let w = self.windows.entry((i, start)).or_default();
+                w.end = part.end_ts;
+                w.slot(group.as_ref()).set(shard, Some(part));
+            }
+            None => {
+                if let Some(w) = self.windows.get_mut(&(i, start)) {
+                    match &group {
+                        None => w.total.set(shard, None),
+                        Some(g) => {
+                            if let Some(s) = w.group_mut(g) {
+                                s.set(shard, None);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -257,17 +300,35 @@ impl<'a> Summer<'a> {
     /// says so (compaction keeps only the latest `f`). Their keys are
     /// deleted again.
     fn drop_strays(&mut self) -> Result<(), ServiceError> {
-        let strays: Vec<((usize, u64), Vec<i32>)> = self
+        let strays: Vec<(usize, u64)> = self
             .windows
             .iter()
-            .filter(|(_, w)| w.emitted.is_none() && self.is_freed(w.end))
-            .map(|(&k, w)| (k, w.parts.keys().copied().collect()))
+            .filter(|(_, w)| !w.emitted() && self.is_freed(w.end))
+            .map(|(&k, _)| k)
             .collect();
-        for ((i, start), shards) in strays {
-            self.windows.remove(&(i, start));
-            let size = self.sizes[i];
-            for shard in shards {
-                self.send_key(&Key::Part { size, start, shard }.to_string(), None)?;
+        for (i, start) in strays {
+            if let Some(w) = self.windows.remove(&(i, start)) {
+                self.delete_parts(i, start, &w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tombstones for the shards' counts of window `start` of size `i`.
+    fn delete_parts(&self, i: usize, start: u64, w: &SumWindow) -> Result<(), ServiceError> {
+        let size = self.sizes[i];
+        for (group, summed) in w.slots() {
+            for shard in summed.shards() {
+                let key = match &group {
+                    None => Key::Part { size, start, shard },
+                    Some(g) => Key::GroupPart {
+                        size,
+                        start,
+                        shard,
+                        group: g.clone(),
+                    },
+                };
+                self.send_key(&key.to_string(), None)?;
             }
         }
         Ok(())
@@ -355,42 +416,27 @@ impl<'a> Summer<'a> {
         }
     }
 
-    /// Emits every window that is complete (or may be emitted early) and
-    /// whose total differs from what was last emitted. Returns whether
-    /// everything due went out (a failed flush retries at the next tick).
+    /// Emits every window that is complete (or may be emitted early), and
+    /// each of its groups, whose sum differs from what was last emitted.
+    /// Returns whether everything due went out (a failed flush retries at
+    /// the next tick).
     fn emit(&mut self, done: Completion) -> Result<bool, ServiceError> {
-        let mut due: Vec<((usize, u64), Emitted)> = Vec::new();
+        type Due = ((usize, u64), Option<GroupLabel>, Emitted);
+        let mut due: Vec<Due> = Vec::new();
         for (&(i, start), w) in &self.windows {
             let ready = done.drained || done.idle || done.watermark.is_some_and(|wm| w.end <= wm);
-            if !ready || w.parts.is_empty() {
+            if !ready || !w.total.has_parts() {
                 continue;
             }
-            let (unique_users, events) = w.total();
-            let unchanged = w
-                .emitted
-                .is_some_and(|e| e.sent && e.unique_users == unique_users && e.events == events);
-            if unchanged {
-                continue;
-            }
-            let revision = w.emitted.map_or(0, |e| e.revision + 1);
-            due.push((
-                (i, start),
-                Emitted {
-                    end_ts: w.end,
-                    revision,
-                    unique_users,
-                    events,
-                    sent: false,
-                },
-            ));
+            due.extend(w.due().into_iter().map(|(g, e)| ((i, start), g, e)));
         }
         if due.is_empty() {
             return Ok(true);
         }
         // First what is about to be sent, acknowledged: a summer taking
         // over after a crash then knows the revision may be out.
-        for &((i, start), e) in &due {
-            self.send_emitted(i, start, Some(e))?;
+        for ((i, start), group, e) in &due {
+            self.send_emitted(*i, *start, group.as_ref(), Some(*e))?;
         }
         if let Err(e) = flush(&self.producer, FLUSH_TIMEOUT) {
             OutputNotAcknowledged { error: &e }.emit();
@@ -399,7 +445,7 @@ impl<'a> Summer<'a> {
         }
         let labelled = self.sizes.len() > 1;
         let mut records = Vec::with_capacity(due.len());
-        for &((i, start), e) in &due {
+        for ((i, start), group, e) in due {
             let r = WindowRecord {
                 start_ts: start,
                 end_ts: e.end_ts,
@@ -408,31 +454,34 @@ impl<'a> Summer<'a> {
                 events: e.events,
                 counter: self.ctx.kind,
                 revision: e.revision,
+                group,
             };
             self.buf.clear();
-            r.write_json(&mut self.buf, self.local.as_ref());
+            self.format.write(&r, &mut self.buf);
             send(
                 &self.producer,
                 BaseRecord::<str, [u8]>::to(&self.ctx.topology.output)
-                    .key(&r.key())
+                    .key(&self.format.key(&r))
                     .payload(&self.buf),
             )?;
             self.stats.records_produced += 1;
-            if e.revision == 0 {
-                self.stats.windows_emitted += 1;
-            } else {
-                self.stats.corrections_emitted += 1;
+            if r.group.is_none() {
+                if e.revision == 0 {
+                    self.stats.windows_emitted += 1;
+                } else {
+                    self.stats.corrections_emitted += 1;
+                }
             }
             RecordProduced {
                 to: ProducedTo::Output,
             }
             .emit();
-            records.push(r);
             let sent = Emitted { sent: true, ..e };
-            self.send_emitted(i, start, Some(sent))?;
+            self.send_emitted(i, start, r.group.as_ref(), Some(sent))?;
             if let Some(w) = self.windows.get_mut(&(i, start)) {
-                w.emitted = Some(sent);
+                w.slot(r.group.as_ref()).emitted = Some(sent);
             }
+            records.push(r);
         }
         if let Some(m) = &mut self.metrics {
             m.observe(&records, self.sizes.first().copied().filter(|_| labelled));
@@ -441,8 +490,8 @@ impl<'a> Summer<'a> {
     }
 
     /// Forgets windows every shard has freed (past retention) once their
-    /// last record went out: the freed watermark first, then tombstones for
-    /// their keys in the partials topic.
+    /// last records went out: the freed watermark first, then tombstones
+    /// for their keys in the partials topic (the total's emitted key last).
     fn free(&mut self, done: Completion) -> Result<(), ServiceError> {
         let Some(wm) = done.watermark else {
             return Ok(());
@@ -451,10 +500,7 @@ impl<'a> Summer<'a> {
         let expired: Vec<(usize, u64)> = self
             .windows
             .iter()
-            .filter(|(_, w)| {
-                w.end.saturating_add(retention) <= wm
-                    && (w.emitted.is_some_and(|e| e.sent) || w.parts.is_empty())
-            })
+            .filter(|(_, w)| w.end.saturating_add(retention) <= wm && w.settled())
             .map(|(&k, _)| k)
             .collect();
         if wm > self.freed_below && !expired.is_empty() {
@@ -465,21 +511,35 @@ impl<'a> Summer<'a> {
         }
         self.freed_below = self.freed_below.max(wm);
         for (i, start) in expired {
-            self.windows.remove(&(i, start));
-            let size = self.sizes[i];
-            for shard in 0..self.ctx.topology.shard_count as i32 {
-                let key = Key::Part { size, start, shard }.to_string();
-                self.send_key(&key, None)?;
+            let Some(w) = self.windows.remove(&(i, start)) else {
+                continue;
+            };
+            self.delete_parts(i, start, &w)?;
+            for (group, _) in w.slots().filter(|(g, _)| g.is_some()) {
+                self.send_emitted(i, start, group.as_ref(), None)?;
             }
-            self.send_emitted(i, start, None)?;
+            self.send_emitted(i, start, None, None)?;
         }
         Ok(())
     }
 
-    fn send_emitted(&self, i: usize, start: u64, e: Option<Emitted>) -> Result<(), ServiceError> {
-        let key = Key::Emitted {
-            size: self.sizes[i],
-            start,
+    /// What was emitted for the total (`group: None`) or a group of window
+    /// `start` of size `i` (`None`: a tombstone).
+    fn send_emitted(
+        &self,
+        i: usize,
+        start: u64,
+        group: Option<&GroupLabel>,
+        e: Option<Emitted>,
+    ) -> Result<(), ServiceError> {
+        let size = self.sizes[i];
+        let key = match group {
+            None => Key::Emitted { size, start },
+            Some(g) => Key::GroupEmitted {
+                size,
+                start,
+                group: g.clone(),
+            },
         }
         .to_string();
         self.send_key(&key, e.map(|e| partials::encode(&e)).as_deref())

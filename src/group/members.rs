@@ -1,0 +1,328 @@
+//! The users of one group in one window, small while they are few.
+//!
+//! Most groups of a real stream are small (a long tail of pages, campaigns,
+//! versions), so a group starts as a handful of ids kept inline in its
+//! slot, grows into a list (with a hash index once linear search stops
+//! paying), and, for the sketch backends, turns into the backend's sketch
+//! once the list would cost more than the sketch:
+//!
+//! - `exact`: the ids are the uids' offsets in the window's arena (the
+//!   window's total counter stores every uid's bytes once; its groups share
+//!   them), so a group of one user costs its slot and four bytes.
+//! - sketches: the ids are the uids' 64-bit hashes, counted exactly until
+//!   [`dense_after`] of them, then fed into a sketch of the configured kind
+//!   (every backend but `exact` counts from the hash alone).
+//!
+//! Ids are kept in first-seen order, so a checkpoint can append the ones
+//! added since the last round.
+
+use crate::counter::{AnyCounter, CounterKind};
+use hashbrown::HashTable;
+
+/// A member id: a `u32` arena offset or a `u64` uid hash.
+pub trait Id: Copy + Eq + Default + std::fmt::Debug {
+    /// A well-mixed hash of the id for the index.
+    fn mix(self) -> u64;
+}
+
+impl Id for u32 {
+    #[inline]
+    fn mix(self) -> u64 {
+        // splitmix64's finalizer: arena offsets are far from random.
+        let mut z = u64::from(self).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl Id for u64 {
+    #[inline]
+    fn mix(self) -> u64 {
+        self // uid hashes are uniform already
+    }
+}
+
+/// Beyond this many ids a list gets a hash index (a linear scan of 16
+/// ids is one or two cache lines).
+const INDEX_AFTER: usize = 16;
+
+/// Ids on the heap, in first-seen order, with a hash index past
+/// [`INDEX_AFTER`] of them.
+#[derive(Debug, Clone, Default)]
+pub struct HeapSet<K> {
+    items: Vec<K>,
+    /// Positions in `items`, hashed by [`Id::mix`]; empty below
+    /// [`INDEX_AFTER`] ids.
+    index: HashTable<u32>,
+}
+
+impl<K: Id> HeapSet<K> {
+    fn from(items: &[K], id: K) -> Box<Self> {
+        let mut v = Vec::with_capacity(4 * items.len().max(1));
+        v.extend_from_slice(items);
+        v.push(id);
+        Box::new(HeapSet {
+            items: v,
+            index: HashTable::new(),
+        })
+    }
+
+    pub fn items(&self) -> &[K] {
+        &self.items
+    }
+
+    /// A set of `items` (distinct, in first-seen order), as a checkpoint
+    /// gives them back.
+    pub fn collect(items: Vec<K>) -> Box<Self> {
+        let mut set = HeapSet {
+            items,
+            index: HashTable::new(),
+        };
+        if set.items.len() > INDEX_AFTER {
+            let items = &set.items;
+            for (i, k) in items.iter().enumerate() {
+                set.index
+                    .insert_unique(k.mix(), i as u32, |&p| items[p as usize].mix());
+            }
+        }
+        Box::new(set)
+    }
+
+    #[inline]
+    fn insert(&mut self, id: K) -> bool {
+        if self.index.is_empty() {
+            if self.items.contains(&id) {
+                return false;
+            }
+            self.items.push(id);
+            if self.items.len() > INDEX_AFTER {
+                let items = &self.items;
+                for (i, k) in items.iter().enumerate() {
+                    self.index
+                        .insert_unique(k.mix(), i as u32, |&p| items[p as usize].mix());
+                }
+            }
+            return true;
+        }
+        let items = &self.items;
+        if self
+            .index
+            .find(id.mix(), |&p| items[p as usize] == id)
+            .is_some()
+        {
+            return false;
+        }
+        let at = self.items.len() as u32;
+        self.items.push(id);
+        let items = &self.items;
+        self.index
+            .insert_unique(id.mix(), at, |&p| items[p as usize].mix());
+        true
+    }
+
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.items.capacity() * std::mem::size_of::<K>()
+            + table_bytes(self.index.capacity(), 4)
+    }
+}
+
+/// Heap bytes of a hashbrown table of `capacity` entries of `entry` bytes.
+pub fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).next_power_of_two();
+    buckets * (entry + 1) + 16
+}
+
+/// One uid as a group sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// `exact`: the uid's offset in the window's arena.
+    Offset(u32),
+    /// A sketch backend: the uid's hash.
+    Hash(u64),
+    /// `exact`, a uid beyond the window's 4 GiB arena: counted, not stored
+    /// (the group's count becomes an upper bound, as the window's does).
+    Unstored,
+}
+
+/// The users of a group: 16 bytes in its slot, more only past two users
+/// (`exact`) or one (sketches).
+#[derive(Debug, Clone)]
+pub enum Members {
+    /// `exact`: up to two arena offsets.
+    Offsets {
+        len: u8,
+        items: [u32; 2],
+    },
+    OffsetList(Box<HeapSet<u32>>),
+    /// A sketch backend: the one user's hash (a group is made by its first
+    /// event, so it has one).
+    Hash(u64),
+    HashList(Box<HeapSet<u64>>),
+    Sketch(Box<AnyCounter>),
+}
+
+/// How many hashes a group of a sketch backend keeps before it turns into
+/// the sketch: about where the list (8 bytes a hash) outgrows the sketch.
+pub fn dense_after(kind: CounterKind) -> usize {
+    let sketch_bytes: usize = match kind {
+        CounterKind::Exact => return usize::MAX,
+        // A roaring bitmap of few random 32-bit hashes is a container each.
+        CounterKind::Roaring => return 8192,
+        // HyperLogLog++: 6-bit registers; CPC: about a byte per row; HLL_4:
+        // half a byte per register.
+        CounterKind::Hll { precision } => (1usize << precision) * 3 / 4,
+        CounterKind::Cpc { lg_k } => 1usize << lg_k,
+        CounterKind::Hll4 { lg_k } => 1usize << (lg_k - 1),
+    };
+    (sketch_bytes / 8).clamp(64, 8192)
+}
+
+impl Members {
+    /// The members of a group whose first user is `m`.
+    pub fn first(m: Member) -> Self {
+        match m {
+            Member::Offset(o) => Members::Offsets {
+                len: 1,
+                items: [o, 0],
+            },
+            Member::Unstored => Members::Offsets {
+                len: 0,
+                items: [0, 0],
+            },
+            Member::Hash(h) => Members::Hash(h),
+        }
+    }
+
+    /// Adds one user; `dense_after` is [`dense_after`] of `kind`. Returns
+    /// whether it was new (a sketch cannot tell: true). A uid the window
+    /// could not store (`exact` beyond its 4 GiB arena) is not counted: the
+    /// group's count is then a lower bound, as the window's is an upper one.
+    #[inline]
+    pub fn insert(&mut self, m: Member, kind: CounterKind, dense_after: usize) -> bool {
+        match (&mut *self, m) {
+            (Members::Offsets { len, items }, Member::Offset(o)) => {
+                let n = usize::from(*len);
+                if items[..n].contains(&o) {
+                    return false;
+                }
+                if n < items.len() {
+                    items[n] = o;
+                    *len += 1;
+                } else {
+                    *self = Members::OffsetList(HeapSet::from(&items[..], o));
+                }
+                true
+            }
+            (Members::OffsetList(set), Member::Offset(o)) => set.insert(o),
+            (Members::Hash(h0), Member::Hash(h)) => {
+                if *h0 == h {
+                    return false;
+                }
+                *self = Members::HashList(HeapSet::from(&[*h0], h));
+                true
+            }
+            (Members::HashList(set), Member::Hash(h)) => {
+                let new = set.insert(h);
+                if new && set.items.len() > dense_after {
+                    let mut sketch = AnyCounter::new(kind);
+                    for &h in &set.items {
+                        sketch.insert(&[], h);
+                    }
+                    *self = Members::Sketch(Box::new(sketch));
+                }
+                new
+            }
+            (Members::Sketch(s), Member::Hash(h)) => {
+                s.insert(&[], h);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Distinct users.
+    pub fn count(&mut self) -> u64 {
+        match self {
+            Members::Offsets { len, .. } => u64::from(*len),
+            Members::OffsetList(set) => set.items.len() as u64,
+            Members::Hash(_) => 1,
+            Members::HashList(set) => set.items.len() as u64,
+            Members::Sketch(s) => s.count(),
+        }
+    }
+
+    /// Heap bytes held beyond the slot.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Members::Offsets { .. } | Members::Hash(_) => 0,
+            Members::OffsetList(set) => set.heap_bytes(),
+            Members::HashList(set) => set.heap_bytes(),
+            Members::Sketch(s) => std::mem::size_of::<AnyCounter>() + s.heap_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn members_count_like_a_hash_set_in_first_seen_order() {
+        let mut m = Members::first(Member::Offset(0));
+        let mut truth = HashSet::from([0u32]);
+        let mut order = vec![0u32];
+        let mut x: u64 = 7;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 700) as u32 * 12; // offsets: multiples, not random
+            let new = truth.insert(id);
+            assert_eq!(
+                m.insert(Member::Offset(id), CounterKind::Exact, usize::MAX),
+                new
+            );
+            if new {
+                order.push(id);
+            }
+            assert_eq!(m.count(), truth.len() as u64);
+        }
+        let Members::OffsetList(set) = &m else {
+            panic!("a list")
+        };
+        assert_eq!(set.items(), &order[..]);
+    }
+
+    #[test]
+    fn a_small_group_stays_in_its_slot_and_a_large_sketch_group_turns_dense() {
+        assert_eq!(std::mem::size_of::<Members>(), 16);
+        let kind = CounterKind::Hll { precision: 10 };
+        let limit = dense_after(kind);
+        let mut m = Members::first(Member::Hash(1));
+        assert!(!m.insert(Member::Hash(1), kind, limit));
+        assert_eq!(m.count(), 1);
+        assert_eq!(m.heap_bytes(), 0, "one user: in the slot");
+        for i in 0..limit as u64 * 4 {
+            m.insert(
+                Member::Hash(crate::hash::uid_hash(&i.to_le_bytes())),
+                kind,
+                limit,
+            );
+        }
+        assert!(matches!(m, Members::Sketch(_)));
+        let n = limit as f64 * 4.0 + 1.0;
+        let est = m.count() as f64;
+        assert!((est - n).abs() < n * 0.15, "{est} vs {n}");
+        // Two exact users stay in the slot; unstored ones are not counted.
+        let mut e = Members::first(Member::Offset(3));
+        assert!(e.insert(Member::Offset(9), CounterKind::Exact, usize::MAX));
+        assert!(!e.insert(Member::Unstored, CounterKind::Exact, usize::MAX));
+        assert_eq!((e.count(), e.heap_bytes()), (2, 0));
+    }
+}

@@ -1,0 +1,254 @@
+//! The groups of one window for one grouping.
+//!
+//! Groups live in one hash table keyed by their key's hash; their keys live
+//! back to back in one arena of the table, so a group is a 40-byte slot
+//! (key position, revision, events, [`Members`]) plus what its members need
+//! beyond the slot. Events without a group and events of groups beyond the
+//! table's limit (`DISTINCTLY_MAX_GROUPS`) have a slot of their own each.
+//!
+//! Each group has its own revisions: a window's first record emits every
+//! group, and a correction emits only the groups that changed.
+
+use super::members::{dense_after, table_bytes, Member, Members};
+use super::{key_hash, GroupValue};
+use crate::counter::CounterKind;
+use hashbrown::HashTable;
+
+/// One group of a window.
+#[derive(Debug, Clone)]
+pub struct Group {
+    key_at: u32,
+    key_len: u16,
+    /// It has events its last record lacks.
+    pub changed: bool,
+    /// Records emitted so far: the next one's revision.
+    pub emitted: u32,
+    pub events: u64,
+    pub members: Members,
+}
+
+impl Group {
+    fn new(key_at: u32, key_len: u16, m: Member) -> Self {
+        Group {
+            key_at,
+            key_len,
+            changed: true,
+            emitted: 0,
+            events: 1,
+            members: Members::first(m),
+        }
+    }
+
+    /// A group restored from a checkpoint (its key already in the arena).
+    fn restored(key_at: u32, key_len: u16, parts: GroupParts) -> Self {
+        Group {
+            key_at,
+            key_len,
+            changed: parts.changed,
+            emitted: parts.emitted,
+            events: parts.events,
+            members: parts.members,
+        }
+    }
+}
+
+/// What a checkpoint says of a group.
+#[derive(Debug, Clone)]
+pub struct GroupParts {
+    pub changed: bool,
+    pub emitted: u32,
+    pub events: u64,
+    pub members: Members,
+}
+
+/// Which slot an event counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Group,
+    NoGroup,
+    /// Its group did not fit the limit.
+    Overflow,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupTable {
+    groups: HashTable<Group>,
+    keys: Vec<u8>,
+    none: Option<Group>,
+    overflow: Option<Group>,
+}
+
+impl GroupTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Groups held (besides the no-group and overflow slots).
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.none.is_none() && self.overflow.is_none()
+    }
+
+    /// Counts one event of user `m` in group `key` (`None`: no group), with
+    /// at most `max` groups held.
+    #[inline]
+    pub fn count(
+        &mut self,
+        key: Option<(&[u8], u64)>,
+        m: Member,
+        kind: CounterKind,
+        max: usize,
+    ) -> Counted {
+        let dense = dense_after(kind);
+        let Some((key, hash)) = key else {
+            bump(&mut self.none, m, kind, dense);
+            return Counted::NoGroup;
+        };
+        let keys = &self.keys;
+        if let Some(g) = self.groups.find_mut(hash, |g| {
+            &keys[g.key_at as usize..][..g.key_len as usize] == key
+        }) {
+            g.events += 1;
+            g.changed = true;
+            g.members.insert(m, kind, dense);
+            return Counted::Group;
+        }
+        if self.groups.len() >= max {
+            bump(&mut self.overflow, m, kind, dense);
+            return Counted::Overflow;
+        }
+        let at = self.keys.len() as u32;
+        self.keys.extend_from_slice(key);
+        let keys = &self.keys;
+        self.groups
+            .insert_unique(hash, Group::new(at, key.len() as u16, m), |g| {
+                key_hash(&keys[g.key_at as usize..][..g.key_len as usize])
+            });
+        Counted::Group
+    }
+
+    /// Every slot with its value, groups in no particular order.
+    pub fn slots_mut(&mut self) -> impl Iterator<Item = (GroupValue, &mut Group)> + '_ {
+        let keys = &self.keys;
+        let groups = self.groups.iter_mut().map(move |g| {
+            let key = &keys[g.key_at as usize..][..g.key_len as usize];
+            (GroupValue::Key(key.into()), g)
+        });
+        let none = self.none.as_mut().map(|g| (GroupValue::None, g));
+        let overflow = self.overflow.as_mut().map(|g| (GroupValue::Overflow, g));
+        none.into_iter().chain(groups).chain(overflow)
+    }
+
+    /// The slots whose records are due (changed since their last one), with
+    /// their values; `all` takes every slot.
+    pub fn due(&mut self, all: bool) -> Vec<(GroupValue, &mut Group)> {
+        let mut due: Vec<(GroupValue, &mut Group)> =
+            self.slots_mut().filter(|(_, g)| all || g.changed).collect();
+        // The same output for the same input: by value (none, keys, overflow).
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        due
+    }
+
+    /// Puts a group back from a checkpoint (a value given twice: the later
+    /// wins, as the checkpoint's later entries are newer).
+    pub fn restore(&mut self, value: GroupValue, parts: GroupParts) {
+        match value {
+            GroupValue::None => self.none = Some(Group::restored(0, 0, parts)),
+            GroupValue::Overflow => self.overflow = Some(Group::restored(0, 0, parts)),
+            GroupValue::Key(key) => {
+                let hash = key_hash(&key);
+                let keys = &self.keys;
+                if let Some(g) = self.groups.find_mut(hash, |g| {
+                    keys[g.key_at as usize..][..g.key_len as usize] == key[..]
+                }) {
+                    *g = Group::restored(g.key_at, g.key_len, parts);
+                    return;
+                }
+                let at = self.keys.len() as u32;
+                self.keys.extend_from_slice(&key);
+                let keys = &self.keys;
+                self.groups.insert_unique(
+                    hash,
+                    Group::restored(at, key.len() as u16, parts),
+                    |g| key_hash(&keys[g.key_at as usize..][..g.key_len as usize]),
+                );
+            }
+        }
+    }
+
+    /// Heap bytes: the table, the key arena, and members beyond the slots.
+    pub fn heap_bytes(&self) -> usize {
+        let slots = table_bytes(self.groups.capacity(), std::mem::size_of::<Group>());
+        let members: usize = self.groups.iter().map(|g| g.members.heap_bytes()).sum();
+        let extra: usize = [&self.none, &self.overflow]
+            .into_iter()
+            .flatten()
+            .map(|g| std::mem::size_of::<Group>() + g.members.heap_bytes())
+            .sum();
+        slots + self.keys.capacity() + members + extra
+    }
+}
+
+/// Counts one event in a no-group or overflow slot.
+#[inline]
+fn bump(slot: &mut Option<Group>, m: Member, kind: CounterKind, dense: usize) {
+    match slot {
+        Some(g) => {
+            g.events += 1;
+            g.changed = true;
+            g.members.insert(m, kind, dense);
+        }
+        None => *slot = Some(Group::new(0, 0, m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::uid_hash;
+
+    #[test]
+    fn groups_count_their_users_and_events_and_the_limit_overflows() {
+        let kind = CounterKind::Hll { precision: 12 };
+        let mut t = GroupTable::new();
+        let count = |t: &mut GroupTable, key: Option<&str>, uid: &str| {
+            let key = key.map(|k| (k.as_bytes(), key_hash(k.as_bytes())));
+            t.count(key, Member::Hash(uid_hash(uid.as_bytes())), kind, 2)
+        };
+        assert_eq!(count(&mut t, Some("DE"), "a"), Counted::Group);
+        assert_eq!(count(&mut t, Some("DE"), "a"), Counted::Group);
+        assert_eq!(count(&mut t, Some("FR"), "b"), Counted::Group);
+        assert_eq!(count(&mut t, None, "c"), Counted::NoGroup);
+        assert_eq!(count(&mut t, Some("IT"), "d"), Counted::Overflow);
+        assert_eq!(count(&mut t, Some("ES"), "d"), Counted::Overflow);
+        assert_eq!(
+            count(&mut t, Some("DE"), "e"),
+            Counted::Group,
+            "held: counted"
+        );
+        let mut got: Vec<(GroupValue, u64, u64)> = t
+            .due(true)
+            .into_iter()
+            .map(|(v, g)| (v, g.members.count(), g.events))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (GroupValue::None, 1, 1),
+                (GroupValue::Key(b"DE"[..].into()), 2, 3),
+                (GroupValue::Key(b"FR"[..].into()), 1, 1),
+                (GroupValue::Overflow, 1, 2),
+            ]
+        );
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_slot_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Group>(), 40);
+    }
+}
