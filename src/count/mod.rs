@@ -21,7 +21,7 @@ pub use summary::Summary;
 
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
-use crate::group::{GroupKeys, GroupLabel, Groupings};
+use crate::group::{GroupKeys, GroupLabel, Groupings, Keys};
 use crate::hash::uid_hash;
 use crate::input::{Line, Source};
 use crate::metrics::{Publisher, Totals};
@@ -307,7 +307,7 @@ impl<W: Write> Counting<W> {
                         event.ts,
                         event.uid,
                         hash,
-                        &self.keys,
+                        self.keys.view(),
                         &mut self.records,
                     );
                 }
@@ -322,17 +322,16 @@ impl<W: Write> Counting<W> {
         self.summary.decoded += d.events.len() as u64;
         self.summary.rejected.merge(&d.rejects);
         self.summary.refusals.merge(&d.refusals);
-        let groupings = self.groupings.len();
         for e in &d.events {
             let uid = &d.uids[e.uid.start as usize..e.uid.end as usize];
-            if groupings == 0 {
-                self.windower.push(e.ts, uid, e.hash, &mut self.records);
-            } else {
-                let mut keys = &d.keys[e.keys.start as usize..e.keys.end as usize];
-                self.keys.decode(&mut keys, groupings);
-                self.windower
-                    .push_grouped(e.ts, uid, e.hash, &self.keys, &mut self.records);
-            }
+            let spans = &d.key_spans[e.keys.start as usize..e.keys.end as usize];
+            self.windower.push_grouped(
+                e.ts,
+                uid,
+                e.hash,
+                Keys::new(&d.keys, spans),
+                &mut self.records,
+            );
         }
     }
 

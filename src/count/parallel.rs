@@ -25,7 +25,8 @@ use std::sync::Mutex;
 const CHUNK: usize = 4 << 20;
 
 /// One decoded event of a chunk; its uid is `uids[uid]`, its group keys
-/// `keys[keys]` (encoded, see `GroupKeys::encode`).
+/// `key_spans[keys]` (over `keys`, hashed here: not by the windowing
+/// thread).
 #[derive(Debug, Clone)]
 pub struct DecodedEvent {
     pub ts: u64,
@@ -40,6 +41,7 @@ pub struct Decoded {
     pub events: Vec<DecodedEvent>,
     pub uids: Vec<u8>,
     pub keys: Vec<u8>,
+    pub key_spans: Vec<(u32, u32, u64)>,
     pub rejects: RejectCounts,
     pub refusals: Refusals,
     pub messages: u64,
@@ -200,17 +202,17 @@ fn worker(
                     if opts.keep_uids {
                         d.uids.extend_from_slice(e.uid);
                     }
-                    let keys_start = d.keys.len() as u32;
+                    let keys_start = d.key_spans.len() as u32;
                     if !opts.groupings.is_empty() {
                         opts.groupings
                             .keys_of(&e.fields, &mut keys, &mut d.refusals);
-                        keys.encode(&mut d.keys);
+                        keys.append_to(&mut d.keys, &mut d.key_spans);
                     }
                     d.events.push(DecodedEvent {
                         ts: e.ts,
                         hash: uid_hash(e.uid),
                         uid: start..d.uids.len() as u32,
-                        keys: keys_start..d.keys.len() as u32,
+                        keys: keys_start..d.key_spans.len() as u32,
                     });
                 }
                 Err(r) => d.rejects.add(r),

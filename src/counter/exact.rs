@@ -110,14 +110,15 @@ fn read_len(at: &[u8]) -> (usize, usize) {
 
 impl ExactCounter {
     /// Adds one uid (as [`Counter::insert`]) and returns its offset in the
-    /// arena: a stable id of the uid within this counter, which groups of a
-    /// window hold instead of the uid's bytes. `None` for a new uid that did
-    /// not fit the arena (counted, not stored).
+    /// arena, a stable id of the uid within this counter (which groups of a
+    /// window hold instead of the uid's bytes), and whether it is new.
+    /// `None` for a new uid that did not fit the arena (counted, not
+    /// stored).
     #[inline]
-    pub fn insert_offset(&mut self, uid: &[u8], hash: u64) -> Option<u32> {
+    pub fn insert_offset(&mut self, uid: &[u8], hash: u64) -> Option<(u32, bool)> {
         let arena = &self.arena;
         if let Some(&off) = self.table.find(hash, |&off| Self::entry(arena, off) == uid) {
-            return Some(off);
+            return Some((off, false));
         }
         let offset = self.arena.len();
         let needed = uid.len() + 3;
@@ -135,7 +136,7 @@ impl ExactCounter {
         self.table.insert_unique(hash, offset as u32, |&off| {
             uid_hash(Self::entry(arena, off))
         });
-        Some(offset as u32)
+        Some((offset as u32, true))
     }
 }
 

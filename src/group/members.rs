@@ -13,8 +13,7 @@
 //!   [`dense_after`] of them, then fed into a sketch of the configured kind
 //!   (every backend but `exact` counts from the hash alone).
 //!
-//! Ids are kept in first-seen order, so a checkpoint can append the ones
-//! added since the last round.
+//! A checkpoint writes a group's ids whole (see `wire`).
 
 use crate::counter::{AnyCounter, CounterKind};
 use hashbrown::HashTable;
@@ -47,84 +46,101 @@ impl Id for u64 {
 /// ids is one or two cache lines).
 const INDEX_AFTER: usize = 16;
 
-/// Ids on the heap, in first-seen order, with a hash index past
-/// [`INDEX_AFTER`] of them.
+/// Ids on the heap: a list searched linearly up to [`INDEX_AFTER`] of
+/// them, then a hash set of the ids themselves (one probe, no second
+/// array to look in). Iteration order is the same for the same inserts.
 #[derive(Debug, Clone, Default)]
 pub struct HeapSet<K> {
-    items: Vec<K>,
-    /// Positions in `items`, hashed by [`Id::mix`]; empty below
-    /// [`INDEX_AFTER`] ids.
-    index: HashTable<u32>,
+    /// The ids while they are few (empty once `table` holds them).
+    list: Vec<K>,
+    table: HashTable<K>,
 }
 
 impl<K: Id> HeapSet<K> {
     fn from(items: &[K], id: K) -> Box<Self> {
-        let mut v = Vec::with_capacity(4 * items.len().max(1));
-        v.extend_from_slice(items);
-        v.push(id);
+        let mut list = Vec::with_capacity(4 * items.len().max(1));
+        list.extend_from_slice(items);
+        list.push(id);
         Box::new(HeapSet {
-            items: v,
-            index: HashTable::new(),
+            list,
+            table: HashTable::new(),
         })
     }
 
-    pub fn items(&self) -> &[K] {
-        &self.items
+    pub fn len(&self) -> usize {
+        self.list.len() + self.table.len()
     }
 
-    /// A set of `items` (distinct, in first-seen order), as a checkpoint
-    /// gives them back.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids (first-seen order while listed).
+    pub fn items(&self) -> impl Iterator<Item = K> + '_ {
+        self.list.iter().copied().chain(self.table.iter().copied())
+    }
+
+    /// A set of distinct `items`, as a checkpoint gives them back.
     pub fn collect(items: Vec<K>) -> Box<Self> {
         let mut set = HeapSet {
-            items,
-            index: HashTable::new(),
+            list: items,
+            table: HashTable::new(),
         };
-        if set.items.len() > INDEX_AFTER {
-            let items = &set.items;
-            for (i, k) in items.iter().enumerate() {
-                set.index
-                    .insert_unique(k.mix(), i as u32, |&p| items[p as usize].mix());
-            }
+        if set.list.len() > INDEX_AFTER {
+            set.to_table();
         }
         Box::new(set)
     }
 
+    /// Moves the listed ids into the hash set, with room to grow: a group
+    /// past [`INDEX_AFTER`] users usually keeps growing.
+    #[cold]
+    fn to_table(&mut self) {
+        self.table.reserve(4 * self.list.len(), |&k: &K| k.mix());
+        for k in self.list.drain(..) {
+            self.table.insert_unique(k.mix(), k, |&k| k.mix());
+        }
+        self.list = Vec::new();
+    }
+
+    /// Adds an id known not to be in the set (no search).
     #[inline]
+    fn push_new(&mut self, id: K) {
+        if !self.table.is_empty() {
+            self.table.insert_unique(id.mix(), id, |&k| k.mix());
+            return;
+        }
+        self.list.push(id);
+        if self.list.len() > INDEX_AFTER {
+            self.to_table();
+        }
+    }
+
+    #[inline(always)]
     fn insert(&mut self, id: K) -> bool {
-        if self.index.is_empty() {
-            if self.items.contains(&id) {
+        if self.table.is_empty() {
+            if self.list.contains(&id) {
                 return false;
             }
-            self.items.push(id);
-            if self.items.len() > INDEX_AFTER {
-                let items = &self.items;
-                for (i, k) in items.iter().enumerate() {
-                    self.index
-                        .insert_unique(k.mix(), i as u32, |&p| items[p as usize].mix());
-                }
+            self.list.push(id);
+            if self.list.len() > INDEX_AFTER {
+                self.to_table();
             }
             return true;
         }
-        let items = &self.items;
-        if self
-            .index
-            .find(id.mix(), |&p| items[p as usize] == id)
-            .is_some()
-        {
-            return false;
+        match self.table.entry(id.mix(), |&k| k == id, |&k| k.mix()) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(id);
+                true
+            }
         }
-        let at = self.items.len() as u32;
-        self.items.push(id);
-        let items = &self.items;
-        self.index
-            .insert_unique(id.mix(), at, |&p| items[p as usize].mix());
-        true
     }
 
     fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.items.capacity() * std::mem::size_of::<K>()
-            + table_bytes(self.index.capacity(), 4)
+            + self.list.capacity() * std::mem::size_of::<K>()
+            + table_bytes(self.table.capacity(), std::mem::size_of::<K>())
     }
 }
 
@@ -142,6 +158,8 @@ pub fn table_bytes(capacity: usize, entry: usize) -> usize {
 pub enum Member {
     /// `exact`: the uid's offset in the window's arena.
     Offset(u32),
+    /// `exact`: a uid the window had not seen before, so no group has it.
+    NewOffset(u32),
     /// A sketch backend: the uid's hash.
     Hash(u64),
     /// `exact`, a uid beyond the window's 4 GiB arena: counted, not stored
@@ -186,7 +204,7 @@ impl Members {
     /// The members of a group whose first user is `m`.
     pub fn first(m: Member) -> Self {
         match m {
-            Member::Offset(o) => Members::Offsets {
+            Member::Offset(o) | Member::NewOffset(o) => Members::Offsets {
                 len: 1,
                 items: [o, 0],
             },
@@ -202,7 +220,7 @@ impl Members {
     /// whether it was new (a sketch cannot tell: true). A uid the window
     /// could not store (`exact` beyond its 4 GiB arena) is not counted: the
     /// group's count is then a lower bound, as the window's is an upper one.
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, m: Member, kind: CounterKind, dense_after: usize) -> bool {
         match (&mut *self, m) {
             (Members::Offsets { len, items }, Member::Offset(o)) => {
@@ -218,7 +236,21 @@ impl Members {
                 }
                 true
             }
+            (Members::Offsets { len, items }, Member::NewOffset(o)) => {
+                let n = usize::from(*len);
+                if n < items.len() {
+                    items[n] = o;
+                    *len += 1;
+                } else {
+                    *self = Members::OffsetList(HeapSet::from(&items[..], o));
+                }
+                true
+            }
             (Members::OffsetList(set), Member::Offset(o)) => set.insert(o),
+            (Members::OffsetList(set), Member::NewOffset(o)) => {
+                set.push_new(o);
+                true
+            }
             (Members::Hash(h0), Member::Hash(h)) => {
                 if *h0 == h {
                     return false;
@@ -228,9 +260,9 @@ impl Members {
             }
             (Members::HashList(set), Member::Hash(h)) => {
                 let new = set.insert(h);
-                if new && set.items.len() > dense_after {
+                if new && set.len() > dense_after {
                     let mut sketch = AnyCounter::new(kind);
-                    for &h in &set.items {
+                    for h in set.items() {
                         sketch.insert(&[], h);
                     }
                     *self = Members::Sketch(Box::new(sketch));
@@ -249,9 +281,9 @@ impl Members {
     pub fn count(&mut self) -> u64 {
         match self {
             Members::Offsets { len, .. } => u64::from(*len),
-            Members::OffsetList(set) => set.items.len() as u64,
+            Members::OffsetList(set) => set.len() as u64,
             Members::Hash(_) => 1,
-            Members::HashList(set) => set.items.len() as u64,
+            Members::HashList(set) => set.len() as u64,
             Members::Sketch(s) => s.count(),
         }
     }
@@ -296,7 +328,10 @@ mod tests {
         let Members::OffsetList(set) = &m else {
             panic!("a list")
         };
-        assert_eq!(set.items(), &order[..]);
+        let mut got: Vec<u32> = set.items().collect();
+        got.sort_unstable();
+        order.sort_unstable();
+        assert_eq!(got, order);
     }
 
     #[test]

@@ -224,23 +224,37 @@ impl GroupKeys {
     /// Grouping `g`'s key and its hash, or `None` (no group).
     #[inline]
     pub fn get(&self, g: usize) -> Option<(&[u8], u64)> {
-        let (start, end, hash) = self.keys[g];
-        (start != NO_GROUP).then(|| (&self.buf[start as usize..end as usize], hash))
+        self.view().get(g)
+    }
+
+    /// The keys, borrowed.
+    #[inline]
+    pub fn view(&self) -> Keys<'_> {
+        Keys {
+            buf: &self.buf,
+            spans: &self.keys,
+        }
     }
 
     /// The keys as bytes (for an event the time guard holds, or a shard
     /// batch): per grouping, varint 0 for no group, else the key's length
     /// plus one and the key.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        for g in 0..self.keys.len() {
-            match self.get(g) {
-                Some((key, _)) => {
-                    varint::write(out, key.len() as u64 + 1);
-                    out.extend_from_slice(key);
-                }
-                None => out.push(0),
+        self.view().encode(out);
+    }
+
+    /// Appends the keys to `buf` and their spans (with hashes) to `spans`,
+    /// for a [`Keys`] view of them later (a chunk of decoded events).
+    pub fn append_to(&self, buf: &mut Vec<u8>, spans: &mut Vec<(u32, u32, u64)>) {
+        let base = buf.len() as u32;
+        buf.extend_from_slice(&self.buf);
+        spans.extend(self.keys.iter().map(|&(start, end, hash)| {
+            if start == NO_GROUP {
+                (NO_GROUP, 0, 0)
+            } else {
+                (start + base, end + base, hash)
             }
-        }
+        }));
     }
 
     /// The keys of `n` groupings from the front of `bytes` (as [`encode`]
@@ -266,6 +280,57 @@ impl GroupKeys {
             *bytes = rest;
         }
         true
+    }
+}
+
+/// One event's group keys, borrowed: from a [`GroupKeys`], or from a chunk
+/// of decoded events ([`GroupKeys::append_to`]), with their hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    buf: &'a [u8],
+    /// `(start, end, hash)` in `buf`; `start == u32::MAX`: no group.
+    spans: &'a [(u32, u32, u64)],
+}
+
+impl<'a> Keys<'a> {
+    /// No keys (a run without groupings).
+    pub const NONE: Keys<'static> = Keys {
+        buf: &[],
+        spans: &[],
+    };
+
+    /// The keys of `spans` over `buf` (as [`GroupKeys::append_to`] wrote
+    /// them).
+    pub fn new(buf: &'a [u8], spans: &'a [(u32, u32, u64)]) -> Self {
+        Keys { buf, spans }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Grouping `g`'s key and its hash, or `None` (no group).
+    #[inline]
+    pub fn get(&self, g: usize) -> Option<(&'a [u8], u64)> {
+        let (start, end, hash) = self.spans[g];
+        (start != NO_GROUP).then(|| (&self.buf[start as usize..end as usize], hash))
+    }
+
+    /// See [`GroupKeys::encode`].
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for g in 0..self.spans.len() {
+            match self.get(g) {
+                Some((key, _)) => {
+                    varint::write(out, key.len() as u64 + 1);
+                    out.extend_from_slice(key);
+                }
+                None => out.push(0),
+            }
+        }
     }
 }
 

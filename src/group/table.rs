@@ -9,7 +9,7 @@
 //! Each group has its own revisions: a window's first record emits every
 //! group, and a correction emits only the groups that changed.
 
-use super::members::{dense_after, table_bytes, Member, Members};
+use super::members::{table_bytes, Member, Members};
 use super::{key_hash, GroupValue};
 use crate::counter::CounterKind;
 use hashbrown::HashTable;
@@ -61,6 +61,15 @@ pub struct GroupParts {
     pub members: Members,
 }
 
+/// What bounds a window's groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `DISTINCTLY_MAX_GROUPS`.
+    pub max_groups: usize,
+    /// [`super::members::dense_after`] of the counter kind.
+    pub dense_after: usize,
+}
+
 /// Which slot an event counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
@@ -93,23 +102,24 @@ impl GroupTable {
     }
 
     /// Counts one event of user `m` in group `key` (`None`: no group), with
-    /// at most `max` groups held.
+    /// at most `limits.max_groups` groups held.
     #[inline]
     pub fn count(
         &mut self,
         key: Option<(&[u8], u64)>,
         m: Member,
         kind: CounterKind,
-        max: usize,
+        limits: Limits,
     ) -> Counted {
-        let dense = dense_after(kind);
+        let dense = limits.dense_after;
+        let max = limits.max_groups;
         let Some((key, hash)) = key else {
             bump(&mut self.none, m, kind, dense);
             return Counted::NoGroup;
         };
         let keys = &self.keys;
         if let Some(g) = self.groups.find_mut(hash, |g| {
-            &keys[g.key_at as usize..][..g.key_len as usize] == key
+            g.key_len as usize == key.len() && same(&keys[g.key_at as usize..], key)
         }) {
             g.events += 1;
             g.changed = true;
@@ -192,6 +202,27 @@ impl GroupTable {
     }
 }
 
+/// Whether `key` is at the start of `at` (which is as long or longer):
+/// most keys are a few bytes, compared here with two overlapping loads of
+/// each rather than by a call.
+#[inline(always)]
+fn same(at: &[u8], key: &[u8]) -> bool {
+    let n = key.len();
+    if at.len() < n {
+        return false;
+    }
+    let at = &at[..n];
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    match n {
+        0 => true,
+        1..=3 => at[0] == key[0] && at[n / 2] == key[n / 2] && at[n - 1] == key[n - 1],
+        4..=7 => u32_at(at, 0) == u32_at(key, 0) && u32_at(at, n - 4) == u32_at(key, n - 4),
+        8..=16 => u64_at(at, 0) == u64_at(key, 0) && u64_at(at, n - 8) == u64_at(key, n - 8),
+        _ => at == key,
+    }
+}
+
 /// Counts one event in a no-group or overflow slot.
 #[inline]
 fn bump(slot: &mut Option<Group>, m: Member, kind: CounterKind, dense: usize) {
@@ -216,7 +247,11 @@ mod tests {
         let mut t = GroupTable::new();
         let count = |t: &mut GroupTable, key: Option<&str>, uid: &str| {
             let key = key.map(|k| (k.as_bytes(), key_hash(k.as_bytes())));
-            t.count(key, Member::Hash(uid_hash(uid.as_bytes())), kind, 2)
+            let limits = Limits {
+                max_groups: 2,
+                dense_after: crate::group::members::dense_after(kind),
+            };
+            t.count(key, Member::Hash(uid_hash(uid.as_bytes())), kind, limits)
         };
         assert_eq!(count(&mut t, Some("DE"), "a"), Counted::Group);
         assert_eq!(count(&mut t, Some("DE"), "a"), Counted::Group);
@@ -245,6 +280,22 @@ mod tests {
             ]
         );
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn keys_compare_at_every_length() {
+        for n in 0..40 {
+            let key: Vec<u8> = (0..n as u8).collect();
+            let mut at = key.clone();
+            at.extend_from_slice(b"tail");
+            assert!(same(&at, &key), "{n}");
+            for i in 0..n {
+                let mut other = at.clone();
+                other[i] ^= 1;
+                assert!(!same(&other, &key), "{n} {i}");
+            }
+            assert!(!same(&key[..n.saturating_sub(1)], &key) || n == 0);
+        }
     }
 
     #[test]

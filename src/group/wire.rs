@@ -12,8 +12,8 @@
 //!               2 a sketch:        varint length, the counter's bytes
 //! ```
 //!
-//! Members keep their first-seen order. `exact` offsets point into the
-//! window's uid arena, which the same checkpoint holds byte for byte.
+//! `exact` offsets point into the window's uid arena, which the same
+//! checkpoint holds byte for byte.
 
 use super::members::{HeapSet, Members};
 use super::table::{GroupParts, GroupTable};
@@ -49,25 +49,29 @@ pub fn write(tables: &mut [GroupTable], out: &mut Vec<u8>) {
 }
 
 fn write_members(m: &Members, out: &mut Vec<u8>) {
-    let offsets = |items: &[u32], out: &mut Vec<u8>| {
+    fn offsets(n: usize, items: impl Iterator<Item = u32>, out: &mut Vec<u8>) {
         out.push(0);
-        varint::write(out, items.len() as u64);
-        for &o in items {
+        varint::write(out, n as u64);
+        for o in items {
             varint::write(out, u64::from(o));
         }
-    };
-    let hashes = |items: &[u64], out: &mut Vec<u8>| {
+    }
+    fn hashes(n: usize, items: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
         out.push(1);
-        varint::write(out, items.len() as u64);
-        for &h in items {
+        varint::write(out, n as u64);
+        for h in items {
             out.extend_from_slice(&h.to_le_bytes());
         }
-    };
+    }
     match m {
-        Members::Offsets { len, items } => offsets(&items[..usize::from(*len)], out),
-        Members::OffsetList(set) => offsets(set.items(), out),
-        Members::Hash(h) => hashes(&[*h], out),
-        Members::HashList(set) => hashes(set.items(), out),
+        Members::Offsets { len, items } => offsets(
+            usize::from(*len),
+            items[..usize::from(*len)].iter().copied(),
+            out,
+        ),
+        Members::OffsetList(set) => offsets(set.len(), set.items(), out),
+        Members::Hash(h) => hashes(1, std::iter::once(*h), out),
+        Members::HashList(set) => hashes(set.len(), set.items(), out),
         Members::Sketch(s) => {
             out.push(2);
             let bytes = s.to_bytes();
@@ -220,8 +224,13 @@ mod tests {
                 };
                 let key = format!("k{}", i % 5);
                 let big = (i % 3 == 0).then(|| (b"big".as_slice(), key_hash(b"big")));
-                tables[0].count(Some((key.as_bytes(), key_hash(key.as_bytes()))), m, kind, 4);
-                tables[1].count(big, m, kind, 10);
+                let limits = |max_groups| crate::group::table::Limits {
+                    max_groups,
+                    dense_after: crate::group::members::dense_after(kind),
+                };
+                let key = Some((key.as_bytes(), key_hash(key.as_bytes())));
+                tables[0].count(key, m, kind, limits(4));
+                tables[1].count(big, m, kind, limits(10));
             }
             // Emitted once, then changed again.
             for (_, g) in tables[0].due(true) {

@@ -5,9 +5,9 @@
 use super::size::{Grid, WindowSize};
 use super::WindowStats;
 use crate::counter::{AnyCounter, CounterKind};
-use crate::group::members::Member;
-use crate::group::table::{Counted, GroupTable};
-use crate::group::{GroupKeys, GroupLabel};
+use crate::group::members::{dense_after, Member};
+use crate::group::table::{Counted, GroupTable, Limits};
+use crate::group::{GroupLabel, Keys};
 use crate::record::WindowRecord;
 use std::collections::VecDeque;
 
@@ -111,9 +111,9 @@ pub struct Lane {
     /// Windows freed since the caller last asked, when it asked to know
     /// (checkpoints delete what the state topic holds of them).
     freed: Option<Vec<Freed>>,
-    /// Groupings counted in every window, and the groups each may hold.
+    /// Groupings counted in every window, and the limits of their groups.
     groupings: usize,
-    max_groups: usize,
+    limits: Limits,
     /// Per grouping: events counted in a window's overflow record.
     pub overflowed: Vec<u64>,
 }
@@ -139,7 +139,10 @@ impl Lane {
             corrections_pending: false,
             freed: None,
             groupings,
-            max_groups,
+            limits: Limits {
+                max_groups,
+                dense_after: dense_after(kind),
+            },
             overflowed: vec![0; groupings],
         }
     }
@@ -196,7 +199,7 @@ impl Lane {
         hash: u64,
         offset: i64,
         watermark: Option<u64>,
-        keys: &GroupKeys,
+        keys: Keys<'_>,
     ) -> Outcome {
         let wm = watermark.unwrap_or(0);
         let idx = match self.find(ts) {
@@ -244,16 +247,18 @@ impl Lane {
             window.counter.insert(uid, hash);
         } else {
             let member = match &mut window.counter {
-                AnyCounter::Exact(e) => e
-                    .insert_offset(uid, hash)
-                    .map_or(Member::Unstored, Member::Offset),
+                AnyCounter::Exact(e) => match e.insert_offset(uid, hash) {
+                    Some((o, true)) => Member::NewOffset(o),
+                    Some((o, false)) => Member::Offset(o),
+                    None => Member::Unstored,
+                },
                 other => {
                     other.insert(uid, hash);
                     Member::Hash(hash)
                 }
             };
             for (g, table) in window.groups.iter_mut().enumerate() {
-                let counted = table.count(keys.get(g), member, self.kind, self.max_groups);
+                let counted = table.count(keys.get(g), member, self.kind, self.limits);
                 if counted == Counted::Overflow {
                     self.overflowed[g] += 1;
                 }

@@ -36,7 +36,7 @@ pub mod lane;
 pub mod size;
 
 use crate::counter::CounterKind;
-use crate::group::{GroupKeys, Groupings};
+use crate::group::{GroupKeys, Groupings, Keys};
 use crate::record::WindowRecord;
 use guard::{Guard, Released, Verdict};
 use lane::{Lane, Outcome};
@@ -113,8 +113,7 @@ pub struct Windower {
     released: Released,
     /// See [`Windower::replayed_covered`].
     replayed_covered: u64,
-    /// Keys of an event without groupings (none), and of a released one.
-    no_keys: GroupKeys,
+    /// Keys of a released event.
     released_keys: GroupKeys,
     /// Held events' keys, encoded (scratch).
     held_extra: Vec<u8>,
@@ -158,7 +157,6 @@ impl Windower {
             max_ts,
             released: Released::default(),
             replayed_covered: 0,
-            no_keys: GroupKeys::default(),
             released_keys: GroupKeys::default(),
             held_extra: Vec::new(),
         })
@@ -359,9 +357,7 @@ impl Windower {
     /// to `out`.
     #[inline]
     pub fn push(&mut self, ts: u64, uid: &[u8], hash: u64, out: &mut Vec<WindowRecord>) {
-        let keys = std::mem::take(&mut self.no_keys);
-        self.push_from(0, ts, uid, hash, 0, &keys, out);
-        self.no_keys = keys;
+        self.push_from(0, ts, uid, hash, 0, Keys::NONE, out);
     }
 
     /// Feeds one decoded event of source 0 with its group keys (one per
@@ -372,7 +368,7 @@ impl Windower {
         ts: u64,
         uid: &[u8],
         hash: u64,
-        keys: &GroupKeys,
+        keys: Keys<'_>,
         out: &mut Vec<WindowRecord>,
     ) {
         self.push_from(0, ts, uid, hash, 0, keys, out);
@@ -388,7 +384,7 @@ impl Windower {
         uid: &[u8],
         hash: u64,
         offset: i64,
-        keys: &GroupKeys,
+        keys: Keys<'_>,
         out: &mut Vec<WindowRecord>,
     ) {
         if ts > self.max_ts {
@@ -437,7 +433,7 @@ impl Windower {
         uid: &[u8],
         hash: u64,
         offset: i64,
-        keys: &GroupKeys,
+        keys: Keys<'_>,
     ) {
         if ts > self.max_ts {
             self.ts_out_of_range += 1;
@@ -510,7 +506,7 @@ impl Windower {
                 keys.clear();
                 (0..groupings).for_each(|_| keys.push(None));
             }
-            self.accept(source, ts, uid, hash, offset, &keys);
+            self.accept(source, ts, uid, hash, offset, keys.view());
         }
         self.released_keys = keys;
         released.clear();
@@ -539,7 +535,7 @@ impl Windower {
         uid: &[u8],
         hash: u64,
         offset: i64,
-        keys: &GroupKeys,
+        keys: Keys<'_>,
     ) {
         let mut refused = false;
         let mut covered = true;

@@ -291,7 +291,7 @@ fn push_src(
         uid.as_bytes(),
         uid_hash(uid.as_bytes()),
         offset,
-        &crate::group::GroupKeys::default(),
+        crate::group::Keys::NONE,
         out,
     );
 }

@@ -295,14 +295,13 @@ mod tests {
 
     fn push(w: &mut Windower, ts: u64, offset: i64, out: &mut Vec<crate::record::WindowRecord>) {
         let uid = format!("u{offset}");
-        let keys = crate::group::GroupKeys::default();
         w.push_trusted(
             0,
             ts,
             uid.as_bytes(),
             uid_hash(uid.as_bytes()),
             offset,
-            &keys,
+            crate::group::Keys::NONE,
         );
         w.advance_source(0, Some(ts), false, out);
     }

@@ -224,7 +224,7 @@ impl<'a> Counter<'a> {
             if groupings > 0 && !keys.decode(&mut k, groupings) {
                 bad_keys = true;
             }
-            windower.push_trusted(src, ts, uid, uid_hash(uid), offset, keys);
+            windower.push_trusted(src, ts, uid, uid_hash(uid), offset, keys.view());
         });
         let parsed = if bad_keys {
             Err(crate::kafka::shard::BadBatch("malformed group keys"))
