@@ -87,7 +87,7 @@ impl<K: Id> HeapSet<K> {
             table: HashTable::new(),
         };
         if set.list.len() > INDEX_AFTER {
-            set.to_table();
+            set.move_to_table();
         }
         Box::new(set)
     }
@@ -95,7 +95,7 @@ impl<K: Id> HeapSet<K> {
     /// Moves the listed ids into the hash set, with room to grow: a group
     /// past [`INDEX_AFTER`] users usually keeps growing.
     #[cold]
-    fn to_table(&mut self) {
+    fn move_to_table(&mut self) {
         self.table.reserve(4 * self.list.len(), |&k: &K| k.mix());
         for k in self.list.drain(..) {
             self.table.insert_unique(k.mix(), k, |&k| k.mix());
@@ -112,7 +112,7 @@ impl<K: Id> HeapSet<K> {
         }
         self.list.push(id);
         if self.list.len() > INDEX_AFTER {
-            self.to_table();
+            self.move_to_table();
         }
     }
 
@@ -124,7 +124,7 @@ impl<K: Id> HeapSet<K> {
             }
             self.list.push(id);
             if self.list.len() > INDEX_AFTER {
-                self.to_table();
+                self.move_to_table();
             }
             return true;
         }
