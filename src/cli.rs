@@ -81,6 +81,11 @@ pub struct BenchArgs {
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Measure groups instead (DISTINCTLY_GROUP_BY): heap per group at 1,
+    /// 10, 100 and 1000 users, and error and rate on a window of 10^5 groups
+    /// of Zipf sizes, per counter.
+    #[arg(long)]
+    pub groups: bool,
 }
 
 #[derive(Debug, Args)]

@@ -208,6 +208,14 @@ fn healthcheck(args: HealthcheckArgs, vars: Vec<(String, String)>) -> ExitCode {
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let opts = args.options()?;
+    if args.groups {
+        let rows = distinctly::bench::groups::run(&opts.counters, opts.seed)?;
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(distinctly::bench::groups::markdown(&rows).as_bytes())
+            .and_then(|()| stdout.flush())
+            .context("writing the table");
+    }
     let report = distinctly::bench::run(&opts)?;
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -21,6 +21,7 @@
 //! with the default settings × the measured heap bytes per window.
 
 pub mod chart;
+pub mod groups;
 pub mod report;
 pub mod workload;
 

@@ -21,7 +21,7 @@ pub use summary::Summary;
 
 use crate::config::CoreConfig;
 use crate::decode::Decoder;
-use crate::group::{GroupKeys, GroupLabel, Groupings, Keys};
+use crate::group::{GroupKeys, GroupLabel, Groupings};
 use crate::hash::uid_hash;
 use crate::input::{Line, Source};
 use crate::metrics::{Publisher, Totals};
@@ -324,14 +324,9 @@ impl<W: Write> Counting<W> {
         self.summary.refusals.merge(&d.refusals);
         for e in &d.events {
             let uid = &d.uids[e.uid.start as usize..e.uid.end as usize];
-            let spans = &d.key_spans[e.keys.start as usize..e.keys.end as usize];
-            self.windower.push_grouped(
-                e.ts,
-                uid,
-                e.hash,
-                Keys::new(&d.keys, spans),
-                &mut self.records,
-            );
+            let keys = d.keys.view_of(e.keys.start as usize..e.keys.end as usize);
+            self.windower
+                .push_grouped(e.ts, uid, e.hash, keys, &mut self.records);
         }
     }
 

@@ -25,8 +25,7 @@ use std::sync::Mutex;
 const CHUNK: usize = 4 << 20;
 
 /// One decoded event of a chunk; its uid is `uids[uid]`, its group keys
-/// `key_spans[keys]` (over `keys`, hashed here: not by the windowing
-/// thread).
+/// `keys.view_of(keys)` (hashed here: not by the windowing thread).
 #[derive(Debug, Clone)]
 pub struct DecodedEvent {
     pub ts: u64,
@@ -40,8 +39,7 @@ pub struct DecodedEvent {
 pub struct Decoded {
     pub events: Vec<DecodedEvent>,
     pub uids: Vec<u8>,
-    pub keys: Vec<u8>,
-    pub key_spans: Vec<(u32, u32, u64)>,
+    pub keys: GroupKeys,
     pub rejects: RejectCounts,
     pub refusals: Refusals,
     pub messages: u64,
@@ -181,7 +179,6 @@ fn worker(
     stopped: &AtomicBool,
 ) {
     let mut decoder = Decoder::with_fields(&opts.groupings.paths);
-    let mut keys = GroupKeys::default();
     loop {
         let job = jobs.lock().expect("not poisoned").recv();
         let Ok((seq, chunk)) = job else {
@@ -202,17 +199,16 @@ fn worker(
                     if opts.keep_uids {
                         d.uids.extend_from_slice(e.uid);
                     }
-                    let keys_start = d.key_spans.len() as u32;
+                    let keys_start = d.keys.len() as u32;
                     if !opts.groupings.is_empty() {
                         opts.groupings
-                            .keys_of(&e.fields, &mut keys, &mut d.refusals);
-                        keys.append_to(&mut d.keys, &mut d.key_spans);
+                            .append_keys(&e.fields, &mut d.keys, &mut d.refusals);
                     }
                     d.events.push(DecodedEvent {
                         ts: e.ts,
                         hash: uid_hash(e.uid),
                         uid: start..d.uids.len() as u32,
-                        keys: keys_start..d.key_spans.len() as u32,
+                        keys: keys_start..d.keys.len() as u32,
                     });
                 }
                 Err(r) => d.rejects.add(r),

@@ -140,6 +140,11 @@ pub(super) enum Raw {
     #[default]
     Missing,
     Str(StrSpan),
+    /// A string with escapes, unescaped into the decoder's buffer at
+    /// `[start, end)` (after the walk, by [`unescape_strings`]).
+    Unescaped(u32, u32),
+    /// A string with an unpaired surrogate escape.
+    BadEscape,
     /// A number, `true` or `false`: its token `[start, end)`.
     Text(usize, usize),
     /// `null` (no group, but it was given: a second one is a duplicate).
@@ -161,6 +166,9 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct Matcher {
     nodes: Vec<Node>,
+    /// Per node: the shortest segment that leads on (a key shorter than it
+    /// cannot match, escaped or not: unescaping only shortens).
+    min_len: Vec<usize>,
     fields: usize,
 }
 
@@ -182,8 +190,19 @@ impl Matcher {
             }
             nodes[at].fields.push(i as u16);
         }
+        let min_len = nodes
+            .iter()
+            .map(|n| {
+                n.children
+                    .iter()
+                    .map(|(s, _)| s.len())
+                    .min()
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
         Matcher {
             nodes,
+            min_len,
             fields: paths.len(),
         }
     }
@@ -193,16 +212,21 @@ impl Matcher {
         self.fields
     }
 
-    /// The node a member key leads to from `node`, if any.
+    /// The node a member key leads to from `node`, if any. Most keys lead
+    /// nowhere: they are compared as written first, and only a key with an
+    /// escape is unescaped and compared again.
     #[inline]
     pub(super) fn child(&self, node: u32, msg: &[u8], key: StrSpan) -> Option<u32> {
-        let children = &self.nodes[node as usize].children;
-        if children.is_empty() {
+        let raw = &msg[key.start..key.end];
+        if raw.len() < self.min_len[node as usize] {
             return None;
         }
-        let raw = &msg[key.start..key.end];
-        if !raw.contains(&b'\\') {
-            return children.iter().find(|(s, _)| s == raw).map(|&(_, c)| c);
+        let children = &self.nodes[node as usize].children;
+        if let Some(&(_, c)) = children.iter().find(|(s, _)| s[..] == *raw) {
+            return Some(c);
+        }
+        if !has_backslash(raw) {
+            return None;
         }
         let mut buf = Vec::with_capacity(raw.len());
         unescape::unescape_into(raw, &mut buf).ok()?;
@@ -232,6 +256,15 @@ impl Matcher {
     }
 }
 
+/// Whether `s` has a `\` (short strings: a loop beats a call).
+#[inline]
+fn has_backslash(s: &[u8]) -> bool {
+    if s.len() > 32 {
+        return memchr::memchr(b'\\', s).is_some();
+    }
+    s.iter().any(|&b| b == b'\\')
+}
+
 /// Whether a pointer segment names array element `index` (RFC 6901: `0`,
 /// or digits without a leading zero).
 fn is_index(seg: &[u8], index: usize) -> bool {
@@ -256,25 +289,13 @@ pub(super) fn capture(captures: &mut [Raw], fields: &[u16], found: Raw) {
     }
 }
 
-/// Where a captured string's value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Place {
-    /// In the message, as is (no escapes, or not a string).
-    InMessage,
-    /// Unescaped, at this range of the decoder's buffer.
-    Unescaped(u32, u32),
-    /// It has an unpaired surrogate escape.
-    Bad,
-}
-
 /// The captured fields of one message, resolved on demand.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldValues<'a> {
     msg: &'a [u8],
     raw: &'a [Raw],
-    /// Unescaped strings, back to back (see [`Place`]).
+    /// Unescaped strings, back to back (see [`Raw::Unescaped`]).
     buf: &'a [u8],
-    places: &'a [Place],
 }
 
 impl<'a> FieldValues<'a> {
@@ -282,16 +303,10 @@ impl<'a> FieldValues<'a> {
         msg: &[],
         raw: &[],
         buf: &[],
-        places: &[],
     };
 
-    pub(super) fn new(msg: &'a [u8], raw: &'a [Raw], buf: &'a [u8], places: &'a [Place]) -> Self {
-        FieldValues {
-            msg,
-            raw,
-            buf,
-            places,
-        }
+    pub(super) fn new(msg: &'a [u8], raw: &'a [Raw], buf: &'a [u8]) -> Self {
+        FieldValues { msg, raw, buf }
     }
 
     /// Fields there are (0 when none were asked for).
@@ -310,11 +325,9 @@ impl<'a> FieldValues<'a> {
             Raw::Missing | Raw::Null => return FieldValue::Missing,
             Raw::Container => return FieldValue::Refused(Refusal::NotScalar),
             Raw::Duplicate => return FieldValue::Refused(Refusal::Duplicate),
-            Raw::Str(span) => match self.places[i] {
-                Place::InMessage => &self.msg[span.start..span.end],
-                Place::Unescaped(start, end) => &self.buf[start as usize..end as usize],
-                Place::Bad => return FieldValue::Refused(Refusal::BadEscape),
-            },
+            Raw::BadEscape => return FieldValue::Refused(Refusal::BadEscape),
+            Raw::Str(span) => &self.msg[span.start..span.end],
+            Raw::Unescaped(start, end) => &self.buf[start as usize..end as usize],
             Raw::Text(start, end) => &self.msg[start..end],
         };
         if value.len() > MAX_VALUE_BYTES {
@@ -325,28 +338,22 @@ impl<'a> FieldValues<'a> {
     }
 }
 
-/// Unescapes the captured strings that need it into `buf`, noting where
-/// each field's value is.
-pub(super) fn unescape_strings(
-    msg: &[u8],
-    raw: &[Raw],
-    buf: &mut Vec<u8>,
-    places: &mut Vec<Place>,
-) {
+/// Unescapes the captured strings that have escapes into `buf`, turning
+/// their captures into [`Raw::Unescaped`] (or [`Raw::BadEscape`]).
+#[inline]
+pub(super) fn unescape_strings(msg: &[u8], raw: &mut [Raw], buf: &mut Vec<u8>) {
     buf.clear();
-    places.clear();
     for r in raw {
-        let place = match *r {
-            Raw::Str(span) if msg[span.start..span.end].contains(&b'\\') => {
+        if let Raw::Str(span) = *r {
+            let s = &msg[span.start..span.end];
+            if has_backslash(s) {
                 let start = buf.len();
-                match unescape::unescape_into(&msg[span.start..span.end], buf) {
-                    Ok(()) => Place::Unescaped(start as u32, buf.len() as u32),
-                    Err(_) => Place::Bad,
-                }
+                *r = match unescape::unescape_into(s, buf) {
+                    Ok(()) => Raw::Unescaped(start as u32, buf.len() as u32),
+                    Err(_) => Raw::BadEscape,
+                };
             }
-            _ => Place::InMessage,
-        };
-        places.push(place);
+        }
     }
 }
 

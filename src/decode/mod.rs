@@ -39,7 +39,7 @@ pub use fields::{FieldPath, FieldValue, FieldValues, Refusal};
 pub use ts::MAX_TS;
 
 use crate::reject::Reject;
-use fields::{Matcher, Place, Raw};
+use fields::{Matcher, Raw};
 use walk::{Capture, Root, RootObject, ValueKind};
 
 /// A string token: the bytes between the quotes.
@@ -70,7 +70,6 @@ struct FieldState {
     matcher: Matcher,
     raw: Vec<Raw>,
     buf: Vec<u8>,
-    places: Vec<Place>,
 }
 
 impl FieldState {
@@ -112,7 +111,6 @@ impl Decoder {
                 raw: vec![Raw::Missing; matcher.fields()],
                 matcher,
                 buf: Vec::new(),
-                places: Vec::new(),
             }),
             ..Self::default()
         }
@@ -231,8 +229,8 @@ fn event<'a>(
     }
     let fields = match captured {
         Some(state) => {
-            fields::unescape_strings(msg, &state.raw, &mut state.buf, &mut state.places);
-            FieldValues::new(msg, &state.raw, &state.buf, &state.places)
+            fields::unescape_strings(msg, &mut state.raw, &mut state.buf);
+            FieldValues::new(msg, &state.raw, &state.buf)
         }
         None => FieldValues::NONE,
     };

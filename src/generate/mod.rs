@@ -18,7 +18,7 @@ mod groups;
 pub(crate) mod rng;
 
 use frame::Gen;
-use rng::{Rng, Zipf};
+pub(crate) use rng::{Rng, Zipf};
 
 /// Shape of the JSON object written for each event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

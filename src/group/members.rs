@@ -185,7 +185,7 @@ pub enum Members {
 }
 
 /// How many hashes a group of a sketch backend keeps before it turns into
-/// the sketch: about where the list (8 bytes a hash) outgrows the sketch.
+/// the sketch: about where the list outgrows the sketch.
 pub fn dense_after(kind: CounterKind) -> usize {
     let sketch_bytes: usize = match kind {
         CounterKind::Exact => return usize::MAX,
@@ -197,7 +197,8 @@ pub fn dense_after(kind: CounterKind) -> usize {
         CounterKind::Cpc { lg_k } => 1usize << lg_k,
         CounterKind::Hll4 { lg_k } => 1usize << (lg_k - 1),
     };
-    (sketch_bytes / 8).clamp(64, 8192)
+    // A listed hash costs about 16 bytes (8, and a hash table's slack).
+    (sketch_bytes / 16).clamp(64, 8192)
 }
 
 impl Members {

@@ -133,6 +133,19 @@ impl Groupings {
     #[inline]
     pub fn keys_of(&self, fields: &FieldValues<'_>, keys: &mut GroupKeys, refusals: &mut Refusals) {
         keys.clear();
+        self.append_keys(fields, keys, refusals);
+    }
+
+    /// [`Groupings::keys_of`] appended after the keys already in `keys`
+    /// (the events of a chunk, one after the other: see
+    /// [`GroupKeys::view_of`]).
+    #[inline]
+    pub fn append_keys(
+        &self,
+        fields: &FieldValues<'_>,
+        keys: &mut GroupKeys,
+        refusals: &mut Refusals,
+    ) {
         for (g, grouping) in self.list.iter().enumerate() {
             if let [part] = grouping.parts[..] {
                 match fields.get(part) {
@@ -243,18 +256,14 @@ impl GroupKeys {
         self.view().encode(out);
     }
 
-    /// Appends the keys to `buf` and their spans (with hashes) to `spans`,
-    /// for a [`Keys`] view of them later (a chunk of decoded events).
-    pub fn append_to(&self, buf: &mut Vec<u8>, spans: &mut Vec<(u32, u32, u64)>) {
-        let base = buf.len() as u32;
-        buf.extend_from_slice(&self.buf);
-        spans.extend(self.keys.iter().map(|&(start, end, hash)| {
-            if start == NO_GROUP {
-                (NO_GROUP, 0, 0)
-            } else {
-                (start + base, end + base, hash)
-            }
-        }));
+    /// The keys `range` of the keys held (one event's, of a chunk that
+    /// appended many: [`Groupings::append_keys`]).
+    #[inline]
+    pub fn view_of(&self, range: std::ops::Range<usize>) -> Keys<'_> {
+        Keys {
+            buf: &self.buf,
+            spans: &self.keys[range],
+        }
     }
 
     /// The keys of `n` groupings from the front of `bytes` (as [`encode`]
@@ -334,10 +343,34 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// The hash of a group key (stable: checkpoints do not store it).
+/// The hash of a group key, for the tables of groups only (nothing stores
+/// it). Keys are mostly a few bytes: up to 16 are folded from two
+/// overlapping word loads and mixed (splitmix64's finalizer), several
+/// times faster than a general hash there; longer ones go to XXH3.
 #[inline]
 pub fn key_hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x6772_6f75_7073) // "groups"
+    let n = key.len();
+    let word = |i: usize, w: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..w].copy_from_slice(&key[i..i + w]);
+        u64::from_le_bytes(b)
+    };
+    let (a, b) = match n {
+        0 => (0, 0),
+        1..=3 => (
+            u64::from(key[0]) | u64::from(key[n / 2]) << 8 | u64::from(key[n - 1]) << 16,
+            0,
+        ),
+        4..=7 => (word(0, 4), word(n - 4, 4)),
+        8..=16 => (word(0, 8), word(n - 8, 8)),
+        _ => return xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x6772_6f75_7073), // "groups"
+    };
+    let mut z = (a ^ 0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+        .wrapping_add(b.rotate_left(29) ^ (n as u64) << 56);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Refused values per grouping and reason (see [`Refusal`]).

@@ -11,45 +11,90 @@
 
 use super::members::{table_bytes, Member, Members};
 use super::{key_hash, GroupValue};
+use crate::counter::varint;
 use crate::counter::CounterKind;
 use hashbrown::HashTable;
 
-/// One group of a window.
+/// One group of a window: 32 bytes.
 #[derive(Debug, Clone)]
 pub struct Group {
+    /// Where its key is in the table's arena (a varint length, then the
+    /// bytes).
     key_at: u32,
-    key_len: u16,
-    /// It has events its last record lacks.
-    pub changed: bool,
-    /// Records emitted so far: the next one's revision.
-    pub emitted: u32,
+    /// Records emitted so far (the next one's revision), and in the top
+    /// bit whether it has events its last record lacks.
+    state: u32,
     pub events: u64,
     pub members: Members,
 }
 
+const CHANGED: u32 = 1 << 31;
+
 impl Group {
-    fn new(key_at: u32, key_len: u16, m: Member) -> Self {
+    fn new(key_at: u32, m: Member) -> Self {
         Group {
             key_at,
-            key_len,
-            changed: true,
-            emitted: 0,
+            state: CHANGED,
             events: 1,
             members: Members::first(m),
         }
     }
 
     /// A group restored from a checkpoint (its key already in the arena).
-    fn restored(key_at: u32, key_len: u16, parts: GroupParts) -> Self {
-        Group {
+    fn restored(key_at: u32, parts: GroupParts) -> Self {
+        let mut g = Group {
             key_at,
-            key_len,
-            changed: parts.changed,
-            emitted: parts.emitted,
+            state: parts.emitted.min(CHANGED - 1),
             events: parts.events,
             members: parts.members,
-        }
+        };
+        g.set_changed(parts.changed);
+        g
     }
+
+    /// It has events its last record lacks.
+    pub fn changed(&self) -> bool {
+        self.state & CHANGED != 0
+    }
+
+    pub fn set_changed(&mut self, changed: bool) {
+        self.state = (self.state & !CHANGED) | if changed { CHANGED } else { 0 };
+    }
+
+    /// Records emitted so far.
+    pub fn emitted(&self) -> u32 {
+        self.state & !CHANGED
+    }
+
+    /// Its next record goes out: returns its revision.
+    pub fn emit(&mut self) -> u32 {
+        let revision = self.emitted();
+        self.state = (revision + 1).min(CHANGED - 1);
+        revision
+    }
+
+    /// Counts one more event of user `m`.
+    #[inline]
+    fn bump(&mut self, m: Member, kind: CounterKind, dense: usize) {
+        self.events += 1;
+        self.state |= CHANGED;
+        self.members.insert(m, kind, dense);
+    }
+}
+
+/// The key at `at` of a table's arena.
+#[inline]
+fn key_of(keys: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    let (len, n) = match keys[at] {
+        b if b < 0x80 => (usize::from(b), 1),
+        _ => {
+            let mut rest = &keys[at..];
+            let len = varint::read(&mut rest).unwrap_or(0) as usize;
+            (len, keys.len() - at - rest.len())
+        }
+    };
+    &keys[at + n..at + n + len]
 }
 
 /// What a checkpoint says of a group.
@@ -118,35 +163,40 @@ impl GroupTable {
             return Counted::NoGroup;
         };
         let keys = &self.keys;
-        if let Some(g) = self.groups.find_mut(hash, |g| {
-            g.key_len as usize == key.len() && same(&keys[g.key_at as usize..], key)
-        }) {
-            g.events += 1;
-            g.changed = true;
-            g.members.insert(m, kind, dense);
+        if let Some(g) = self
+            .groups
+            .find_mut(hash, |g| same(key_of(keys, g.key_at), key))
+        {
+            g.bump(m, kind, dense);
             return Counted::Group;
         }
         if self.groups.len() >= max {
             bump(&mut self.overflow, m, kind, dense);
             return Counted::Overflow;
         }
-        let at = self.keys.len() as u32;
-        self.keys.extend_from_slice(key);
+        let at = self.push_key(key);
         let keys = &self.keys;
-        self.groups
-            .insert_unique(hash, Group::new(at, key.len() as u16, m), |g| {
-                key_hash(&keys[g.key_at as usize..][..g.key_len as usize])
-            });
+        self.groups.insert_unique(hash, Group::new(at, m), |g| {
+            key_hash(key_of(keys, g.key_at))
+        });
         Counted::Group
+    }
+
+    /// Appends `key` to the arena; returns where.
+    fn push_key(&mut self, key: &[u8]) -> u32 {
+        let at = self.keys.len() as u32;
+        varint::write(&mut self.keys, key.len() as u64);
+        self.keys.extend_from_slice(key);
+        at
     }
 
     /// Every slot with its value, groups in no particular order.
     pub fn slots_mut(&mut self) -> impl Iterator<Item = (GroupValue, &mut Group)> + '_ {
         let keys = &self.keys;
-        let groups = self.groups.iter_mut().map(move |g| {
-            let key = &keys[g.key_at as usize..][..g.key_len as usize];
-            (GroupValue::Key(key.into()), g)
-        });
+        let groups = self
+            .groups
+            .iter_mut()
+            .map(move |g| (GroupValue::Key(key_of(keys, g.key_at).into()), g));
         let none = self.none.as_mut().map(|g| (GroupValue::None, g));
         let overflow = self.overflow.as_mut().map(|g| (GroupValue::Overflow, g));
         none.into_iter().chain(groups).chain(overflow)
@@ -155,8 +205,10 @@ impl GroupTable {
     /// The slots whose records are due (changed since their last one), with
     /// their values; `all` takes every slot.
     pub fn due(&mut self, all: bool) -> Vec<(GroupValue, &mut Group)> {
-        let mut due: Vec<(GroupValue, &mut Group)> =
-            self.slots_mut().filter(|(_, g)| all || g.changed).collect();
+        let mut due: Vec<(GroupValue, &mut Group)> = self
+            .slots_mut()
+            .filter(|(_, g)| all || g.changed())
+            .collect();
         // The same output for the same input: by value (none, keys, overflow).
         due.sort_by(|a, b| a.0.cmp(&b.0));
         due
@@ -166,25 +218,24 @@ impl GroupTable {
     /// wins, as the checkpoint's later entries are newer).
     pub fn restore(&mut self, value: GroupValue, parts: GroupParts) {
         match value {
-            GroupValue::None => self.none = Some(Group::restored(0, 0, parts)),
-            GroupValue::Overflow => self.overflow = Some(Group::restored(0, 0, parts)),
+            GroupValue::None => self.none = Some(Group::restored(0, parts)),
+            GroupValue::Overflow => self.overflow = Some(Group::restored(0, parts)),
             GroupValue::Key(key) => {
                 let hash = key_hash(&key);
                 let keys = &self.keys;
-                if let Some(g) = self.groups.find_mut(hash, |g| {
-                    keys[g.key_at as usize..][..g.key_len as usize] == key[..]
-                }) {
-                    *g = Group::restored(g.key_at, g.key_len, parts);
+                if let Some(g) = self
+                    .groups
+                    .find_mut(hash, |g| key_of(keys, g.key_at) == &key[..])
+                {
+                    *g = Group::restored(g.key_at, parts);
                     return;
                 }
-                let at = self.keys.len() as u32;
-                self.keys.extend_from_slice(&key);
+                let at = self.push_key(&key);
                 let keys = &self.keys;
-                self.groups.insert_unique(
-                    hash,
-                    Group::restored(at, key.len() as u16, parts),
-                    |g| key_hash(&keys[g.key_at as usize..][..g.key_len as usize]),
-                );
+                self.groups
+                    .insert_unique(hash, Group::restored(at, parts), |g| {
+                        key_hash(key_of(keys, g.key_at))
+                    });
             }
         }
     }
@@ -227,12 +278,8 @@ fn same(at: &[u8], key: &[u8]) -> bool {
 #[inline]
 fn bump(slot: &mut Option<Group>, m: Member, kind: CounterKind, dense: usize) {
     match slot {
-        Some(g) => {
-            g.events += 1;
-            g.changed = true;
-            g.members.insert(m, kind, dense);
-        }
-        None => *slot = Some(Group::new(0, 0, m)),
+        Some(g) => g.bump(m, kind, dense),
+        None => *slot = Some(Group::new(0, m)),
     }
 }
 
@@ -299,7 +346,27 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<Group>(), 40);
+    fn a_slot_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Group>(), 32);
+    }
+
+    #[test]
+    fn a_group_counts_its_revisions_and_changes() {
+        let mut g = Group::new(0, Member::Hash(1));
+        assert!(g.changed() && g.emitted() == 0);
+        assert_eq!(g.emit(), 0);
+        assert!(!g.changed());
+        g.set_changed(true);
+        assert_eq!((g.emit(), g.emit(), g.emitted()), (1, 2, 3));
+        let r = Group::restored(
+            0,
+            GroupParts {
+                changed: true,
+                emitted: 7,
+                events: 3,
+                members: Members::first(Member::Hash(2)),
+            },
+        );
+        assert!(r.changed() && r.emitted() == 7 && r.events == 3);
     }
 }

@@ -114,3 +114,30 @@ fn keys_round_trip_through_their_bytes() {
     assert!(!back.decode(&mut &bytes[..3], 4));
     assert!(!back.decode(&mut &[9u8, b'a'][..], 1));
 }
+
+#[test]
+fn short_keys_hash_apart() {
+    // Every key of up to 3 bytes over a small alphabet, and words of up to
+    // 16: no two of them collide in 64 bits, and the low bits (the
+    // tables' buckets) spread.
+    let alphabet = b"aZ0 \"\xc3";
+    let mut keys: Vec<Vec<u8>> = vec![Vec::new()];
+    for a in alphabet {
+        keys.push(vec![*a]);
+        for b in alphabet {
+            keys.push(vec![*a, *b]);
+            for c in alphabet {
+                keys.push(vec![*a, *b, *c]);
+            }
+        }
+    }
+    for n in 4..=24 {
+        for i in 0..50u8 {
+            keys.push((0..n).map(|j| i.wrapping_mul(31).wrapping_add(j)).collect());
+        }
+    }
+    let hashes: std::collections::HashSet<u64> = keys.iter().map(|k| key_hash(k)).collect();
+    assert_eq!(hashes.len(), keys.len());
+    let buckets: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 1023).collect();
+    assert!(buckets.len() > 500, "{} of 1024 buckets", buckets.len());
+}

@@ -41,8 +41,8 @@ pub fn write(tables: &mut [GroupTable], out: &mut Vec<u8>) {
                 GroupValue::Overflow => out.push(2),
             }
             varint::write(out, g.events);
-            varint::write(out, u64::from(g.emitted));
-            out.push(u8::from(g.changed));
+            varint::write(out, u64::from(g.emitted()));
+            out.push(u8::from(g.changed()));
             write_members(&g.members, out);
         }
     }
@@ -204,7 +204,9 @@ mod tests {
             .map(|t| {
                 let mut v: Vec<_> = t
                     .slots_mut()
-                    .map(|(value, g)| (value, g.members.count(), g.events, g.emitted, g.changed))
+                    .map(|(value, g)| {
+                        (value, g.members.count(), g.events, g.emitted(), g.changed())
+                    })
                     .collect();
                 v.sort_by(|a, b| a.0.cmp(&b.0));
                 v
@@ -234,8 +236,7 @@ mod tests {
             }
             // Emitted once, then changed again.
             for (_, g) in tables[0].due(true) {
-                g.emitted = 1;
-                g.changed = false;
+                g.emit();
             }
             let mut bytes = Vec::new();
             write(&mut tables, &mut bytes);

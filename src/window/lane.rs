@@ -459,9 +459,7 @@ impl Lane {
         });
         for (g, table) in window.groups.iter_mut().enumerate() {
             for (value, group) in table.due(false) {
-                let revision = group.emitted;
-                group.emitted += 1;
-                group.changed = false;
+                let revision = group.emit();
                 out.push(WindowRecord {
                     start_ts: window.start,
                     end_ts: window.end,

@@ -169,7 +169,7 @@ impl StateStore {
             if emitted_before {
                 // Every group's count goes out again with the window's.
                 for table in &mut groups {
-                    table.slots_mut().for_each(|(_, g)| g.changed = true);
+                    table.slots_mut().for_each(|(_, g)| g.set_changed(true));
                 }
             }
             let window = Window {
