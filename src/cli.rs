@@ -367,6 +367,9 @@ pub struct GenerateArgs {
     /// sometimes null, missing, an object or an array.
     #[arg(long)]
     pub groups: bool,
+    /// With --groups: distinct page values (Zipf).
+    #[arg(long, default_value_t = 1000)]
+    pub group_pages: u64,
     /// Window sizes of the truth file, as `count --windows`
     /// [env: DISTINCTLY_WINDOWS].
     #[arg(long)]
@@ -413,6 +416,7 @@ impl GenerateArgs {
             wrapped_share: self.wrapped_share,
             frame: self.frame,
             groups: self.groups,
+            group_pages: self.group_pages,
         }
     }
 }

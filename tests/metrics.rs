@@ -218,6 +218,8 @@ fn check_every_needed_panel_is_there(d: &Value) {
         "event-time delay",
         "processing latency",
         "delivery latency",
+        "groups held",
+        "group overflow",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(needed)),
@@ -436,6 +438,8 @@ fn start_service(t: &Topics, dlq: &str, dir: &Path) -> (Killed, String) {
             ("DISTINCTLY_METRICS_ADDR", &scrape),
             ("KAFKA_SERVICE_DLQ_TOPIC", dlq),
             ("DISTINCTLY_IDLE_PARTITION_SECONDS", "3"),
+            // Realistic frames have a root `country` about half of the time.
+            ("DISTINCTLY_GROUP_BY", "country,/device/type"),
             // Lag gauges every second instead of every 5 s.
             ("DISTINCTLY_RDKAFKA_CONSUMER_STATISTICS_INTERVAL_MS", "1000"),
         ],

@@ -24,6 +24,7 @@ use crate::decode::Decoder;
 use crate::group::{GroupKeys, GroupLabel, Groupings};
 use crate::hash::uid_hash;
 use crate::input::{Line, Source};
+use crate::internal_events::OverflowWatch;
 use crate::metrics::{Publisher, Totals};
 use crate::record::{Format, WindowRecord};
 use crate::reject::Reject;
@@ -129,7 +130,7 @@ pub fn count<W: Write>(
         .iter()
         .map(|g| g.text.clone())
         .collect();
-    summary.overflowed = counting.windower.overflowed();
+    summary.overflowed = counting.windower.group_overflow()[..counting.groupings.len()].to_vec();
     Ok(Outcome { summary, end })
 }
 
@@ -171,6 +172,7 @@ struct Counting<W: Write> {
     groupings: Groupings,
     /// The group keys of the event at hand (reused).
     keys: GroupKeys,
+    overflow: OverflowWatch,
 }
 
 impl<W: Write> Counting<W> {
@@ -191,6 +193,7 @@ impl<W: Write> Counting<W> {
                 .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?,
             groupings: cfg.groupings()?,
             keys: GroupKeys::default(),
+            overflow: OverflowWatch::default(),
         })
     }
 
@@ -340,6 +343,17 @@ impl<W: Write> Counting<W> {
         for ((_, peak), (_, bytes)) in self.summary.peak_heap.iter_mut().zip(heap) {
             *peak = (*peak).max(bytes);
         }
+        if !self.groupings.is_empty() {
+            self.overflow
+                .check(&self.groupings, &self.windower.group_overflow());
+            let peak = &mut self.summary.peak_groups;
+            peak.resize(self.groupings.len(), 0);
+            for (_, held) in self.windower.groups_by_size() {
+                for (g, n) in held.into_iter().enumerate() {
+                    peak[g] = peak[g].max(n);
+                }
+            }
+        }
         if let Some(m) = &mut self.metrics {
             m.batch_end();
             m.publish(
@@ -348,6 +362,8 @@ impl<W: Write> Counting<W> {
                     bytes: self.summary.bytes,
                     rejected: &self.summary.rejected,
                     ts_out_of_range: 0,
+                    refusals: &self.summary.refusals,
+                    groupings: &self.groupings,
                 },
                 &self.windower,
             );

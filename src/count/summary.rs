@@ -29,8 +29,11 @@ pub struct Summary {
     pub groupings: Vec<String>,
     /// Values no group was made of, per grouping and reason.
     pub refusals: Refusals,
-    /// Per grouping: events counted in overflow records (first size).
+    /// Per grouping: events counted in overflow records (every size).
     pub overflowed: Vec<u64>,
+    /// Per grouping: the most groups one size's held windows had at once
+    /// (sampled after every input block).
+    pub peak_groups: Vec<usize>,
 }
 
 impl Summary {
@@ -115,7 +118,9 @@ impl Summary {
                     };
                     let total: u64 = Refusal::ALL.iter().map(|&r| self.refusals.get(g, r)).sum();
                     format!(
-                        "{name}: {total} values refused{refused}, {} events overflowed",
+                        "{name}: {} groups held at most, {total} values refused{refused}, {} \
+                         events overflowed",
+                        self.peak_groups.get(g).copied().unwrap_or(0),
                         self.overflowed.get(g).copied().unwrap_or(0)
                     )
                 })
@@ -186,6 +191,7 @@ impl Summary {
                     (
                         name.clone(),
                         serde_json::json!({
+                            "peak_groups_held": self.peak_groups.get(g).copied().unwrap_or(0),
                             "refused": refused,
                             "overflowed": self.overflowed.get(g).copied().unwrap_or(0),
                         }),

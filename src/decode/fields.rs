@@ -262,7 +262,7 @@ fn has_backslash(s: &[u8]) -> bool {
     if s.len() > 32 {
         return memchr::memchr(b'\\', s).is_some();
     }
-    s.iter().any(|&b| b == b'\\')
+    s.contains(&b'\\')
 }
 
 /// Whether a pointer segment names array element `index` (RFC 6901: `0`,

@@ -1,6 +1,7 @@
 //! Fields to group by (`generate --groups`): `country` (about 30 values,
 //! Zipf, with quotes, commas, `:`, `=`, tabs, CJK, an emoji, numbers and
-//! booleans among them), `page` (a thousand, Zipf, some of them numbers)
+//! booleans among them), `page` (`--group-pages`, a thousand by default,
+//! Zipf, some of them numbers)
 //! and `ctx.device` (nested). Each is sometimes `null`, missing, an object
 //! or an array, and `country` sometimes longer than a group value may be,
 //! so that every rule of `decode::fields` is met. A script outside the code
@@ -37,10 +38,11 @@ pub(super) struct GroupFields {
 }
 
 impl GroupFields {
-    pub(super) fn new() -> Self {
+    /// With `pages` distinct `page` values.
+    pub(super) fn new(pages: u64) -> Self {
         GroupFields {
             country: Zipf::new(COUNTRIES.len() as u64, 1.1),
-            page: Zipf::new(1000, 1.0),
+            page: Zipf::new(pages.max(1), 1.0),
             device: Zipf::new(DEVICES.len() as u64, 0.8),
         }
     }

@@ -85,6 +85,8 @@ pub struct GenerateOptions {
     /// Fields to group by in every valid frame: `country`, `page`,
     /// `ctx.device` (see `groups.rs`).
     pub groups: bool,
+    /// Distinct `page` values with `groups`.
+    pub group_pages: u64,
 }
 
 impl Default for GenerateOptions {
@@ -104,6 +106,7 @@ impl Default for GenerateOptions {
             wrapped_share: 0.0,
             frame: FrameKind::Realistic,
             groups: false,
+            group_pages: 1000,
         }
     }
 }
@@ -196,7 +199,9 @@ pub fn generate_traced<W: Write, F: FnMut(LineKind)>(
     let mut g = Gen {
         r: Rng::new(opts.seed),
         realistic,
-        groups: opts.groups.then(groups::GroupFields::new),
+        groups: opts
+            .groups
+            .then(|| groups::GroupFields::new(opts.group_pages)),
         ..Gen::default()
     };
     let truth = Truth {

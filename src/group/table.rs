@@ -253,16 +253,14 @@ impl GroupTable {
     }
 }
 
-/// Whether `key` is at the start of `at` (which is as long or longer):
-/// most keys are a few bytes, compared here with two overlapping loads of
-/// each rather than by a call.
+/// Whether the held key `at` is `key`: most keys are a few bytes, compared
+/// here with two overlapping loads of each rather than by a call.
 #[inline(always)]
 fn same(at: &[u8], key: &[u8]) -> bool {
     let n = key.len();
-    if at.len() < n {
+    if at.len() != n {
         return false;
     }
-    let at = &at[..n];
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
     let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     match n {
@@ -330,18 +328,53 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_start_alike_and_share_a_hash_are_two_groups() {
+        let kind = CounterKind::Exact;
+        let limits = Limits {
+            max_groups: 10,
+            dense_after: crate::group::members::dense_after(kind),
+        };
+        let mut t = GroupTable::new();
+        for (key, uid) in [
+            ("/p/2", "a"),
+            ("/p/259", "b"),
+            ("/p/2", "c"),
+            ("/p/25", "d"),
+        ] {
+            let m = Member::Hash(uid_hash(uid.as_bytes()));
+            t.count(Some((key.as_bytes(), 7)), m, kind, limits);
+        }
+        let mut got: Vec<(GroupValue, u64)> = t
+            .due(true)
+            .into_iter()
+            .map(|(v, g)| (v, g.members.count()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (GroupValue::Key(b"/p/2"[..].into()), 2),
+                (GroupValue::Key(b"/p/25"[..].into()), 1),
+                (GroupValue::Key(b"/p/259"[..].into()), 1),
+            ]
+        );
+    }
+
+    #[test]
     fn keys_compare_at_every_length() {
         for n in 0..40 {
             let key: Vec<u8> = (0..n as u8).collect();
-            let mut at = key.clone();
-            at.extend_from_slice(b"tail");
-            assert!(same(&at, &key), "{n}");
+            assert!(same(&key.clone(), &key), "{n}");
             for i in 0..n {
-                let mut other = at.clone();
+                let mut other = key.clone();
                 other[i] ^= 1;
                 assert!(!same(&other, &key), "{n} {i}");
             }
-            assert!(!same(&key[..n.saturating_sub(1)], &key) || n == 0);
+            // A key is not any key it starts with, nor one that starts with it.
+            let mut longer = key.clone();
+            longer.push(b'9');
+            assert!(!same(&longer, &key), "{n}: longer");
+            assert!(!same(&key, &longer), "{n}: shorter");
         }
     }
 

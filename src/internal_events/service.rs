@@ -164,6 +164,53 @@ impl InternalEvent for ForeignStateRecords<'_> {
     }
 }
 
+/// Events of groups beyond `DISTINCTLY_MAX_GROUPS` went to overflow
+/// records (counted in `distinctly_group_overflow_events_total` with the
+/// hot path's totals); logged at most once per [`super::RATE_LIMIT`].
+pub struct GroupsOverflowed<'a> {
+    pub group_by: &'a str,
+    pub max_groups: usize,
+    /// Since the last time this was emitted for the grouping.
+    pub events: u64,
+}
+
+impl InternalEvent for GroupsOverflowed<'_> {
+    fn emit(self) {
+        static LIMIT: super::RateLimit = super::RateLimit::new();
+        if let Some(suppressed) = LIMIT.allow() {
+            warn!(target: TARGET, group_by = self.group_by, max_groups = self.max_groups,
+                events = self.events, suppressed,
+                "{}: {} events of groups beyond DISTINCTLY_MAX_GROUPS={} counted in overflow \
+                 records", self.group_by, self.events, self.max_groups);
+        }
+    }
+}
+
+/// Watches the overflow counts of a windower (or several) and says when
+/// they grow ([`GroupsOverflowed`]).
+#[derive(Debug, Default)]
+pub struct OverflowWatch {
+    seen: [u64; crate::group::MAX_GROUPINGS],
+}
+
+impl OverflowWatch {
+    /// `now`: the overflow counts per grouping (as in `WindowStats`).
+    pub fn check(&mut self, groupings: &crate::group::Groupings, now: &[u64]) {
+        for (g, grouping) in groupings.list.iter().enumerate() {
+            let n = now.get(g).copied().unwrap_or(0);
+            if n > self.seen[g] {
+                GroupsOverflowed {
+                    group_by: &grouping.text,
+                    max_groups: groupings.max_groups,
+                    events: n - self.seen[g],
+                }
+                .emit();
+                self.seen[g] = n;
+            }
+        }
+    }
+}
+
 /// SIGTERM or SIGINT: the service stops after committing what is safe.
 pub struct ShutdownRequested;
 

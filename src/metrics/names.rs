@@ -34,6 +34,16 @@ pub const LAST_WINDOW_UNIQUE: &str = "distinctly_last_window_unique_users";
 /// Gauge; label `window` (a window size, e.g. `1h`): heap bytes of the held
 /// counters (open and retained windows) of that size.
 pub const COUNTER_HEAP: &str = "distinctly_windows_heap_bytes";
+/// Gauge; labels `group_by` (a grouping of `DISTINCTLY_GROUP_BY`, as
+/// written) and `window` (a size): groups held by the open and retained
+/// windows.
+pub const GROUPS_HELD: &str = "distinctly_groups_held";
+/// Counter; label `group_by`: events counted in a window's overflow record
+/// (their group did not fit `DISTINCTLY_MAX_GROUPS`), over every size.
+pub const GROUP_OVERFLOW: &str = "distinctly_group_overflow_events_total";
+/// Counter; labels `group_by`, `reason` (`not_scalar`, `too_long`,
+/// `duplicate`, `bad_escape`): events whose value made no group.
+pub const GROUP_REFUSED: &str = "distinctly_group_values_refused_total";
 /// Gauge: resident set size of the process.
 pub const RESIDENT_MEMORY: &str = "distinctly_process_resident_memory_bytes";
 /// Gauge: the watermark, Unix seconds.
@@ -82,6 +92,9 @@ pub const ALL: &[&str] = &[
     LAST_WINDOW_START,
     LAST_WINDOW_UNIQUE,
     COUNTER_HEAP,
+    GROUPS_HELD,
+    GROUP_OVERFLOW,
+    GROUP_REFUSED,
     RESIDENT_MEMORY,
     WATERMARK,
     EVENT_TIME_DELAY,
@@ -156,6 +169,18 @@ pub fn describe() {
         COUNTER_HEAP,
         Unit::Bytes,
         "Heap bytes held by the counters of all open and retained windows"
+    );
+    describe_gauge!(
+        GROUPS_HELD,
+        "Groups held by the open and retained windows, by grouping and window size"
+    );
+    describe_counter!(
+        GROUP_OVERFLOW,
+        "Events counted in overflow records: their group did not fit DISTINCTLY_MAX_GROUPS"
+    );
+    describe_counter!(
+        GROUP_REFUSED,
+        "Events whose value for a grouping made no group, by reason"
     );
     describe_gauge!(
         RESIDENT_MEMORY,

@@ -2,6 +2,8 @@
 
 use super::names;
 use crate::counter::CounterKind;
+use crate::decode::Refusal;
+use crate::group::{Groupings, Refusals};
 use crate::record::WindowRecord;
 use crate::reject::{Reject, RejectCounts};
 use crate::window::size::WindowSize;
@@ -25,6 +27,9 @@ pub struct Totals<'a> {
     pub rejected: &'a RejectCounts,
     /// Events refused for their time (added to the `ts_out_of_range` reason).
     pub ts_out_of_range: u64,
+    /// Values of `groupings` no group was made of.
+    pub refusals: &'a Refusals,
+    pub groupings: &'a Groupings,
 }
 
 /// Handles to every hot-path metric of `count`, registered once: the three
@@ -110,6 +115,8 @@ pub struct InputPublisher {
     batch_messages: Histogram,
     batch_started: Option<Instant>,
     batch_len: u64,
+    /// Per grouping, per refusal reason; made on the first publish.
+    refused: Vec<Vec<(Refusal, Counter)>>,
 }
 
 impl InputPublisher {
@@ -135,6 +142,7 @@ impl InputPublisher {
             batch_messages: metrics::histogram!(names::BATCH_MESSAGES),
             batch_started: None,
             batch_len: 0,
+            refused: Vec::new(),
         }
     }
 
@@ -176,6 +184,28 @@ impl InputPublisher {
         }
         self.messages.absolute(totals.messages);
         self.bytes.absolute(totals.bytes);
+        if self.refused.len() != totals.groupings.len() {
+            self.refused = totals
+                .groupings
+                .list
+                .iter()
+                .map(|g| {
+                    Refusal::ALL
+                        .iter()
+                        .map(|&r| {
+                            let c = metrics::counter!(names::GROUP_REFUSED,
+                                "group_by" => g.text.clone(), "reason" => r.as_str());
+                            (r, c)
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        for (g, counters) in self.refused.iter().enumerate() {
+            for (r, c) in counters {
+                c.absolute(totals.refusals.get(g, *r));
+            }
+        }
     }
 }
 
@@ -199,6 +229,10 @@ pub struct WindowPublisher {
     delay: Gauge,
     last_watermark: Option<u64>,
     rss_read: Option<Instant>,
+    /// Per grouping: per size, groups held; and events overflowed. Made on
+    /// the first publish with groupings.
+    groups_held: Vec<Vec<Gauge>>,
+    overflow: Vec<Counter>,
 }
 
 impl WindowPublisher {
@@ -220,6 +254,8 @@ impl WindowPublisher {
             delay: metrics::gauge!(names::EVENT_TIME_DELAY),
             last_watermark: None,
             rss_read: None,
+            groups_held: Vec::new(),
+            overflow: Vec::new(),
         }
     }
 
@@ -235,7 +271,28 @@ impl WindowPublisher {
         let (mut open, mut held) = (0, 0);
         let mut heap: Vec<(WindowSize, usize)> = Vec::new();
         let mut watermark: Option<u64> = None;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut overflow = gone.group_overflow;
+        let mut names: Option<(Vec<String>, Vec<WindowSize>)> = None;
         for w in windowers {
+            if !w.groupings().is_empty() {
+                let by_size = w.groups_by_size();
+                if groups.is_empty() {
+                    groups = vec![vec![0; by_size.len()]; w.groupings().len()];
+                    names = Some((
+                        w.groupings().list.iter().map(|g| g.text.clone()).collect(),
+                        by_size.iter().map(|(s, _)| *s).collect(),
+                    ));
+                }
+                for (i, (_, held)) in by_size.into_iter().enumerate() {
+                    for (g, n) in held.into_iter().enumerate() {
+                        groups[g][i] += n;
+                    }
+                }
+                for (o, n) in overflow.iter_mut().zip(w.group_overflow()) {
+                    *o += n;
+                }
+            }
             let s = w.stats();
             sum[0] += s.counted;
             sum[1] += s.late_corrected;
@@ -275,6 +332,34 @@ impl WindowPublisher {
         }
         for ((_, gauge), (_, bytes)) in self.heap.iter().zip(&heap) {
             gauge.set(*bytes as f64);
+        }
+        if let Some((groupings, sizes)) = names {
+            if self.groups_held.len() != groupings.len() {
+                self.groups_held = groupings
+                    .iter()
+                    .map(|g| {
+                        sizes
+                            .iter()
+                            .map(|s| {
+                                metrics::gauge!(names::GROUPS_HELD,
+                                    "group_by" => g.clone(), "window" => s.to_string())
+                            })
+                            .collect()
+                    })
+                    .collect();
+                self.overflow = groupings
+                    .iter()
+                    .map(|g| metrics::counter!(names::GROUP_OVERFLOW, "group_by" => g.clone()))
+                    .collect();
+            }
+        }
+        for (gauges, held) in self.groups_held.iter().zip(&groups) {
+            for (gauge, n) in gauges.iter().zip(held) {
+                gauge.set(*n as f64);
+            }
+        }
+        for (counter, n) in self.overflow.iter().zip(overflow) {
+            counter.absolute(n);
         }
         // After a rebalance a windower starts without a watermark until
         // replay delivers: keep the last one, so the delay keeps growing.

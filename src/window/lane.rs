@@ -114,8 +114,6 @@ pub struct Lane {
     /// Groupings counted in every window, and the limits of their groups.
     groupings: usize,
     limits: Limits,
-    /// Per grouping: events counted in a window's overflow record.
-    pub overflowed: Vec<u64>,
 }
 
 impl Lane {
@@ -143,7 +141,6 @@ impl Lane {
                 max_groups,
                 dense_after: dense_after(kind),
             },
-            overflowed: vec![0; groupings],
         }
     }
 
@@ -260,7 +257,7 @@ impl Lane {
             for (g, table) in window.groups.iter_mut().enumerate() {
                 let counted = table.count(keys.get(g), member, self.kind, self.limits);
                 if counted == Counted::Overflow {
-                    self.overflowed[g] += 1;
+                    self.stats.group_overflow[g] += 1;
                 }
             }
         }

@@ -85,6 +85,9 @@ pub struct WindowStats {
     pub windows_emitted: u64,
     /// Records emitted with revision > 0.
     pub corrections_emitted: u64,
+    /// Per grouping (by index): events counted in a window's overflow
+    /// record (`DISTINCTLY_MAX_GROUPS`), for this size.
+    pub group_overflow: [u64; crate::group::MAX_GROUPINGS],
 }
 
 /// One input of the windower (a partition).
@@ -289,10 +292,12 @@ impl Windower {
     }
 
     /// Outcomes of the first size (the one summaries lead with), plus the
-    /// events refused before any size.
+    /// events refused before any size and the group overflow of every
+    /// size.
     pub fn stats(&self) -> WindowStats {
         let mut s = self.lanes.first().map(|l| l.stats).unwrap_or_default();
         s.ts_out_of_range = self.ts_out_of_range;
+        s.group_overflow = self.group_overflow();
         s
     }
 
@@ -336,13 +341,15 @@ impl Windower {
             .collect()
     }
 
-    /// Events counted in overflow records, per grouping (over every size:
-    /// the first size's, as summaries lead with it).
-    pub fn overflowed(&self) -> Vec<u64> {
-        self.lanes
-            .first()
-            .map(|l| l.overflowed.clone())
-            .unwrap_or_default()
+    /// Events counted in overflow records, per grouping, of every size.
+    pub fn group_overflow(&self) -> [u64; crate::group::MAX_GROUPINGS] {
+        let mut sum = [0; crate::group::MAX_GROUPINGS];
+        for lane in &self.lanes {
+            for (s, n) in sum.iter_mut().zip(lane.stats.group_overflow) {
+                *s += n;
+            }
+        }
+        sum
     }
 
     /// Heap bytes of the held counters of each size.

@@ -254,14 +254,13 @@ pub fn last_per_window(records: &[serde_json::Value]) -> Windows {
 pub fn check_revisions_grow(records: &[serde_json::Value]) {
     let mut revisions = BTreeMap::new();
     for v in records {
-        let start = v["start_ts"].as_u64().unwrap();
-        let size = v.get("window").and_then(|w| w.as_str()).unwrap_or("");
         if let Some(rev) = v.get("revision") {
             let rev = rev.as_u64().unwrap();
-            let prev = revisions.insert((size.to_string(), start), rev);
+            let id = record_id(v);
+            let prev = revisions.insert(id.clone(), rev);
             assert!(
                 prev.is_none_or(|p| rev > p),
-                "revisions must grow for {start}"
+                "revisions must grow for {id:?}"
             );
         }
     }

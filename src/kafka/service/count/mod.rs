@@ -127,6 +127,7 @@ struct Counter<'a> {
     records: Vec<WindowRecord>,
     /// The group keys of the event at hand (reused).
     keys: GroupKeys,
+    overflow: crate::internal_events::OverflowWatch,
     state: Option<StateStore>,
     /// The sizes counted; the first when records carry no size.
     sizes: Vec<WindowSize>,
@@ -154,6 +155,9 @@ fn add_stats(into: &mut WindowStats, s: &WindowStats) {
     into.ts_out_of_range += s.ts_out_of_range;
     into.windows_emitted += s.windows_emitted;
     into.corrections_emitted += s.corrections_emitted;
+    for (a, b) in into.group_overflow.iter_mut().zip(s.group_overflow) {
+        *a += b;
+    }
 }
 
 impl<'a> Counter<'a> {
@@ -176,6 +180,7 @@ impl<'a> Counter<'a> {
             shards: Vec::new(),
             records: Vec::new(),
             keys: GroupKeys::default(),
+            overflow: Default::default(),
             state: ctx.topology.state.clone().map(StateStore::new),
             sizes: ctx.core.window_config().sizes,
             last_commit: Instant::now(),
@@ -519,6 +524,15 @@ impl<'a> Counter<'a> {
     }
 
     fn publish(&mut self) {
+        if !self.ctx.groupings.is_empty() {
+            let mut overflow = self.finished.group_overflow;
+            for shard in self.shards.iter().flatten() {
+                for (o, n) in overflow.iter_mut().zip(shard.windower.group_overflow()) {
+                    *o += n;
+                }
+            }
+            self.overflow.check(&self.ctx.groupings, &overflow);
+        }
         if let Some(m) = &mut self.metrics {
             m.publish(
                 self.shards.iter().flatten().map(|s| &s.windower),

@@ -454,6 +454,8 @@ impl<'a> Splitter<'a> {
                 bytes: self.stats.bytes,
                 rejected: &self.stats.rejected,
                 ts_out_of_range: self.stats.ts_out_of_range,
+                refusals: &self.stats.refusals,
+                groupings: &self.groupings,
             });
         }
     }

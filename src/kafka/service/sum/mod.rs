@@ -9,7 +9,8 @@
 //! counts are of the same events. What was emitted goes to the partials
 //! topic too (`e/` keys), before the record (`sent: false`) and after it
 //! (`sent: true`): a summer that takes over continues the revisions, and
-//! re-sends what may not have gone out.
+//! re-sends what may not have gone out. Once it holds the partition, those
+//! keys are its own: read back, they are ignored.
 //!
 //! Windows past retention at every shard's watermark are freed, behind the
 //! freed watermark (`f`). A count that arrives later for a window below it
@@ -185,6 +186,19 @@ impl<'a> Summer<'a> {
         self.dirty = true;
         if msg.offset() + 1 >= self.end_at_assignment {
             self.caught_up = true;
+        }
+        // What was emitted and freed is this summer's own state once it
+        // holds the partition: records past the end it was assigned at are
+        // its own writes coming back, older than what it holds by then (a
+        // revision it already moved past).
+        let echo = msg.offset() >= self.end_at_assignment;
+        if echo
+            && matches!(
+                key,
+                Some(Key::Emitted { .. } | Key::GroupEmitted { .. } | Key::Freed)
+            )
+        {
+            return;
         }
         match key {
             Some(Key::Part { size, start, shard }) => {
