@@ -202,3 +202,112 @@ fn every_group_survives_kill_9_of_two_of_three_instances() {
     drain(&t, &env);
     assert_grouped_output_is_truth(&t.output, &want);
 }
+
+/// Waits up to `timeout` for one of `children` to exit; returns its index
+/// and output (the others keep running).
+fn first_to_exit(
+    children: &mut Vec<Child>,
+    timeout: Duration,
+) -> Option<(usize, std::process::Output)> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        for i in 0..children.len() {
+            if children[i].try_wait().unwrap().is_some() {
+                let child = children.remove(i);
+                return Some((i, child.wait_with_output().unwrap()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn another_group_by_is_refused_by_other_instances_and_by_the_state_topic() {
+    let _b = broker();
+    let jsonl = stream("minimal", "4000", "74");
+    let lines: Vec<Vec<u8>> = jsonl
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+
+    // Two instances at once, one grouping each but of other fields: the
+    // counts of one must not be named by the other. One of them stops,
+    // naming the variable, before anything of theirs is written.
+    let t = topics("groupby-mixed", 2);
+    produce(&t.input, 2, &lines);
+    let mut running: Vec<Child> = ["country", "page"]
+        .iter()
+        .map(|g| {
+            service(&t, &[("DISTINCTLY_GROUP_BY", g)], &[])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let exited = first_to_exit(&mut running, Duration::from_secs(90));
+    for child in running {
+        kill9(child);
+    }
+    let (_, out) = exited.expect("an instance with another DISTINCTLY_GROUP_BY kept running");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors = log_lines(&stderr, "ERROR");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("DISTINCTLY_GROUP_BY"), "{}", errors[0]);
+    let group_records: Vec<_> = output_records(&t.output)
+        .into_iter()
+        .filter(|r| r.get("group_by").is_some())
+        .collect();
+    let named: std::collections::BTreeSet<&str> = group_records
+        .iter()
+        .map(|r| r["group_by"].as_str().unwrap())
+        .collect();
+    assert!(named.len() <= 1, "records of both settings: {named:?}");
+
+    // One setting drained; a rerun with another is refused (by the input
+    // partitions' commits or by the state topic) before it writes anything.
+    let t = topics("groupby-state", 2);
+    let (first, rest) = lines.split_at(lines.len() - 10);
+    produce(&t.input, 2, first);
+    drain(
+        &t,
+        &[
+            ("DISTINCTLY_GROUP_BY", "country"),
+            ("DISTINCTLY_WINDOWS", "1m,1h"),
+        ],
+    );
+    produce(&t.input, 2, rest);
+    let out = service(
+        &t,
+        &[
+            ("DISTINCTLY_GROUP_BY", "page"),
+            ("DISTINCTLY_WINDOWS", "1m,1h"),
+        ],
+        &["--exit-when-idle"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors = log_lines(&stderr, "ERROR");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("DISTINCTLY_GROUP_BY") && errors[0].contains(r#""page""#),
+        "{}",
+        errors[0]
+    );
+    // The same setting carries on, every event counted once.
+    drain(
+        &t,
+        &[
+            ("DISTINCTLY_GROUP_BY", "country"),
+            ("DISTINCTLY_WINDOWS", "1m,1h"),
+        ],
+    );
+    let all: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [l.as_slice(), b"\n"].concat())
+        .collect();
+    assert_grouped_output_is_truth(&t.output, &group_truth(&all, "country", "1m,1h"));
+}

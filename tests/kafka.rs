@@ -628,14 +628,6 @@ fn produce_keyed(topic: &str, records: &[(&str, Option<&[u8]>)]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// The lines of a run's log at `level` (text format).
-fn log_lines<'a>(stderr: &'a str, level: &str) -> Vec<&'a str> {
-    stderr
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some(level))
-        .collect()
-}
-
 #[test]
 fn garbage_in_the_state_topic_is_ignored_or_refused_by_name() {
     let _b = broker();

@@ -53,6 +53,8 @@ pub struct Groupings {
     /// `DISTINCTLY_MAX_GROUPS`: groups per grouping and window; events of
     /// further groups are counted in the window's overflow record.
     pub max_groups: usize,
+    /// [`Groupings::fingerprint`], computed once.
+    fingerprint: u64,
 }
 
 /// Why a `DISTINCTLY_GROUP_BY` list is not one.
@@ -70,6 +72,8 @@ pub enum BadGrouping {
     TooMany(usize),
     #[error("{0:?}: the same field twice in one grouping")]
     SameField(String),
+    #[error("{0:?} and {1:?} are the same grouping")]
+    SameGrouping(String, String),
 }
 
 impl Groupings {
@@ -109,6 +113,16 @@ impl Groupings {
             if parts.len() > MAX_PARTS {
                 return Err(BadGrouping::TooManyParts(text.to_string()));
             }
+            // `country` and `/country`, `a+b` and `b+a`: the same counts twice.
+            let same_fields = |other: &[usize]| {
+                other.len() == parts.len() && other.iter().all(|i| parts.contains(i))
+            };
+            if let Some(other) = g.list.iter().find(|x| same_fields(&x.parts)) {
+                return Err(BadGrouping::SameGrouping(
+                    other.text.clone(),
+                    text.to_string(),
+                ));
+            }
             g.list.push(Grouping {
                 text: text.to_string(),
                 parts,
@@ -117,11 +131,29 @@ impl Groupings {
         if g.list.len() > MAX_GROUPINGS {
             return Err(BadGrouping::TooMany(g.list.len()));
         }
+        if !g.list.is_empty() {
+            g.fingerprint = crate::hash::uid_hash(g.setting().as_bytes());
+        }
         Ok(g)
     }
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// The groupings as the records name them, comma-separated (empty
+    /// without any): what every instance of a group and every checkpoint
+    /// it restores must agree on.
+    pub fn setting(&self) -> String {
+        let texts: Vec<&str> = self.list.iter().map(|g| g.text.as_str()).collect();
+        texts.join(",")
+    }
+
+    /// A fixed hash of [`Groupings::setting`] (0 without groupings), carried
+    /// by every shard batch: groups of one setting are never counted under
+    /// another's names.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn len(&self) -> usize {

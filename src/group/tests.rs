@@ -23,6 +23,20 @@ fn the_setting_parses_into_groupings_over_distinct_fields() {
         err("a+/a"),
         r#""a+/a": the same field twice in one grouping"#
     );
+    assert_eq!(
+        err("country,/country"),
+        r#""country" and "/country" are the same grouping"#
+    );
+    assert_eq!(err("a+b,b+a"), r#""a+b" and "b+a" are the same grouping"#);
+    assert!(
+        Groupings::parse("a,a+b,b", 1).is_ok(),
+        "a part is not the whole"
+    );
+    assert_eq!(
+        Groupings::parse("a,,b,", 1).unwrap().list.len(),
+        2,
+        "empty entries are skipped, as in DISTINCTLY_WINDOWS"
+    );
     assert!(err("uid").contains("uid and ts are the event itself"));
     assert!(err("/a~x").contains("`~` must be followed by 0 or 1"));
     let many: Vec<String> = (0..17).map(|i| format!("k{i}")).collect();

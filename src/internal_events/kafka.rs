@@ -257,7 +257,9 @@ impl InternalEvent for CommitFailed<'_> {
             warn!(target: TARGET, error = %self.error, before_revoke = self.before_revoke,
                 "commit failed, will retry");
         } else {
-            error!(target: TARGET, error = %self.error, before_revoke = self.before_revoke,
+            // The error ends the stage and is printed once where the
+            // service stops.
+            debug!(target: TARGET, error = %self.error, before_revoke = self.before_revoke,
                 "commit failed");
         }
     }

@@ -68,6 +68,13 @@ pub enum ServiceError {
     NameTaken(String),
     #[error("fatal kafka error: {0}")]
     Fatal(String),
+    /// Events split under other groupings cannot be counted under these.
+    #[error(
+        "{what} by an instance with another DISTINCTLY_GROUP_BY than this one's {configured:?}: \
+         every instance of a consumer group must run the same (to change it, use another \
+         KAFKA_SERVICE_GROUP_ID and KAFKA_SERVICE_STATE_TOPIC)"
+    )]
+    OtherGroupBy { what: String, configured: String },
     #[error("state topic {topic}: {error}")]
     State {
         topic: String,
@@ -80,6 +87,14 @@ pub enum ServiceError {
     },
     #[error("could not deliver a record to {topic}: {reason}")]
     Delivery { topic: String, reason: String },
+}
+
+impl ServiceError {
+    /// A cause the user can act on, rather than a client's report of
+    /// its consequence.
+    fn names_cause(&self) -> bool {
+        !matches!(self, ServiceError::Client(_) | ServiceError::Fatal(_))
+    }
 }
 
 impl From<rdkafka::error::KafkaError> for ServiceError {

@@ -2,7 +2,10 @@
 //!
 //! - Input partitions (the splitter's commits): `distinctly/1 st=<unix
 //!   seconds>`, the partition's stream time (highest plausible event time)
-//!   when the offset was committed.
+//!   when the offset was committed, then ` groups=<16 hex digits>` when the
+//!   events were split grouped: the fingerprint of `DISTINCTLY_GROUP_BY`,
+//!   so that an instance with another setting refuses the partition before
+//!   it writes a batch the counters could not read.
 //! - Shard partitions (the counter's commits): `distinctly/2
 //!   <p>=<st>[i]@<position>,...`, every input partition as the shard had it
 //!   from the markers: stream time (`-`: none yet), idle (`i`), and the
@@ -11,20 +14,45 @@
 //! Anything else (another tool's metadata, an older format) is ignored: the
 //! partition then starts without restored stream times.
 
-const PREFIX: &str = "distinctly/1 st=";
+const INPUT: &str = "distinctly/1";
 const SOURCES: &str = "distinctly/2 ";
 
-/// Metadata for a partition whose stream time is `stream_time`.
-pub fn encode(stream_time: Option<u64>) -> String {
-    match stream_time {
-        Some(t) => format!("{PREFIX}{t}"),
-        None => "distinctly/1".to_string(),
-    }
+/// What the splitter's commit of an input partition says besides the offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InputMark {
+    pub stream_time: Option<u64>,
+    /// `Groupings::fingerprint` of the splitter (0: ungrouped).
+    pub groupings: u64,
 }
 
-/// The stream time stored by [`encode`], if any.
-pub fn decode(metadata: &str) -> Option<u64> {
-    metadata.strip_prefix(PREFIX)?.parse().ok()
+/// Metadata for an input partition's commit.
+pub fn encode(mark: InputMark) -> String {
+    let mut out = INPUT.to_string();
+    if let Some(t) = mark.stream_time {
+        out.push_str(&format!(" st={t}"));
+    }
+    if mark.groupings != 0 {
+        out.push_str(&format!(" groups={:016x}", mark.groupings));
+    }
+    out
+}
+
+/// What [`encode`] stored; `None` for another tool's metadata (or none).
+/// A field that does not parse is taken as absent.
+pub fn decode(metadata: &str) -> Option<InputMark> {
+    let rest = metadata.strip_prefix(INPUT)?;
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    let mut mark = InputMark::default();
+    for field in rest.split(' ') {
+        if let Some(t) = field.strip_prefix("st=") {
+            mark.stream_time = t.parse().ok();
+        } else if let Some(g) = field.strip_prefix("groups=") {
+            mark.groupings = u64::from_str_radix(g, 16).unwrap_or(0);
+        }
+    }
+    Some(mark)
 }
 
 /// What a shard knows of one input partition.
@@ -95,11 +123,24 @@ mod tests {
 
     #[test]
     fn round_trip_and_foreign_metadata() {
-        assert_eq!(decode(&encode(Some(1_767_225_600))), Some(1_767_225_600));
-        assert_eq!(decode(&encode(None)), None);
+        let mark = |stream_time, groupings| InputMark {
+            stream_time,
+            groupings,
+        };
+        for m in [
+            mark(Some(1_767_225_600), 0),
+            mark(None, 0),
+            mark(Some(7), 0xdead_beef_0000_0001),
+            mark(None, u64::MAX),
+        ] {
+            assert_eq!(decode(&encode(m)), Some(m), "{}", encode(m));
+        }
+        // Ungrouped metadata is what earlier releases wrote and read.
+        assert_eq!(encode(mark(Some(5), 0)), "distinctly/1 st=5");
         assert_eq!(decode(""), None);
         assert_eq!(decode("some other tool"), None);
-        assert_eq!(decode("distinctly/1 st=x"), None);
+        assert_eq!(decode("distinctly/10 st=4"), None);
+        assert_eq!(decode("distinctly/1 st=x"), Some(mark(None, 0)));
     }
 
     #[test]
@@ -119,7 +160,7 @@ mod tests {
         let m = encode_sources(sources.clone());
         assert_eq!(m, "distinctly/2 0=1767225600@12,1=-i@-1,7=3i@0,2=-@5");
         assert_eq!(decode_sources(&m), sources);
-        assert!(decode_sources(&encode(Some(5))).is_empty());
+        assert!(decode_sources(&encode(InputMark::default())).is_empty());
         assert!(decode_sources("distinctly/2 0=x").is_empty());
         assert!(decode_sources("").is_empty());
     }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! With groupings (`DISTINCTLY_GROUP_BY`) the magic is "DSB2", the header
-//! ends with the number of groupings (u8), and each event's uid is followed
+//! ends with the number of groupings (u8) and the setting's fingerprint
+//! (u64, `Groupings::fingerprint`), and each event's uid is followed
 //! by its group keys (`group::GroupKeys::encode`: per grouping, varint 0 or
 //! the key's length plus one, and the key).
 //!
@@ -26,6 +27,8 @@
 const MAGIC: &[u8; 4] = b"DSB1";
 const MAGIC_GROUPED: &[u8; 4] = b"DSB2";
 const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 4;
+/// The group section of a "DSB2" header: groupings and fingerprint.
+const GROUP_HEADER: usize = 1 + 8;
 
 /// What a batch says about its input partition, after its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,17 +60,19 @@ pub struct BatchWriter {
 
 impl BatchWriter {
     pub fn new(partition: i32) -> Self {
-        Self::grouped(partition, 0)
+        Self::grouped(partition, 0, 0)
     }
 
-    /// A writer whose events carry the keys of `groupings` groupings.
-    pub fn grouped(partition: i32, groupings: u8) -> Self {
+    /// A writer whose events carry the keys of `groupings` groupings of the
+    /// setting whose fingerprint is `fingerprint`.
+    pub fn grouped(partition: i32, groupings: u8, fingerprint: u64) -> Self {
         let mut buf = Vec::with_capacity(1024);
         buf.extend_from_slice(if groupings == 0 { MAGIC } else { MAGIC_GROUPED });
         buf.extend_from_slice(&partition.to_be_bytes());
         buf.resize(HEADER, 0);
         if groupings > 0 {
             buf.push(groupings);
+            buf.extend_from_slice(&fingerprint.to_be_bytes());
         }
         BatchWriter {
             header: buf.len(),
@@ -133,14 +138,20 @@ pub struct Batch<'a> {
     pub events: u32,
     /// Groupings whose keys each event carries.
     pub groupings: u8,
+    /// Their setting's fingerprint (0 without groupings).
+    pub fingerprint: u64,
     body: &'a [u8],
 }
 
 impl<'a> Batch<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Batch<'a>, BadBatch> {
-        let groupings = match bytes.get(..4) {
-            Some(m) if m == MAGIC && bytes.len() >= HEADER => 0,
-            Some(m) if m == MAGIC_GROUPED && bytes.len() > HEADER => bytes[HEADER],
+        let (groupings, fingerprint, header) = match bytes.get(..4) {
+            Some(m) if m == MAGIC && bytes.len() >= HEADER => (0, 0, HEADER),
+            Some(m) if m == MAGIC_GROUPED && bytes.len() >= HEADER + GROUP_HEADER => (
+                bytes[HEADER],
+                u64::from_be_bytes(bytes[HEADER + 1..HEADER + 9].try_into().expect("8 bytes")),
+                HEADER + GROUP_HEADER,
+            ),
             _ => return Err(BadBatch("not a distinctly shard batch")),
         };
         let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -155,7 +166,8 @@ impl<'a> Batch<'a> {
             },
             events: u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes")),
             groupings,
-            body: &bytes[HEADER + usize::from(groupings > 0)..],
+            fingerprint,
+            body: &bytes[header..],
         })
     }
 
@@ -271,12 +283,15 @@ mod tests {
         assert_eq!((m.partition, m.marker, m.events), (5, idle, 0));
         assert!(Batch::parse(b"DSB1").is_err());
         // With group keys: each event's keys come back as written.
-        let mut g = BatchWriter::grouped(2, 2);
+        let mut g = BatchWriter::grouped(2, 2, 0xfeed_f00d_dead_beef);
         g.push_grouped(10, b"u", &[3, b'D', b'E', 0]);
         g.push_grouped(11, b"v", &[0, 1]);
         let bytes = g.take(marker);
         let b = Batch::parse(&bytes).unwrap();
-        assert_eq!((b.groupings, b.events), (2, 2));
+        assert_eq!(
+            (b.groupings, b.fingerprint, b.events),
+            (2, 0xfeed_f00d_dead_beef, 2)
+        );
         let mut back = Vec::new();
         b.for_each_grouped(|ts, uid, keys| back.push((ts, uid.to_vec(), keys.to_vec())))
             .unwrap();

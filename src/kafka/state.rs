@@ -11,8 +11,10 @@
 //! <shard>/w/<size>/<start>             header: phase, revision, events, the
 //!                                      read position of the shard partition
 //!                                      when it was written ("covered"), the
-//!                                      counter kind, and which chunks hold
-//!                                      the counter
+//!                                      counter kind, which chunks hold the
+//!                                      counter and, with groupings, which
+//!                                      hold the groups and the
+//!                                      DISTINCTLY_GROUP_BY they are of
 //! <shard>/w/<size>/<start>/<gen>/<i>   chunk i of generation gen
 //! <shard>/w/<size>/<start>/<gen>/g<i>  chunk i of generation gen of the
 //!                                      window's groups (`group::wire`)
@@ -43,6 +45,7 @@
 //! the topic is next read.
 
 use crate::counter::{AnyCounter, CounterKind, ExactCounter};
+use crate::group::Groupings;
 use crate::kafka::offsets::{self, SourceTime};
 use crate::window::lane::{Phase, Saved, Window};
 use crate::window::size::WindowSize;
@@ -80,11 +83,11 @@ pub enum StateError {
     )]
     Unsharded { key: String },
     #[error(
-        "the state topic holds windows counted with other groupings than this run's {configured}: \
-         to change DISTINCTLY_GROUP_BY, use another KAFKA_SERVICE_STATE_TOPIC (and consumer \
-         group)"
+        "the state topic holds windows counted with DISTINCTLY_GROUP_BY={found:?}, this run's is \
+         {configured:?}: to change DISTINCTLY_GROUP_BY, use another KAFKA_SERVICE_STATE_TOPIC \
+         (and consumer group)"
     )]
-    OtherGroupings { configured: usize },
+    OtherGroupings { found: String, configured: String },
 }
 
 /// Which window: the shard that counts it, its size and start.
@@ -186,6 +189,8 @@ pub struct Header {
     pub overflowed: u64,
     /// Which chunks hold the window's groups (`None`: no groupings).
     pub groups: Option<Saved>,
+    /// The groupings they are of (`Groupings::setting`; empty without).
+    pub group_by: String,
 }
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -257,6 +262,8 @@ impl Header {
             put_u64(&mut out, g.generation);
             out.extend_from_slice(&g.chunks.to_be_bytes());
             put_u64(&mut out, g.len);
+            out.extend_from_slice(&(self.group_by.len() as u32).to_be_bytes());
+            out.extend_from_slice(self.group_by.as_bytes());
         }
         out
     }
@@ -299,14 +306,17 @@ impl Header {
                 len: r.u64()?,
             };
             let (uids, overflowed) = (r.u64()?, r.u64()?);
-            let groups = if grouped {
-                Some(Saved {
+            let (groups, group_by) = if grouped {
+                let saved = Saved {
                     generation: r.u64()?,
                     chunks: r.u32()?,
                     len: r.u64()?,
-                })
+                };
+                let n = r.u32()? as usize;
+                let group_by = String::from_utf8(r.take(n)?.to_vec()).ok()?;
+                (Some(saved), group_by)
             } else {
-                None
+                (None, String::new())
             };
             (r.0.is_empty() && start < end).then_some(Header {
                 size,
@@ -321,6 +331,7 @@ impl Header {
                 uids,
                 overflowed,
                 groups,
+                group_by,
             })
         };
         parse(&mut r).ok_or(corrupt("malformed window header"))
@@ -371,13 +382,15 @@ pub type Records = Vec<(String, Option<Vec<u8>>)>;
 /// `size`, counted by shard `shard`) up to date: new chunks, then the
 /// header, then tombstones of a replaced generation; notes what is saved in
 /// the window. `round` numbers checkpoints of this process; `covered` is the
-/// read position of the partitions the window is counted from.
+/// read position of the partitions the window is counted from; `group_by`
+/// the groupings its groups are of.
 #[allow(clippy::too_many_arguments)]
 pub fn checkpoint_window(
     shard: i32,
     size: WindowSize,
     window: &mut Window,
     kind: CounterKind,
+    group_by: &str,
     round: u64,
     covered: &[(i32, i64)],
     out: &mut Records,
@@ -457,6 +470,11 @@ pub fn checkpoint_window(
         saved,
         uids,
         overflowed,
+        group_by: if groups.is_some() {
+            group_by.to_string()
+        } else {
+            String::new()
+        },
         groups,
     };
     out.push((header_key(id), Some(header.encode())));
@@ -590,12 +608,15 @@ impl Snapshot {
     }
 
     /// Every window with a header, its counter assembled from its chunks,
-    /// and the keys of chunks no header names (to delete).
+    /// and the keys of chunks no header names (to delete). Windows of
+    /// another counter or other groupings than this run's are refused.
     pub fn windows(
         &self,
         kind: CounterKind,
-        groupings: usize,
+        groupings: &Groupings,
     ) -> Result<(Vec<Restored>, Vec<String>), StateError> {
+        let group_by = groupings.setting();
+        let groupings = groupings.len();
         let mut windows = Vec::new();
         let mut named = std::collections::HashSet::new();
         for (key, value) in &self.values {
@@ -624,24 +645,21 @@ impl Snapshot {
                 ),
                 _ => AnyCounter::from_bytes(&bytes).map_err(|_| corrupt("counter"))?,
             };
+            if header.group_by != group_by {
+                return Err(StateError::OtherGroupings {
+                    found: header.group_by,
+                    configured: group_by,
+                });
+            }
             let groups = match header.groups {
                 None if groupings == 0 => Vec::new(),
                 Some(saved) if groupings > 0 => {
                     let bytes =
                         self.assemble(saved, |g, i| group_chunk_key(id, g, i), &mut named)?;
-                    // Read as this run's groupings: another number of
-                    // them does not parse.
-                    crate::group::wire::read(&bytes, groupings, kind).map_err(|_| {
-                        StateError::OtherGroupings {
-                            configured: groupings,
-                        }
-                    })?
+                    crate::group::wire::read(&bytes, groupings, kind)
+                        .map_err(|_| corrupt("groups"))?
                 }
-                _ => {
-                    return Err(StateError::OtherGroupings {
-                        configured: groupings,
-                    })
-                }
+                _ => return Err(corrupt("group section")),
             };
             windows.push(Restored {
                 shard: id.shard,

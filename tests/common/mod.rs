@@ -904,3 +904,11 @@ pub fn produce_paced(
         }
     }
 }
+
+/// The lines of a run's log at `level` (text format).
+pub fn log_lines<'a>(stderr: &'a str, level: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(level))
+        .collect()
+}

@@ -39,6 +39,9 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The state topic and what is due to it.
 pub(super) struct StateStore {
     pub topic: String,
+    /// `DISTINCTLY_GROUP_BY` (`Groupings::setting`), in every header with
+    /// groups.
+    group_by: String,
     /// Checkpoint rounds of this process (generation numbers).
     round: u64,
     /// Tombstones due with the next round (orphaned chunks found at
@@ -53,9 +56,10 @@ pub(super) struct StateStore {
 }
 
 impl StateStore {
-    pub fn new(topic: String) -> Self {
+    pub fn new(topic: String, group_by: String) -> Self {
         StateStore {
             topic,
+            group_by,
             round: 0,
             pending: Records::new(),
             freed: Records::new(),
@@ -91,7 +95,16 @@ impl StateStore {
         }
         let covered = [(shard, position)];
         for (size, window) in windower.windows_mut() {
-            state::checkpoint_window(shard, size, window, kind, self.round, &covered, out);
+            state::checkpoint_window(
+                shard,
+                size,
+                window,
+                kind,
+                &self.group_by,
+                self.round,
+                &covered,
+                out,
+            );
         }
         self.marks.push((shard, Mark { position, sources }));
     }
@@ -325,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_freed_window_is_deleted_only_behind_a_mark_past_its_freeing() {
-        let mut store = StateStore::new("state".into());
+        let mut store = StateStore::new("state".into(), String::new());
         let mut w = windower();
         let mut out = Vec::new();
         let kind = CounterKind::Exact;

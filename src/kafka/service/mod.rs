@@ -236,11 +236,28 @@ pub fn run(
         threads.map(|t| t.join().expect("a stage does not panic"))
     });
     let (mut split, mut count, mut sum) = (None, None, None);
+    let mut failed: Option<ServiceError> = None;
     for result in results {
-        let (s, c, m) = result?;
-        split = split.or(s);
-        count = count.or(c);
-        sum = sum.or(m);
+        match result {
+            Ok((s, c, m)) => {
+                split = split.or(s);
+                count = count.or(c);
+                sum = sum.or(m);
+            }
+            // A stage stopped by another's failure may fail in its own
+            // words (a fenced commit); the cause is the one to print.
+            Err(e)
+                if failed
+                    .as_ref()
+                    .is_none_or(|f| !f.names_cause() && e.names_cause()) =>
+            {
+                failed = Some(e)
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     let (split, count, sum): (split::SplitStats, count::CountStats, sum::SumStats) = (
         split.unwrap_or_default(),

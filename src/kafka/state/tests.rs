@@ -38,6 +38,7 @@ fn round(w: &mut Window, kind: CounterKind, round: u64, snap: &mut Snapshot) -> 
         WindowSize::Days(1),
         w,
         kind,
+        "",
         round,
         &[(0, round as i64 * 100)],
         &mut out,
@@ -99,6 +100,7 @@ fn keys_and_headers_round_trip() {
         uids: 0,
         overflowed: 0,
         groups: None,
+        group_by: String::new(),
     };
     let bytes = header.encode();
     assert_eq!(Header::decode("k", &bytes), Ok(header));
@@ -126,7 +128,7 @@ fn exact_windows_are_checkpointed_incrementally_and_read_back() {
     );
     // Nothing new: the header alone (its covered positions move on).
     assert!(round(&mut w, kind, 3, &mut snap) < 200);
-    let (windows, orphans) = snap.windows(kind, 0).unwrap();
+    let (windows, orphans) = snap.windows(kind, &Groupings::none()).unwrap();
     assert!(orphans.is_empty());
     assert_eq!(windows.len(), 1);
     let mut back = windows.into_iter().next().unwrap();
@@ -153,7 +155,7 @@ fn a_generation_full_of_chunks_is_rewritten_and_the_old_one_deleted() {
         saved.generation > 1 && saved.chunks < MAX_CHUNKS,
         "{saved:?}"
     );
-    let (windows, orphans) = snap.windows(kind, 0).unwrap();
+    let (windows, orphans) = snap.windows(kind, &Groupings::none()).unwrap();
     assert!(orphans.is_empty(), "old chunks deleted: {orphans:?}");
     let chunk_keys = snap
         .values
@@ -178,13 +180,13 @@ fn sketches_are_rewritten_whole_only_when_they_changed() {
     );
     add(&mut w, 5_000, 6_000);
     round(&mut w, kind, 3, &mut snap);
-    let (windows, orphans) = snap.windows(kind, 0).unwrap();
+    let (windows, orphans) = snap.windows(kind, &Groupings::none()).unwrap();
     assert!(orphans.is_empty());
     let mut back = windows.into_iter().next().unwrap();
     assert_eq!(back.counter.count(), w.counter.count());
     // Another counter refuses the state.
     assert!(matches!(
-        snap.windows(CounterKind::Exact, 0),
+        snap.windows(CounterKind::Exact, &Groupings::none()),
         Err(StateError::OtherCounter { .. })
     ));
 }
@@ -196,7 +198,9 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
         let mut snap = Snapshot::default();
         add(&mut w, 0, 3_000);
         round(&mut w, kind, 1, &mut snap);
-        let before = snap.windows(kind, 0).unwrap().0[0].header.clone();
+        let before = snap.windows(kind, &Groupings::none()).unwrap().0[0]
+            .header
+            .clone();
         let count_before = w.counter.count();
         // The next round: chunks written, then the process dies before
         // the header (and before any tombstone after it).
@@ -207,6 +211,7 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
             WindowSize::Days(1),
             &mut w,
             kind,
+            "",
             2,
             &[(0, 200)],
             &mut out,
@@ -218,7 +223,7 @@ fn a_checkpoint_cut_short_leaves_the_previous_one_readable() {
         for (k, v) in out.into_iter().take(header_at) {
             snap.apply(k, v);
         }
-        let (windows, orphans) = snap.windows(kind, 0).unwrap();
+        let (windows, orphans) = snap.windows(kind, &Groupings::none()).unwrap();
         let mut back = windows.into_iter().next().unwrap();
         assert_eq!(back.header, before, "{kind}");
         assert_eq!(back.counter.count(), count_before);
@@ -255,7 +260,79 @@ fn a_freed_window_leaves_nothing_behind() {
 fn checkpoints_without_shards_are_refused_not_ignored() {
     let mut snap = Snapshot::default();
     snap.apply("w/1m/60".to_string(), Some(vec![1, 2, 3]));
-    let err = snap.windows(CounterKind::Exact, 0).unwrap_err();
+    let err = snap
+        .windows(CounterKind::Exact, &Groupings::none())
+        .unwrap_err();
     assert!(matches!(err, StateError::Unsharded { .. }), "{err}");
     assert!(err.to_string().contains("KAFKA_SERVICE_STATE_TOPIC"));
+}
+
+#[test]
+fn groups_restore_only_under_the_groupings_they_were_counted_with() {
+    use crate::group::members::{dense_after, Member};
+    use crate::group::table::{GroupTable, Limits};
+    use crate::group::{key_hash, GroupValue};
+    let kind = CounterKind::Hll { precision: 12 };
+    let mut w = window(kind);
+    add(&mut w, 0, 10);
+    let mut table = GroupTable::new();
+    let limits = Limits {
+        max_groups: 10,
+        dense_after: dense_after(kind),
+    };
+    for (key, uid) in [("DE", "user-1"), ("DE", "user-2"), ("FR", "user-3")] {
+        let m = Member::Hash(uid_hash(uid.as_bytes()));
+        table.count(
+            Some((key.as_bytes(), key_hash(key.as_bytes()))),
+            m,
+            kind,
+            limits,
+        );
+    }
+    w.groups = vec![table];
+    let mut out = Records::new();
+    checkpoint_window(
+        0,
+        WindowSize::Days(1),
+        &mut w,
+        kind,
+        "country",
+        1,
+        &[(0, 5)],
+        &mut out,
+    );
+    let mut snap = Snapshot::default();
+    for (k, v) in out {
+        snap.apply(k, v);
+    }
+    let country = Groupings::parse("country", 10).unwrap();
+    let (windows, orphans) = snap.windows(kind, &country).unwrap();
+    assert!(orphans.is_empty());
+    assert_eq!(windows[0].header.group_by, "country");
+    let mut back: Vec<(GroupValue, u64)> = windows[0].groups[0]
+        .clone()
+        .due(true)
+        .into_iter()
+        .map(|(v, g)| (v, g.members.count()))
+        .collect();
+    back.sort();
+    assert_eq!(
+        back,
+        [
+            (GroupValue::Key(b"DE"[..].into()), 2),
+            (GroupValue::Key(b"FR"[..].into()), 1)
+        ]
+    );
+    // One grouping as well, but another field: refused, naming both.
+    let page = Groupings::parse("page", 10).unwrap();
+    let err = snap.windows(kind, &page).unwrap_err().to_string();
+    assert!(
+        err.contains(r#"DISTINCTLY_GROUP_BY="country", this run's is "page""#),
+        "{err}"
+    );
+    let err = snap
+        .windows(kind, &Groupings::none())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(r#"this run's is """#), "{err}");
 }

@@ -64,7 +64,7 @@ impl Counter<'_> {
                     error,
                 };
                 let (windows, orphans) = snap
-                    .windows(self.ctx.kind, self.ctx.groupings.len())
+                    .windows(self.ctx.kind, &self.ctx.groupings)
                     .map_err(bad)?;
                 let foreign = snap.foreign_keys();
                 if let Some(first) = foreign.first() {

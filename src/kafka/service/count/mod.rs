@@ -181,7 +181,11 @@ impl<'a> Counter<'a> {
             records: Vec::new(),
             keys: GroupKeys::default(),
             overflow: Default::default(),
-            state: ctx.topology.state.clone().map(StateStore::new),
+            state: ctx
+                .topology
+                .state
+                .clone()
+                .map(|topic| StateStore::new(topic, ctx.groupings.setting())),
             sizes: ctx.core.window_config().sizes,
             last_commit: Instant::now(),
             metrics: WindowPublisher::if_enabled(),
@@ -214,13 +218,17 @@ impl<'a> Counter<'a> {
             shard.drained.resize(src + 1, false);
         }
         let groupings = self.ctx.groupings.len();
-        if usize::from(batch.groupings) != groupings {
-            return Err(ServiceError::Fatal(format!(
-                "shard {} holds events of {} groupings, this instance counts {groupings}: every \
-                 instance of a group must run the same DISTINCTLY_GROUP_BY",
-                msg.partition(),
-                batch.groupings
-            )));
+        if usize::from(batch.groupings) != groupings
+            || batch.fingerprint != self.ctx.groupings.fingerprint()
+        {
+            return Err(ServiceError::OtherGroupBy {
+                what: format!(
+                    "shard {} holds events of input partition {} split",
+                    msg.partition(),
+                    batch.partition
+                ),
+                configured: self.ctx.groupings.setting(),
+            });
         }
         let windower = &mut shard.windower;
         let keys = &mut self.keys;

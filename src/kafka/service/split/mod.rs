@@ -402,7 +402,11 @@ impl<'a> Splitter<'a> {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 });
-                let st = elem.as_ref().and_then(|e| offsets::decode(e.metadata()));
+                let mark = elem.as_ref().and_then(|e| offsets::decode(e.metadata()));
+                if offset.is_some() {
+                    self.check_split_alike(id, mark)?;
+                }
+                let st = mark.and_then(|m| m.stream_time);
                 let mut guard = Guard::new(&self.window_cfg);
                 if let Some(st) = st {
                     guard.restore(st);
@@ -413,7 +417,13 @@ impl<'a> Splitter<'a> {
                     producer: Arc::new(producer),
                     guard,
                     writers: (0..shards)
-                        .map(|_| BatchWriter::grouped(id, self.groupings.len() as u8))
+                        .map(|_| {
+                            BatchWriter::grouped(
+                                id,
+                                self.groupings.len() as u8,
+                                self.groupings.fingerprint(),
+                            )
+                        })
                         .collect(),
                     next_offset: None,
                     committed: offset,
@@ -444,6 +454,26 @@ impl<'a> Splitter<'a> {
         }
         .emit();
         Ok(())
+    }
+
+    /// Refuses an input partition whose last commit was made by a
+    /// splitter with other groupings, before a batch of this one's lands
+    /// in the shards behind the other's (no counter could read both).
+    /// Another tool's commit is not checked.
+    fn check_split_alike(
+        &self,
+        id: i32,
+        mark: Option<offsets::InputMark>,
+    ) -> Result<(), ServiceError> {
+        match mark {
+            Some(m) if m.groupings != self.groupings.fingerprint() => {
+                Err(ServiceError::OtherGroupBy {
+                    what: format!("input partition {id} was split"),
+                    configured: self.groupings.setting(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn publish(&mut self) {

@@ -121,11 +121,15 @@ impl Splitter<'_> {
                 self.fail(id, e)?;
                 continue;
             }
+            let fingerprint = self.groupings.fingerprint();
             let offsets = part.next_offset.map(|next| {
                 let mut tpl = TopicPartitionList::new();
                 let mut elem = tpl.add_partition(&self.ctx.topology.input, id);
                 let _ = elem.set_offset(Offset::Offset(next));
-                elem.set_metadata(offsets::encode(part.guard.stream_time()));
+                elem.set_metadata(offsets::encode(offsets::InputMark {
+                    stream_time: part.guard.stream_time(),
+                    groupings: fingerprint,
+                }));
                 tpl
             });
             let group = self.consumer.group_metadata();
