@@ -120,6 +120,11 @@ pub struct CountArgs {
     /// DISTINCTLY_METRICS_ADDR; off unless one of them is set).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Serve the HTTP endpoints on this ip:port (range queries on
+    /// /v1/uniques, /metrics, /healthz), and keep serving after the input
+    /// until SIGINT or SIGTERM.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "metrics_addr")]
+    pub serve: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,6 +208,10 @@ pub struct CoreArgs {
     /// window's overflow record [env: DISTINCTLY_MAX_GROUPS; default 100000].
     #[arg(long)]
     pub max_groups: Option<usize>,
+    /// Slices held for range queries, <size>:<retention> comma-separated,
+    /// finest first [env: DISTINCTLY_SLICES; default 1m:48h,1h:35d,1d:400d].
+    #[arg(long)]
+    pub slices: Option<String>,
 }
 
 /// Calls `$m!` with the flag fields of [`CoreArgs`] other than `counter`
@@ -250,6 +259,9 @@ impl CoreArgs {
         if self.group_by.is_some() {
             cfg.group_by = self.group_by.clone();
         }
+        if let Some(v) = &self.slices {
+            cfg.slices = v.clone();
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field {
@@ -269,6 +281,7 @@ impl CoreArgs {
             (self.window_seconds.is_some(), "window_seconds"),
             (self.timezone.is_some(), "timezone"),
             (self.group_by.is_some(), "group_by"),
+            (self.slices.is_some(), "slices"),
         ] {
             if set {
                 given.push(name);

@@ -23,6 +23,10 @@
 //!   lane.rs      the windows of one size: emission, corrections, retention
 //!   size.rs      sizes (s, m, h, d, w, mo) and their bounds in a time zone
 //!   guard.rs     plausibility guard against bit-flipped timestamps
+//! slices/     distinct users between any two instants: slices that merge
+//!   setting.rs   DISTINCTLY_SLICES: resolutions and their retentions
+//!   query.rs     a range tiled by the coarsest held slices, merged
+//!   serve.rs     queries from the HTTP thread, answered between batches
 //! record.rs   the output record (one JSON object per emitted window)
 //! config/     DISTINCTLY_* settings
 //!   mod.rs       defaults, bounds, validation; flags applied over variables
@@ -58,7 +62,8 @@
 //! metrics/    Prometheus metrics and the HTTP endpoints (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
 //!   publish.rs   hot-path totals copied into metrics once per tick/batch
-//!   http.rs      /metrics, /healthz, /readyz (axum, its own thread)
+//!   http.rs      /metrics, /healthz, /readyz, /v1/uniques (axum, its
+//!                own thread)
 //! internal_events/  one type per operational event: logs and counts it
 //!   kafka.rs     broker, group, commits, deliveries, dead letters
 //!   service.rs   start (settings), output paused/resumed, shutdown
@@ -79,7 +84,7 @@
 //! this list and the sources, and fails on a new cycle or upward import):
 //!
 //! 0. foundations: hash, reject, diag, memory, stop, health
-//! 1. engine: decode, counter, group, window, record, input, generate
+//! 1. engine: decode, counter, group, slices, window, record, input, generate
 //! 2. settings and telemetry: config, logging, metrics, internal_events
 //! 3. commands: count, kafka, bench
 //! 4. interface: cli, main
@@ -103,6 +108,7 @@ pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod reject;
+pub mod slices;
 pub mod stop;
 pub mod window;
 

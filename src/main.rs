@@ -10,7 +10,7 @@ use distinctly::count::End;
 use distinctly::diag;
 use distinctly::diag::{one_line, to_stderr};
 use distinctly::internal_events::{
-    HttpServing, InternalEvent, ServiceFailed, ServiceStopped, UnknownVariable,
+    HttpServing, InternalEvent, ServiceFailed, ServiceStopped, ServingQueries, UnknownVariable,
 };
 use distinctly::logging::LogConfig;
 use distinctly::memory::alloc::CountingAlloc;
@@ -77,13 +77,28 @@ fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCod
         );
     }
     let stop = Stop::on_signals()?;
-    serve_metrics(vars, args.metrics_addr, Mode::Count)?;
+    let queries = match &args.serve {
+        Some(addr) => {
+            let queries = distinctly::slices::serve::register();
+            let cfg = MetricsConfig::serve(addr);
+            let Some(addr) = distinctly::metrics::install(&cfg, Mode::Count)? else {
+                anyhow::bail!("--serve: expected ip:port such as 127.0.0.1:9464, got nothing");
+            };
+            HttpServing { addr }.emit();
+            queries
+        }
+        None => {
+            serve_metrics(vars, args.metrics_addr, Mode::Count)?;
+            None
+        }
+    };
     let outcome = distinctly::count::count(
         &cfg,
         &args.files,
         args.emit,
         std::io::stdout().lock(),
         &stop,
+        queries,
     )?;
     if let End::OutputClosed = outcome.end {
         // `| head`: the reader has what it wanted; end quietly.
@@ -121,6 +136,12 @@ fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCod
     if let Some(e) = error {
         diag!("{e}");
         return Ok(ExitCode::FAILURE);
+    }
+    if let Some(serving) = outcome.serving {
+        // Asked to serve: a signal after the input is the normal end.
+        ServingQueries.emit();
+        serving.until_stopped(&stop);
+        return Ok(ExitCode::SUCCESS);
     }
     Ok(match signal {
         Some(s) => ExitCode::from(128 + s as u8),

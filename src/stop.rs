@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The signals that stop `count`.
 pub const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
@@ -21,6 +22,9 @@ pub const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts:
 #[derive(Clone, Default)]
 pub struct Stop {
     inner: Option<Arc<Inner>>,
+    /// How long a stream read waits for data before it hands back what it
+    /// has ([`Stop::with_pause`]); `None`: until data or a signal.
+    pause: Option<Duration>,
 }
 
 struct Inner {
@@ -57,7 +61,23 @@ impl Stop {
         }
         Ok(Stop {
             inner: Some(Arc::new(Inner { signal, wake })),
+            pause: None,
         })
+    }
+
+    /// The same stop, with stream reads that give up waiting for data
+    /// after `pause` (so that a reader of an idle pipe can do other work:
+    /// `count --serve` answers queries).
+    pub fn with_pause(&self, pause: Duration) -> Stop {
+        Stop {
+            inner: self.inner.clone(),
+            pause: Some(pause),
+        }
+    }
+
+    /// See [`Stop::with_pause`].
+    pub fn pause(&self) -> Option<Duration> {
+        self.pause
     }
 
     /// The signal that asked to stop, if one did.
@@ -69,12 +89,14 @@ impl Stop {
         }
     }
 
-    /// Waits until `fd` has data (or its end); `Err(Stopped)` once a stop
-    /// was requested instead.
-    pub fn wait_readable(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    /// Waits until `fd` has data (or its end): `Ok(true)`; `Ok(false)`
+    /// when `timeout` passed first; `Err(Stopped)` once a stop was
+    /// requested instead.
+    pub fn wait_readable(&self, fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
         let Some(inner) = &self.inner else {
-            return Ok(());
+            return Ok(true);
         };
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
         loop {
             if self.signal().is_some() {
                 return Err(io::Error::other(Stopped));
@@ -94,7 +116,7 @@ impl Stop {
             // SAFETY: `fds` is a valid array of two initialized pollfd
             // structs that outlives the call; both descriptors are open
             // (borrowed for the call's duration).
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -106,7 +128,10 @@ impl Stop {
                 continue; // the flag is set before the pipe is written
             }
             if fds[0].revents != 0 {
-                return Ok(());
+                return Ok(true);
+            }
+            if n == 0 {
+                return Ok(false);
             }
         }
     }

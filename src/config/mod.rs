@@ -39,6 +39,8 @@ pub mod defaults {
     /// `DISTINCTLY_METRICS_ADDR` when `run` is not told otherwise (all
     /// interfaces: a container's port must be reachable from Prometheus).
     pub const METRICS_ADDR: &str = "0.0.0.0:9464";
+    /// `DISTINCTLY_SLICES`: the resolutions range queries are answered from.
+    pub const SLICES: &str = crate::slices::DEFAULT_SLICES;
 }
 
 /// Counting settings shared by `count` and `run`. Field `foo` is read from
@@ -89,6 +91,9 @@ pub struct CoreConfig {
     pub group_by: Option<String>,
     /// `DISTINCTLY_MAX_GROUPS`: groups per grouping and window.
     pub max_groups: usize,
+    /// `DISTINCTLY_SLICES`: `<size>:<retention>,…`, the slices range
+    /// queries merge (`count --serve`); empty: none.
+    pub slices: String,
 }
 
 impl Default for CoreConfig {
@@ -108,6 +113,7 @@ impl Default for CoreConfig {
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             group_by: None,
             max_groups: defaults::MAX_GROUPS,
+            slices: defaults::SLICES.to_string(),
         }
     }
 }
@@ -261,6 +267,7 @@ impl CoreConfig {
         };
         self.sizes_named(names)?;
         self.groupings_named(names)?;
+        self.slices_named(names)?;
         crate::window::size::time_zone(&self.timezone)
             .map_err(|reason| invalid(names.of("timezone"), reason))?;
         in_range(
@@ -373,6 +380,19 @@ impl CoreConfig {
         }
         Groupings::parse(self.group_by.as_deref().unwrap_or(""), self.max_groups)
             .map_err(|e| invalid(names.of("group_by"), e.to_string()))
+    }
+
+    /// The slice resolutions these settings ask for (validated).
+    pub fn slices(&self) -> Result<Vec<crate::slices::Resolution>, ConfigError> {
+        self.slices_named(&Names { from_flags: &[] })
+    }
+
+    fn slices_named(
+        &self,
+        names: &Names<'_>,
+    ) -> Result<Vec<crate::slices::Resolution>, ConfigError> {
+        crate::slices::parse_slices(&self.slices)
+            .map_err(|e| invalid(names.of("slices"), e.to_string()))
     }
 
     pub fn window_config(&self) -> WindowConfig {

@@ -28,6 +28,8 @@ use crate::internal_events::OverflowWatch;
 use crate::metrics::{Publisher, Totals};
 use crate::record::{Format, WindowRecord};
 use crate::reject::Reject;
+use crate::slices::serve::Queries;
+use crate::slices::Slices;
 use crate::stop::{self, Stop};
 use crate::window::size::WindowSize;
 use crate::window::Windower;
@@ -35,6 +37,9 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::time::Instant;
+
+/// How long a read of an idle pipe waits before queries are answered.
+const QUERY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// `--emit final`'s records: by (size index, start, group).
 type Finals = BTreeMap<(usize, u64, Option<GroupLabel>), WindowRecord>;
@@ -71,22 +76,50 @@ pub enum End {
 }
 
 /// A finished run: what it counted and how it ended.
-#[derive(Debug)]
 pub struct Outcome {
     pub summary: Summary,
     pub end: End,
+    /// With `--serve`, once the whole input was read: the slices, to keep
+    /// answering queries from ([`Serving::until_stopped`]).
+    pub serving: Option<Serving>,
+}
+
+/// What `count --serve` keeps after its input: the slices and the queue
+/// of queries.
+pub struct Serving {
+    windower: Windower,
+    queries: Queries,
+}
+
+impl Serving {
+    /// Answers queries until a signal; returns its number.
+    pub fn until_stopped(self, stop: &Stop) -> i32 {
+        loop {
+            if let Some(sig) = stop.signal() {
+                return sig;
+            }
+            if let Some(slices) = self.windower.slices() {
+                self.queries
+                    .answer_next(slices, std::time::Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 /// Counts the given inputs (`-` is stdin) as one stream, writing records to
 /// `out` as JSON lines. Fails before writing anything if the settings are
 /// invalid or an input cannot be opened; after that, always returns what
 /// was counted, with the reason reading ended.
+/// With `queries` (`--serve`), every counted event is also kept in the
+/// slices of `DISTINCTLY_SLICES`, and range queries are answered between
+/// input batches, then from [`Outcome::serving`].
 pub fn count<W: Write>(
     cfg: &CoreConfig,
     inputs: &[String],
     emit: Emit,
     out: W,
     stop: &Stop,
+    queries: Option<Queries>,
 ) -> Result<Outcome, CountError> {
     cfg.validate()?;
     let started = Instant::now();
@@ -96,16 +129,35 @@ pub fn count<W: Write>(
     } else {
         inputs
     };
+    // Serving: a read of an idle pipe gives up now and then, so that
+    // queries are answered while no lines come.
+    let read_stop = match queries {
+        Some(_) => stop.with_pause(QUERY_PAUSE),
+        None => stop.clone(),
+    };
     let mut sources = Vec::with_capacity(inputs.len());
     for path in inputs {
-        let source =
-            Source::open(path, cfg.max_message_bytes, stop).map_err(|cause| CountError::Read {
+        let source = Source::open(path, cfg.max_message_bytes, &read_stop).map_err(|cause| {
+            CountError::Read {
                 path: display_name(path),
                 cause,
-            })?;
+            }
+        })?;
         sources.push((path, source));
     }
     let mut counting = Counting::new(cfg, emit, io::BufWriter::with_capacity(1 << 16, out))?;
+    if queries.is_some() {
+        let tz = crate::window::size::time_zone(&cfg.timezone)
+            .map_err(|e| crate::config::invalid("DISTINCTLY_TIMEZONE", e))?;
+        let slices = Slices::new(
+            &cfg.slices()?,
+            &tz,
+            cfg.counter_kind()?,
+            &counting.groupings,
+        );
+        counting.windower.keep_slices(slices);
+    }
+    counting.queries = queries;
     let mut end = End::Complete;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (path, mut source) in sources {
@@ -131,7 +183,18 @@ pub fn count<W: Write>(
         .map(|g| g.text.clone())
         .collect();
     summary.overflowed = counting.windower.group_overflow()[..counting.groupings.len()].to_vec();
-    Ok(Outcome { summary, end })
+    let serving = match (counting.queries, &end) {
+        (Some(queries), End::Complete) => Some(Serving {
+            windower: counting.windower,
+            queries,
+        }),
+        _ => None,
+    };
+    Ok(Outcome {
+        summary,
+        end,
+        serving,
+    })
 }
 
 /// How messages name an input (`-` is stdin).
@@ -173,6 +236,8 @@ struct Counting<W: Write> {
     /// The group keys of the event at hand (reused).
     keys: GroupKeys,
     overflow: OverflowWatch,
+    /// `--serve`: range queries, answered after every batch.
+    queries: Option<Queries>,
 }
 
 impl<W: Write> Counting<W> {
@@ -194,6 +259,7 @@ impl<W: Write> Counting<W> {
             groupings: cfg.groupings()?,
             keys: GroupKeys::default(),
             overflow: OverflowWatch::default(),
+            queries: None,
         })
     }
 
@@ -336,6 +402,9 @@ impl<W: Write> Counting<W> {
     /// Copies the totals into the exported metrics, and notes the heap of
     /// each size (once per input batch).
     fn publish(&mut self) {
+        if let (Some(q), Some(slices)) = (&self.queries, self.windower.slices()) {
+            q.answer_waiting(slices);
+        }
         let heap = self.windower.heap_bytes_by_size();
         if self.summary.peak_heap.len() != heap.len() {
             self.summary.peak_heap = heap.iter().map(|&(s, _)| (s, 0)).collect();

@@ -87,6 +87,14 @@ impl ExactCounter {
         })
     }
 
+    /// The uid at `offset` (from [`ExactCounter::insert_offset`]), if one
+    /// starts there.
+    pub fn uid_at(&self, offset: u32) -> Option<&[u8]> {
+        let at = self.arena.get(offset as usize..)?;
+        let (len, n) = read_len(at.first().map(|_| at)?);
+        at.get(n..n + len)
+    }
+
     #[inline]
     fn entry(arena: &[u8], offset: u32) -> &[u8] {
         let at = &arena[offset as usize..];

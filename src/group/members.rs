@@ -184,6 +184,23 @@ pub enum Members {
     Sketch(Box<AnyCounter>),
 }
 
+/// Counts `uid` in a window's (or slice's) total `counter`, and says who it
+/// is to the window's groups.
+#[inline]
+pub fn member_of(counter: &mut AnyCounter, uid: &[u8], hash: u64) -> Member {
+    match counter {
+        AnyCounter::Exact(e) => match e.insert_offset(uid, hash) {
+            Some((o, true)) => Member::NewOffset(o),
+            Some((o, false)) => Member::Offset(o),
+            None => Member::Unstored,
+        },
+        other => {
+            other.insert(uid, hash);
+            Member::Hash(hash)
+        }
+    }
+}
+
 /// How many hashes a group of a sketch backend keeps before it turns into
 /// the sketch: about where the list outgrows the sketch.
 pub fn dense_after(kind: CounterKind) -> usize {
@@ -286,6 +303,32 @@ impl Members {
             Members::Hash(_) => 1,
             Members::HashList(set) => set.len() as u64,
             Members::Sketch(s) => s.count(),
+        }
+    }
+
+    /// Adds these users to `into` (a counter of the group's backend);
+    /// `total` is the counter of the window the group belongs to (`exact`
+    /// members are offsets into its arena).
+    pub fn add_to(&self, total: &AnyCounter, into: &mut AnyCounter) {
+        let uid_at = |o: u32| match total {
+            AnyCounter::Exact(e) => e.uid_at(o),
+            _ => None,
+        };
+        let mut offset = |o: u32| {
+            if let Some(uid) = uid_at(o) {
+                into.insert(uid, crate::hash::uid_hash(uid));
+            }
+        };
+        match self {
+            Members::Offsets { len, items } => {
+                items[..usize::from(*len)].iter().for_each(|&o| offset(o))
+            }
+            Members::OffsetList(set) => set.items().for_each(offset),
+            Members::Hash(h) => into.insert(&[], *h),
+            Members::HashList(set) => set.items().for_each(|h| into.insert(&[], h)),
+            Members::Sketch(s) => {
+                let _ = into.merge(s);
+            }
         }
     }
 

@@ -496,6 +496,37 @@ pub fn write_group_json(value: &GroupValue, parts: usize, out: &mut String) {
     }
 }
 
+/// The group a record's `group` names (the inverse of
+/// [`write_group_json`]): a string for a single-field grouping, an array of
+/// `parts` strings and `null`s for a `+` grouping, `null` for no group.
+/// `None` if `json` has another shape.
+pub fn group_from_json(json: &serde_json::Value, parts: usize) -> Option<GroupValue> {
+    use serde_json::Value;
+    match json {
+        Value::Null => Some(GroupValue::None),
+        Value::String(s) if parts <= 1 => Some(GroupValue::Key(s.as_bytes().into())),
+        Value::Array(items) if parts > 1 && items.len() == parts => {
+            let mut key = Vec::new();
+            for item in items {
+                match item {
+                    Value::Null => key.push(0),
+                    Value::String(s) => {
+                        key.push(1);
+                        varint::write(&mut key, s.len() as u64);
+                        key.extend_from_slice(s.as_bytes());
+                    }
+                    _ => return None,
+                }
+            }
+            if key.iter().all(|&b| b == 0) && key.len() == parts {
+                return Some(GroupValue::None);
+            }
+            Some(GroupValue::Key(key.into()))
+        }
+        _ => None,
+    }
+}
+
 /// `bytes` (UTF-8: decoded field values are) as a JSON string.
 pub fn json_string(bytes: &[u8], out: &mut String) {
     let s = String::from_utf8_lossy(bytes);

@@ -190,6 +190,19 @@ impl GroupTable {
         at
     }
 
+    /// The slot of `value`, if the table has it.
+    pub fn get(&self, value: &GroupValue) -> Option<&Group> {
+        match value {
+            GroupValue::None => self.none.as_ref(),
+            GroupValue::Overflow => self.overflow.as_ref(),
+            GroupValue::Key(key) => {
+                let keys = &self.keys;
+                self.groups
+                    .find(key_hash(key), |g| key_of(keys, g.key_at) == &key[..])
+            }
+        }
+    }
+
     /// Every slot with its value, groups in no particular order.
     pub fn slots_mut(&mut self) -> impl Iterator<Item = (GroupValue, &mut Group)> + '_ {
         let keys = &self.keys;

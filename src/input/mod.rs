@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
-use stream::{decompressed, deliver, Interruptible};
+use stream::{decompressed, deliver, interruptible};
 
 const BLOCK: usize = 4 << 20;
 
@@ -88,12 +88,8 @@ impl Source {
             )));
         }
         // A pipe, FIFO or terminal: wait for data where a signal can wake us.
-        let stream = Interruptible {
-            file,
-            stop: stop.clone(),
-        };
         Ok(Source::Stream(LineReader::new(
-            decompressed(stream)?,
+            interruptible(file, stop)?,
             max_line,
         )))
     }

@@ -12,12 +12,34 @@ use std::os::fd::AsFd;
 /// `.gz` files and gzipped stdin both work.
 pub(super) fn decompressed(raw: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut buffered = BufReader::with_capacity(1 << 16, raw);
-    let magic = buffered.fill_buf()?;
-    if magic.starts_with(&GZIP_MAGIC) {
+    if is_gzip(&mut buffered)? {
         Ok(Box::new(Gunzip(MultiGzDecoder::new(buffered))))
     } else {
         Ok(Box::new(buffered))
     }
+}
+
+/// Whether the stream starts with gzip's magic bytes (waits for its first
+/// bytes).
+fn is_gzip(buffered: &mut BufReader<impl Read>) -> io::Result<bool> {
+    Ok(buffered.fill_buf()?.starts_with(&GZIP_MAGIC))
+}
+
+/// A pipe or terminal, read through [`Interruptible`]; a plain one pauses
+/// as `stop` says ([`Stop::pause`]), gzip never (its decoder is not told
+/// of a read that would block).
+pub(super) fn interruptible(file: File, stop: &Stop) -> io::Result<Box<dyn Read + Send>> {
+    let stream = Interruptible {
+        file,
+        stop: stop.clone(),
+        pause: None,
+    };
+    let mut buffered = BufReader::with_capacity(1 << 16, stream);
+    if is_gzip(&mut buffered)? {
+        return Ok(Box::new(Gunzip(MultiGzDecoder::new(buffered))));
+    }
+    buffered.get_mut().pause = stop.pause();
+    Ok(Box::new(buffered))
 }
 
 /// Gzip decompression whose errors say that they are about the gzip stream
@@ -36,15 +58,19 @@ impl<R: BufRead> Read for Gunzip<R> {
     }
 }
 
-/// A stream whose reads wait in [`Stop::wait_readable`].
+/// A stream whose reads wait in [`Stop::wait_readable`]; with a pause, a
+/// read that waited that long without data is `WouldBlock`.
 pub(super) struct Interruptible {
-    pub(super) file: File,
-    pub(super) stop: Stop,
+    file: File,
+    stop: Stop,
+    pause: Option<std::time::Duration>,
 }
 
 impl Read for Interruptible {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stop.wait_readable(self.file.as_fd())?;
+        if !self.stop.wait_readable(self.file.as_fd(), self.pause)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         self.file.read(buf)
     }
 }
@@ -127,6 +153,8 @@ impl<R: Read> LineReader<R> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A paused pipe: hand over what is here, come back later.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     self.failed = Some(e);
                     break;

@@ -345,3 +345,13 @@ impl InternalEvent for ShardCaughtUp {
             "shard {} caught up after {:.1} s", self.shard, self.seconds);
     }
 }
+
+/// `count --serve` read its whole input and keeps answering queries.
+pub struct ServingQueries;
+
+impl InternalEvent for ServingQueries {
+    fn emit(self) {
+        info!(target: TARGET,
+            "input read: answering /v1/uniques until SIGINT or SIGTERM");
+    }
+}

@@ -1,6 +1,6 @@
 //! The HTTP endpoints on `DISTINCTLY_METRICS_ADDR`: `/metrics` (rendered
 //! from the Prometheus recorder), `/healthz` and `/readyz` (see
-//! [`crate::health`]). Served by `axum` on a single-threaded tokio runtime
+//! [`crate::health`]), and `/v1/uniques` (range queries, [`crate::slices`]). Served by `axum` on a single-threaded tokio runtime
 //! of its own thread, so the service loop never waits for a scrape.
 
 use crate::health::health;
@@ -41,6 +41,7 @@ pub fn spawn(listener: std::net::TcpListener, handle: PrometheusHandle) -> std::
                     .route("/metrics", get(metrics))
                     .route("/healthz", get(healthz))
                     .route("/readyz", get(readyz))
+                    .route("/v1/uniques", get(uniques))
                     .with_state(handle);
                 // Serving ends only with the process.
                 let _ = axum::serve(listener, app).await;
@@ -61,6 +62,19 @@ async fn metrics(
     )
 }
 
+/// A range query, answered by the thread that holds the slices.
+async fn uniques(axum::extract::RawQuery(query): axum::extract::RawQuery) -> impl IntoResponse {
+    let (status, body) = match parse_query(query.as_deref().unwrap_or("")) {
+        Ok(params) => crate::slices::serve::ask(params).await,
+        Err(e) => (400, serde_json::json!({ "error": e }).to_string()),
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/json")],
+        body + "\n",
+    )
+}
+
 async fn healthz() -> impl IntoResponse {
     status(health().live(), "ok")
 }
@@ -74,5 +88,52 @@ fn status(state: Result<(), String>, ok_text: &str) -> (StatusCode, String) {
     match state {
         Ok(()) => (StatusCode::OK, format!("{ok_text}\n")),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+/// Longest query string read (a range query needs a few dozen bytes).
+const MAX_QUERY_BYTES: usize = 8192;
+
+/// `a=1&b=x%20y` as pairs, `+` as a space; refuses what is not UTF-8
+/// after decoding, and over-long strings.
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(format!("the query string is over {MAX_QUERY_BYTES} bytes"));
+    }
+    let decode = |s: &str| {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_strings_decode_or_are_refused() {
+        let p = parse_query("from=1&to=2026-01-01T00%3A00%3A00Z&group=S%C3%A3o+Paulo&x").unwrap();
+        let want = [
+            ("from", "1"),
+            ("to", "2026-01-01T00:00:00Z"),
+            ("group", "São Paulo"),
+            ("x", ""),
+        ];
+        let got: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+        assert!(parse_query("group=%FF").unwrap_err().contains("not UTF-8"));
+        assert!(parse_query(&"a".repeat(9000)).unwrap_err().contains("over"));
+        assert_eq!(parse_query("").unwrap(), vec![]);
     }
 }

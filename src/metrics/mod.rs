@@ -42,6 +42,9 @@ pub struct MetricsConfig {
     /// The address came from `--metrics-addr` (messages then name the flag).
     #[serde(skip)]
     pub from_flag: bool,
+    /// The address came from `count --serve`.
+    #[serde(skip)]
+    pub from_serve: bool,
 }
 
 /// Which command asks: `run` serves by default, `count` only on request.
@@ -62,6 +65,15 @@ impl MetricsConfig {
         from_prefixed("DISTINCTLY_", vars)
     }
 
+    /// `count --serve`'s address.
+    pub fn serve(addr: &str) -> Self {
+        MetricsConfig {
+            metrics_addr: Some(addr.to_string()),
+            from_flag: true,
+            from_serve: true,
+        }
+    }
+
     /// The address from `--metrics-addr` if given, else from the variable.
     pub fn load(
         vars: impl IntoIterator<Item = (String, String)>,
@@ -71,6 +83,7 @@ impl MetricsConfig {
             Some(addr) => Ok(MetricsConfig {
                 metrics_addr: Some(addr),
                 from_flag: true,
+                from_serve: false,
             }),
             None => Self::from_vars(vars),
         }
@@ -90,7 +103,9 @@ impl MetricsConfig {
 
     /// What messages call this setting.
     fn name(&self) -> &'static str {
-        if self.from_flag {
+        if self.from_serve {
+            "--serve"
+        } else if self.from_flag {
             "--metrics-addr"
         } else {
             "DISTINCTLY_METRICS_ADDR"
@@ -107,12 +122,15 @@ impl MetricsConfig {
         if addr.is_empty() {
             return Ok(None);
         }
+        let off = if self.from_serve {
+            ""
+        } else {
+            " (or empty to disable)"
+        };
         addr.parse().map(Some).map_err(|_| {
             crate::config::invalid(
                 self.name(),
-                format!(
-                    "expected ip:port such as 0.0.0.0:9464 (or empty to disable), got {addr:?}"
-                ),
+                format!("expected ip:port such as 0.0.0.0:9464{off}, got {addr:?}"),
             )
         })
     }

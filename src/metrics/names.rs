@@ -44,6 +44,14 @@ pub const GROUP_OVERFLOW: &str = "distinctly_group_overflow_events_total";
 /// Counter; labels `group_by`, `reason` (`not_scalar`, `too_long`,
 /// `duplicate`, `bad_escape`): events whose value made no group.
 pub const GROUP_REFUSED: &str = "distinctly_group_values_refused_total";
+/// Gauge; label `resolution` (a slice size of `DISTINCTLY_SLICES`, e.g.
+/// `1h`): heap bytes of the range-query slices held of it.
+pub const SLICES_HEAP: &str = "distinctly_slices_heap_bytes";
+/// Gauge; label `resolution`: range-query slices held of it.
+pub const SLICES_HELD: &str = "distinctly_slices_held";
+/// Counter; label `resolution`: events older than its retention when they
+/// came (in no slice of it).
+pub const SLICES_DROPPED: &str = "distinctly_slices_dropped_events_total";
 /// Gauge: resident set size of the process.
 pub const RESIDENT_MEMORY: &str = "distinctly_process_resident_memory_bytes";
 /// Gauge: the watermark, Unix seconds.
@@ -95,6 +103,9 @@ pub const ALL: &[&str] = &[
     GROUPS_HELD,
     GROUP_OVERFLOW,
     GROUP_REFUSED,
+    SLICES_HEAP,
+    SLICES_HELD,
+    SLICES_DROPPED,
     RESIDENT_MEMORY,
     WATERMARK,
     EVENT_TIME_DELAY,
@@ -181,6 +192,16 @@ pub fn describe() {
     describe_counter!(
         GROUP_REFUSED,
         "Events whose value for a grouping made no group, by reason"
+    );
+    describe_gauge!(
+        SLICES_HEAP,
+        Unit::Bytes,
+        "Heap bytes of the range-query slices held, by resolution"
+    );
+    describe_gauge!(SLICES_HELD, "Range-query slices held, by resolution");
+    describe_counter!(
+        SLICES_DROPPED,
+        "Events older than a resolution's retention when they came, by resolution"
     );
     describe_gauge!(
         RESIDENT_MEMORY,

@@ -233,9 +233,43 @@ pub struct WindowPublisher {
     /// the first publish with groupings.
     groups_held: Vec<Vec<Gauge>>,
     overflow: Vec<Counter>,
+    /// Per resolution of the range-query slices: heap, held, dropped.
+    slices: Vec<(Gauge, Gauge, Counter)>,
+    slices_read: Option<Instant>,
 }
 
 impl WindowPublisher {
+    /// Walks every slice and group: at most once per `RSS_EVERY`.
+    fn publish_slices(&mut self, slices: &crate::slices::Slices) {
+        if self.slices_read.is_some_and(|t| t.elapsed() < RSS_EVERY) {
+            return;
+        }
+        self.slices_read = Some(Instant::now());
+        let memory = slices.memory();
+        if self.slices.len() != memory.len() {
+            self.slices = memory
+                .iter()
+                .map(|(r, _, _)| {
+                    let label = r.size.to_string();
+                    (
+                        metrics::gauge!(names::SLICES_HEAP, "resolution" => label.clone()),
+                        metrics::gauge!(names::SLICES_HELD, "resolution" => label.clone()),
+                        metrics::counter!(names::SLICES_DROPPED, "resolution" => label),
+                    )
+                })
+                .collect();
+        }
+        for ((heap, held, dropped), ((_, n, bytes), (_, d))) in self
+            .slices
+            .iter()
+            .zip(memory.into_iter().zip(slices.dropped()))
+        {
+            heap.set(bytes as f64);
+            held.set(n as f64);
+            dropped.absolute(d);
+        }
+    }
+
     pub fn if_enabled() -> Option<Self> {
         super::enabled().then(Self::new)
     }
@@ -256,6 +290,8 @@ impl WindowPublisher {
             rss_read: None,
             groups_held: Vec::new(),
             overflow: Vec::new(),
+            slices: Vec::new(),
+            slices_read: None,
         }
     }
 
@@ -274,7 +310,9 @@ impl WindowPublisher {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut overflow = gone.group_overflow;
         let mut names: Option<(Vec<String>, Vec<WindowSize>)> = None;
+        let mut first_slices = None;
         for w in windowers {
+            first_slices = first_slices.or(w.slices());
             if !w.groupings().is_empty() {
                 let by_size = w.groups_by_size();
                 if groups.is_empty() {
@@ -360,6 +398,9 @@ impl WindowPublisher {
         }
         for (counter, n) in self.overflow.iter().zip(overflow) {
             counter.absolute(n);
+        }
+        if let Some(slices) = first_slices {
+            self.publish_slices(slices);
         }
         // After a rebalance a windower starts without a watermark until
         // replay delivers: keep the last one, so the delay keeps growing.

@@ -5,7 +5,7 @@
 use super::size::{Grid, WindowSize};
 use super::WindowStats;
 use crate::counter::{AnyCounter, CounterKind};
-use crate::group::members::{dense_after, Member};
+use crate::group::members::{dense_after, member_of};
 use crate::group::table::{Counted, GroupTable, Limits};
 use crate::group::{GroupLabel, Keys};
 use crate::record::WindowRecord;
@@ -243,17 +243,7 @@ impl Lane {
         if self.groupings == 0 {
             window.counter.insert(uid, hash);
         } else {
-            let member = match &mut window.counter {
-                AnyCounter::Exact(e) => match e.insert_offset(uid, hash) {
-                    Some((o, true)) => Member::NewOffset(o),
-                    Some((o, false)) => Member::Offset(o),
-                    None => Member::Unstored,
-                },
-                other => {
-                    other.insert(uid, hash);
-                    Member::Hash(hash)
-                }
-            };
+            let member = member_of(&mut window.counter, uid, hash);
             for (g, table) in window.groups.iter_mut().enumerate() {
                 let counted = table.count(keys.get(g), member, self.kind, self.limits);
                 if counted == Counted::Overflow {

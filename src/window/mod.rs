@@ -38,6 +38,7 @@ pub mod size;
 use crate::counter::CounterKind;
 use crate::group::{GroupKeys, Groupings, Keys};
 use crate::record::WindowRecord;
+use crate::slices::Slices;
 use guard::{Guard, Released, Verdict};
 use lane::{Lane, Outcome};
 use size::{Grid, WindowSize};
@@ -120,6 +121,8 @@ pub struct Windower {
     released_keys: GroupKeys,
     /// Held events' keys, encoded (scratch).
     held_extra: Vec<u8>,
+    /// Range-query slices fed with every counted event (`count --serve`).
+    slices: Option<Slices>,
 }
 
 /// Why the settings cannot make a windower.
@@ -162,6 +165,7 @@ impl Windower {
             replayed_covered: 0,
             released_keys: GroupKeys::default(),
             held_extra: Vec::new(),
+            slices: None,
         })
     }
 
@@ -529,6 +533,9 @@ impl Windower {
                 for lane in &mut self.lanes {
                     lane.advance(wm, self.hold_until, out);
                 }
+                if let Some(slices) = &mut self.slices {
+                    slices.advance(wm);
+                }
             }
         }
     }
@@ -553,10 +560,21 @@ impl Windower {
         }
         if refused {
             self.ts_out_of_range += 1;
-        }
-        if covered {
+        } else if covered {
             self.replayed_covered += 1;
+        } else if let Some(slices) = &mut self.slices {
+            slices.insert(ts, uid, hash, keys);
         }
+    }
+
+    /// From now on, also count every event in `slices`.
+    pub fn keep_slices(&mut self, slices: Slices) {
+        self.slices = Some(slices);
+    }
+
+    /// The range-query slices, if kept.
+    pub fn slices(&self) -> Option<&Slices> {
+        self.slices.as_ref()
     }
 
     /// Replayed events that every size already had from its checkpoint.
