@@ -208,6 +208,11 @@ pub struct CoreArgs {
     /// window's overflow record [env: DISTINCTLY_MAX_GROUPS; default 100000].
     #[arg(long)]
     pub max_groups: Option<usize>,
+    /// Rolling windows, comma-separated <length>/<step> (1h/1m, 7d/1d,
+    /// 30d/1d): every step, the distinct users of the last length
+    /// [env: DISTINCTLY_ROLLING].
+    #[arg(long)]
+    pub rolling: Option<String>,
     /// Slices held for range queries, <size>:<retention> comma-separated,
     /// finest first [env: DISTINCTLY_SLICES; default 1m:48h,1h:35d,1d:400d].
     #[arg(long)]
@@ -262,6 +267,9 @@ impl CoreArgs {
         if let Some(v) = &self.slices {
             cfg.slices = v.clone();
         }
+        if self.rolling.is_some() {
+            cfg.rolling = self.rolling.clone();
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field {
@@ -282,6 +290,7 @@ impl CoreArgs {
             (self.timezone.is_some(), "timezone"),
             (self.group_by.is_some(), "group_by"),
             (self.slices.is_some(), "slices"),
+            (self.rolling.is_some(), "rolling"),
         ] {
             if set {
                 given.push(name);

@@ -21,6 +21,7 @@
 //! window/     tumbling event-time windows of one or several sizes
 //!   mod.rs       Windower: sources, watermark, one lane per size
 //!   lane.rs      the windows of one size: emission, corrections, retention
+//!   rolling.rs   rolling windows: a counter per step, a window the merge
 //!   size.rs      sizes (s, m, h, d, w, mo) and their bounds in a time zone
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! slices/     distinct users between any two instants: slices that merge

@@ -28,7 +28,7 @@
 
 use crate::counter::CounterKind;
 use crate::group::{json_string, write_group_json, GroupLabel, GroupValue, Groupings};
-use crate::window::size::WindowSize;
+use crate::window::size::{Rolling, WindowSize};
 use jiff::tz::TimeZone;
 use std::io::Write;
 
@@ -40,6 +40,9 @@ pub struct WindowRecord {
     pub end_ts: u64,
     /// The window's size, when the run counts several (then it is written).
     pub size: Option<WindowSize>,
+    /// A rolling window's setting (`DISTINCTLY_ROLLING`), always written
+    /// as its `window`.
+    pub rolling: Option<Rolling>,
     /// Distinct users (the backend's estimate, rounded).
     pub unique_users: u64,
     /// Accepted events counted in the window, duplicates and late ones included.
@@ -61,9 +64,10 @@ impl WindowRecord {
     /// several sizes (so a compacted topic keeps the latest record of each
     /// window); a group's adds its group ([`Format::key`]).
     pub fn window_key(&self) -> String {
-        match self.size {
-            None => self.start_ts.to_string(),
-            Some(size) => format!("{size}:{}", self.start_ts),
+        match (self.rolling, self.size) {
+            (Some(r), _) => format!("{r}:{}", self.start_ts),
+            (None, None) => self.start_ts.to_string(),
+            (None, Some(size)) => format!("{size}:{}", self.start_ts),
         }
     }
 
@@ -151,7 +155,9 @@ impl Format {
         }
         let _ = write!(out, ",\"counter\":\"{}\",\"revision\":", r.counter);
         out.extend_from_slice(n.format(r.revision).as_bytes());
-        if let Some(size) = r.size {
+        if let Some(rolling) = r.rolling {
+            let _ = write!(out, ",\"window\":\"{rolling}\"");
+        } else if let Some(size) = r.size {
             let _ = write!(out, ",\"window\":\"{size}\"");
         }
         if let Some(label) = &r.group {
@@ -292,6 +298,7 @@ mod tests {
     #[test]
     fn record_json_parses_back() {
         let mut r = WindowRecord {
+            rolling: None,
             start_ts: 1_767_225_600,
             end_ts: 1_767_225_660,
             size: None,
@@ -325,6 +332,7 @@ mod tests {
         // Berlin's 1 January 2026 and the day it changes to summer time.
         let write = |start_ts, end_ts| {
             let r = WindowRecord {
+                rolling: None,
                 start_ts,
                 end_ts,
                 size: Some(WindowSize::Days(1)),
@@ -348,6 +356,7 @@ mod tests {
         assert_eq!(v["window_start_local"], "2026-03-29T00:00:00+01:00");
         assert_eq!(v["window_end_local"], "2026-03-30T00:00:00+02:00");
         let r = WindowRecord {
+            rolling: None,
             start_ts: 1_767_225_600,
             end_ts: 1_767_225_660,
             size: None,
@@ -376,6 +385,7 @@ mod group_tests {
         let g = Groupings::parse("country,country+/ctx/device,a\"b=c:d", 10).unwrap();
         let f = Format::new("UTC", &g).unwrap();
         let record = |grouping: u16, value: GroupValue| WindowRecord {
+            rolling: None,
             start_ts: 1_767_225_600,
             end_ts: 1_767_229_200,
             size: Some(WindowSize::Hours(1)),

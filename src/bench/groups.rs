@@ -58,6 +58,7 @@ fn windower(kind: CounterKind, grouped: bool) -> Windower {
         max_behind_seconds: 86_400,
         jump_confirm_events: 1,
         groupings,
+        rolling: Vec::new(),
     };
     Windower::new(cfg, kind).expect("UTC")
 }

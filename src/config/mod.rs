@@ -91,6 +91,9 @@ pub struct CoreConfig {
     pub group_by: Option<String>,
     /// `DISTINCTLY_MAX_GROUPS`: groups per grouping and window.
     pub max_groups: usize,
+    /// `DISTINCTLY_ROLLING`: `<length>/<step>,…`, rolling windows
+    /// (`window::rolling`); unset or empty: none.
+    pub rolling: Option<String>,
     /// `DISTINCTLY_SLICES`: `<size>:<retention>,…`, the slices range
     /// queries merge (`count --serve`); empty: none.
     pub slices: String,
@@ -113,6 +116,7 @@ impl Default for CoreConfig {
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             group_by: None,
             max_groups: defaults::MAX_GROUPS,
+            rolling: None,
             slices: defaults::SLICES.to_string(),
         }
     }
@@ -268,6 +272,7 @@ impl CoreConfig {
         self.sizes_named(names)?;
         self.groupings_named(names)?;
         self.slices_named(names)?;
+        self.rolling_named(names)?;
         crate::window::size::time_zone(&self.timezone)
             .map_err(|reason| invalid(names.of("timezone"), reason))?;
         in_range(
@@ -382,6 +387,19 @@ impl CoreConfig {
             .map_err(|e| invalid(names.of("group_by"), e.to_string()))
     }
 
+    /// The rolling windows these settings ask for (validated).
+    pub fn rolling(&self) -> Result<Vec<crate::window::rolling::Rolling>, ConfigError> {
+        self.rolling_named(&Names { from_flags: &[] })
+    }
+
+    fn rolling_named(
+        &self,
+        names: &Names<'_>,
+    ) -> Result<Vec<crate::window::rolling::Rolling>, ConfigError> {
+        crate::window::rolling::parse_rolling(self.rolling.as_deref().unwrap_or(""))
+            .map_err(|e| invalid(names.of("rolling"), e.to_string()))
+    }
+
     /// The slice resolutions these settings ask for (validated).
     pub fn slices(&self) -> Result<Vec<crate::slices::Resolution>, ConfigError> {
         self.slices_named(&Names { from_flags: &[] })
@@ -407,6 +425,7 @@ impl CoreConfig {
             max_behind_seconds: self.max_behind_seconds,
             jump_confirm_events: self.jump_confirm_events,
             groupings: self.groupings().unwrap_or_default(),
+            rolling: self.rolling().unwrap_or_default(),
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::reject::Reject;
 use crate::slices::serve::Queries;
 use crate::slices::Slices;
 use crate::stop::{self, Stop};
+use crate::window::rolling::Rolling;
 use crate::window::size::WindowSize;
 use crate::window::Windower;
 use std::collections::BTreeMap;
@@ -230,6 +231,7 @@ struct Counting<W: Write> {
     /// by (size index, start, group), written at the end.
     finals: Option<Finals>,
     sizes: Vec<WindowSize>,
+    rolling: Vec<Rolling>,
     /// How records are written (local times, groupings).
     format: Format,
     groupings: Groupings,
@@ -245,6 +247,7 @@ impl<W: Write> Counting<W> {
         Ok(Counting {
             finals: (emit == Emit::Final).then(BTreeMap::new),
             sizes: cfg.sizes()?,
+            rolling: cfg.rolling()?,
             cfg: cfg.clone(),
             decoder: Decoder::with_fields(&cfg.groupings()?.paths),
             windower: Windower::new(cfg.window_config(), cfg.counter_kind()?)
@@ -461,10 +464,16 @@ impl<W: Write> Counting<W> {
             return;
         };
         for r in self.records.drain(..) {
-            let lane = r
-                .size
-                .and_then(|s| self.sizes.iter().position(|&x| x == s))
-                .unwrap_or(0);
+            // Rolling windows after the sizes, in setting order.
+            let lane = match r.rolling {
+                Some(roll) => {
+                    self.sizes.len() + self.rolling.iter().position(|&x| x == roll).unwrap_or(0)
+                }
+                None => r
+                    .size
+                    .and_then(|s| self.sizes.iter().position(|&x| x == s))
+                    .unwrap_or(0),
+            };
             finals.insert((lane, r.start_ts, r.group.clone()), r);
         }
     }

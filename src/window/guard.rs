@@ -453,6 +453,7 @@ mod tests {
             max_behind_seconds: 86_400,
             jump_confirm_events: confirm,
             groupings: crate::group::Groupings::none(),
+            rolling: Vec::new(),
         })
     }
 

@@ -435,6 +435,7 @@ impl Lane {
         };
         window.changed = false;
         out.push(WindowRecord {
+            rolling: None,
             start_ts: window.start,
             end_ts: window.end,
             size: self.label,
@@ -448,6 +449,7 @@ impl Lane {
             for (value, group) in table.due(false) {
                 let revision = group.emit();
                 out.push(WindowRecord {
+                    rolling: None,
                     start_ts: window.start,
                     end_ts: window.end,
                     size: self.label,

@@ -33,6 +33,7 @@
 
 pub mod guard;
 pub mod lane;
+pub mod rolling;
 pub mod size;
 
 use crate::counter::CounterKind;
@@ -57,6 +58,9 @@ pub struct WindowConfig {
     pub jump_confirm_events: u64,
     /// `DISTINCTLY_GROUP_BY`: counted in every window beside its total.
     pub groupings: Groupings,
+    /// `DISTINCTLY_ROLLING`: rolling windows, emitted after the tumbling
+    /// ones of the same tick.
+    pub rolling: Vec<rolling::Rolling>,
 }
 
 impl WindowConfig {
@@ -123,6 +127,8 @@ pub struct Windower {
     held_extra: Vec<u8>,
     /// Range-query slices fed with every counted event (`count --serve`).
     slices: Option<Slices>,
+    /// One per rolling setting.
+    rolls: Vec<rolling::Roll>,
 }
 
 /// Why the settings cannot make a windower.
@@ -150,6 +156,18 @@ impl Windower {
             })
             .collect();
         let max_ts = Self::max_ts_of(&lanes);
+        let rolls = cfg
+            .rolling
+            .iter()
+            .map(|&r| {
+                rolling::Roll::new(
+                    r,
+                    Grid::new(r.step, tz.clone()),
+                    kind,
+                    cfg.late_retention_seconds,
+                )
+            })
+            .collect();
         Ok(Windower {
             sources: vec![Source {
                 guard: Guard::new(&cfg),
@@ -166,6 +184,7 @@ impl Windower {
             released_keys: GroupKeys::default(),
             held_extra: Vec::new(),
             slices: None,
+            rolls,
         })
     }
 
@@ -533,6 +552,9 @@ impl Windower {
                 for lane in &mut self.lanes {
                     lane.advance(wm, self.hold_until, out);
                 }
+                for roll in &mut self.rolls {
+                    roll.advance(wm, wm, out);
+                }
                 if let Some(slices) = &mut self.slices {
                     slices.advance(wm);
                 }
@@ -562,8 +584,13 @@ impl Windower {
             self.ts_out_of_range += 1;
         } else if covered {
             self.replayed_covered += 1;
-        } else if let Some(slices) = &mut self.slices {
-            slices.insert(ts, uid, hash, keys);
+        } else {
+            for roll in &mut self.rolls {
+                roll.accept(ts, uid, hash, self.watermark);
+            }
+            if let Some(slices) = &mut self.slices {
+                slices.insert(ts, uid, hash, keys);
+            }
         }
     }
 
@@ -655,6 +682,14 @@ impl Windower {
         for lane in &mut self.lanes {
             lane.finish(out);
         }
+        for roll in &mut self.rolls {
+            roll.finish(out);
+        }
+    }
+
+    /// The rolling windows' states, in setting order.
+    pub fn rolls(&self) -> &[rolling::Roll] {
+        &self.rolls
     }
 }
 

@@ -252,5 +252,82 @@ fn seconds(z: &jiff::Zoned) -> Option<u64> {
     u64::try_from(z.timestamp().as_second()).ok()
 }
 
+/// Most steps in one rolling window (merges per emission).
+pub const MAX_STEPS: u64 = 1000;
+
+/// One setting of `DISTINCTLY_ROLLING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rolling {
+    pub length: WindowSize,
+    pub step: WindowSize,
+}
+
+impl fmt::Display for Rolling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.length, self.step)
+    }
+}
+
+impl Rolling {
+    /// Steps per window.
+    pub fn steps(self) -> u64 {
+        self.length.nominal_seconds() / self.step.nominal_seconds()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRolling {
+    #[error("{0:?}: expected <length>/<step> such as 1h/1m or 30d/1d")]
+    Form(String),
+    #[error("{entry:?}: {reason}")]
+    Size { entry: String, reason: String },
+    #[error("{0:?}: weeks, months and years have no fixed length here; write 7d, 28d or 30d")]
+    Calendar(String),
+    #[error("{0:?}: the step must divide the length")]
+    Divide(String),
+    #[error("{0:?}: at most {MAX_STEPS} steps per window")]
+    TooManySteps(String),
+    #[error("{0:?} is given twice")]
+    Twice(String),
+}
+
+/// The rolling windows of a setting (empty for an empty one).
+pub fn parse_rolling(setting: &str) -> Result<Vec<Rolling>, BadRolling> {
+    let mut out: Vec<Rolling> = Vec::new();
+    for entry in setting.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (length, step) = entry
+            .split_once('/')
+            .ok_or_else(|| BadRolling::Form(entry.to_string()))?;
+        let size = |s: &str| -> Result<WindowSize, BadRolling> {
+            let size: WindowSize = s.trim().parse().map_err(|e| BadRolling::Size {
+                entry: entry.to_string(),
+                reason: format!("{e}"),
+            })?;
+            match size {
+                WindowSize::Week | WindowSize::Month | WindowSize::Year => {
+                    Err(BadRolling::Calendar(entry.to_string()))
+                }
+                s => Ok(s),
+            }
+        };
+        let r = Rolling {
+            length: size(length)?,
+            step: size(step)?,
+        };
+        let (len, step) = (r.length.nominal_seconds(), r.step.nominal_seconds());
+        if len % step != 0 {
+            return Err(BadRolling::Divide(entry.to_string()));
+        }
+        if len / step > MAX_STEPS {
+            return Err(BadRolling::TooManySteps(entry.to_string()));
+        }
+        if out.contains(&r) {
+            return Err(BadRolling::Twice(entry.to_string()));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ fn cfg() -> WindowConfig {
         max_behind_seconds: 86_400,
         jump_confirm_events: 16,
         groupings: crate::group::Groupings::none(),
+        rolling: Vec::new(),
     }
 }
 

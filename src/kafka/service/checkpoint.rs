@@ -300,6 +300,7 @@ mod tests {
             max_behind_seconds: 86_400,
             jump_confirm_events: 16,
             groupings: crate::group::Groupings::none(),
+            rolling: Vec::new(),
         };
         let mut w = Windower::new(cfg, CounterKind::Exact).unwrap();
         w.track_freed();

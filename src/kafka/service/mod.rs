@@ -186,6 +186,13 @@ pub fn run(
         crate::metrics::register_build_info(kind);
         crate::internal_events::register_kafka();
     }
+    if !core.rolling()?.is_empty() {
+        return Err(crate::config::invalid(
+            "DISTINCTLY_ROLLING",
+            "`run` does not count rolling windows yet (`count` does)",
+        )
+        .into());
+    }
     let Some(topology) = Topology::prepare(core, kafka, shutdown)? else {
         return Ok(RunSummary::default()); // stopped while the broker was away
     };

@@ -461,6 +461,7 @@ impl<'a> Summer<'a> {
         let mut records = Vec::with_capacity(due.len());
         for ((i, start), group, e) in due {
             let r = WindowRecord {
+                rolling: None,
                 start_ts: start,
                 end_ts: e.end_ts,
                 size: labelled.then_some(self.sizes[i]),

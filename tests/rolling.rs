@@ -1,0 +1,152 @@
+//! `count --rolling`: every rolling window's last record equals a truth
+//! computed here from the generated lines (serde_json, not our decoder),
+//! with late events, several settings at once, `--emit final` and updates,
+//! and revisions that rise per window.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+
+/// (window setting, end) -> (unique users, events).
+type Rolled = BTreeMap<(String, u64), (u64, u64)>;
+
+fn stream() -> Vec<u8> {
+    let out = Command::new(BIN)
+        .args([
+            "generate",
+            "--frame",
+            "minimal",
+            "--events",
+            "40000",
+            "--users",
+            "2000",
+            "--span-seconds",
+            "14400",
+            "--invalid-share",
+            "0",
+            "--outlier-share",
+            "0",
+            "--late-share",
+            "0.02",
+            "--seed",
+            "17",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Every window `[e - length, e)` with an event, `e` on the step grid (UTC),
+/// up to the end of the last step with events.
+fn truth(events: &[(u64, String)], setting: &str, length: u64, step: u64) -> Rolled {
+    let first = events.iter().map(|e| e.0).min().unwrap();
+    let last = events.iter().map(|e| e.0).max().unwrap();
+    let mut out = Rolled::new();
+    let mut end = first - first % step + step;
+    while end <= last - last % step + step {
+        let picked: Vec<&(u64, String)> = events
+            .iter()
+            .filter(|e| e.0 + length >= end && e.0 < end)
+            .collect();
+        if !picked.is_empty() {
+            let users: HashSet<&str> = picked.iter().map(|e| e.1.as_str()).collect();
+            out.insert(
+                (setting.to_string(), end),
+                (users.len() as u64, picked.len() as u64),
+            );
+        }
+        end += step;
+    }
+    out
+}
+
+/// The last record of every rolling window, checking on the way that
+/// revisions rise per window and a repeated one carries the same counts.
+fn last_records(stdout: &[u8]) -> Rolled {
+    let mut last: BTreeMap<(String, u64), (u64, (u64, u64))> = BTreeMap::new();
+    for r in json_lines(stdout) {
+        let Some(w) = r["window"].as_str().filter(|w| w.contains('/')) else {
+            continue;
+        };
+        let key = (w.to_string(), r["end_ts"].as_u64().unwrap());
+        let rev = r["revision"].as_u64().unwrap();
+        let counts = (
+            r["unique_users"].as_u64().unwrap(),
+            r["events"].as_u64().unwrap(),
+        );
+        if let Some((prev, _)) = last.get(&key) {
+            assert!(rev > *prev, "{key:?}: revision {rev} after {prev}");
+        }
+        last.insert(key, (rev, counts));
+    }
+    last.into_iter().map(|(k, (_, c))| (k, c)).collect()
+}
+
+#[test]
+fn every_rolling_window_ends_at_its_truth() {
+    let jsonl = stream();
+    let events: Vec<(u64, String)> = json_lines(&jsonl)
+        .iter()
+        .map(|v| {
+            (
+                v["ts"].as_f64().unwrap().floor() as u64,
+                v["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut want = truth(&events, "1h/10m", 3600, 600);
+    want.extend(truth(&events, "30m/1m", 1800, 60));
+    want.extend(truth(&events, "1h/1h", 3600, 3600));
+    let args = ["--rolling", "1h/10m,30m/1m,1h/1h", "--summary", "none"];
+    for emit in ["updates", "final"] {
+        let out = count(&jsonl, &[&args[..], &["--emit", emit]].concat(), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = last_records(&out.stdout);
+        let diff: Vec<String> = want
+            .iter()
+            .filter(|(k, w)| got.get(*k) != Some(*w))
+            .map(|(k, w)| format!("{k:?}: want {w:?}, got {:?}", got.get(k)))
+            .chain(
+                got.keys()
+                    .filter(|k| !want.contains_key(*k))
+                    .map(|k| format!("{k:?}: not in the truth")),
+            )
+            .take(20)
+            .collect();
+        assert!(diff.is_empty(), "--emit {emit}:\n{}", diff.join("\n"));
+        // The tumbling windows are still there, unchanged in kind.
+        let minute = json_lines(&out.stdout)
+            .iter()
+            .filter(|r| r.get("window").is_none())
+            .count();
+        assert!(minute > 0);
+    }
+}
+
+#[test]
+fn bad_rolling_settings_are_refused_naming_the_setting() {
+    for (value, says) in [
+        ("1h", "expected <length>/<step>"),
+        ("1h/7m", "the step must divide the length"),
+        ("30d/1m", "at most 1000 steps"),
+        ("1mo/1d", "write 7d, 28d or 30d"),
+        ("1h/1m,1h/1m", "given twice"),
+    ] {
+        let out = count(b"", &["--rolling", value], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--rolling") && err.contains(says),
+            "{value}: {err}"
+        );
+    }
+    let out = count(b"", &[], &[("DISTINCTLY_ROLLING", "1h/x")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DISTINCTLY_ROLLING"));
+}
