@@ -50,16 +50,7 @@ fn stream(events: &str) -> Vec<u8> {
 }
 
 fn parse(jsonl: &[u8]) -> Vec<Event> {
-    // Objects, arrays and values over 256 bytes make no group (README);
-    // numbers and booleans are groups of their text.
-    let scalar = |v: Option<&serde_json::Value>| match v? {
-        serde_json::Value::String(s) if s.len() > 256 => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Null | serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
-            None
-        }
-        other => Some(other.to_string()),
-    };
+    let scalar = group_value;
     json_lines(jsonl)
         .iter()
         .map(|v| {

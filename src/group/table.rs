@@ -215,6 +215,19 @@ impl GroupTable {
         none.into_iter().chain(groups).chain(overflow)
     }
 
+    /// Every slot with its value (no group, groups in no particular
+    /// order, overflow).
+    pub fn slots(&self) -> impl Iterator<Item = (GroupValue, &Group)> + '_ {
+        let keys = &self.keys;
+        let groups = self
+            .groups
+            .iter()
+            .map(move |g| (GroupValue::Key(key_of(keys, g.key_at).into()), g));
+        let none = self.none.as_ref().map(|g| (GroupValue::None, g));
+        let overflow = self.overflow.as_ref().map(|g| (GroupValue::Overflow, g));
+        none.into_iter().chain(groups).chain(overflow)
+    }
+
     /// The slots whose records are due (changed since their last one), with
     /// their values; `all` takes every slot.
     pub fn due(&mut self, all: bool) -> Vec<(GroupValue, &mut Group)> {

@@ -165,6 +165,7 @@ impl Windower {
                     Grid::new(r.step, tz.clone()),
                     kind,
                     cfg.late_retention_seconds,
+                    (cfg.groupings.len(), cfg.groupings.max_groups),
                 )
             })
             .collect();
@@ -586,7 +587,7 @@ impl Windower {
             self.replayed_covered += 1;
         } else {
             for roll in &mut self.rolls {
-                roll.accept(ts, uid, hash, self.watermark);
+                roll.accept(ts, uid, hash, keys, self.watermark);
             }
             if let Some(slices) = &mut self.slices {
                 slices.insert(ts, uid, hash, keys);

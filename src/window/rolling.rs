@@ -12,18 +12,22 @@
 
 use super::size::Grid;
 use crate::counter::{AnyCounter, CounterKind};
+use crate::group::members::{dense_after, member_of};
+use crate::group::table::{GroupTable, Limits};
+use crate::group::{GroupLabel, GroupValue, Keys};
 use crate::record::WindowRecord;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use super::size::{parse_rolling, BadRolling, Rolling, MAX_STEPS};
 
-/// One step's counter.
+/// One step's counter, and its groups per grouping.
 #[derive(Debug, Clone)]
 struct Step {
     start: u64,
     end: u64,
     counter: AnyCounter,
     events: u64,
+    groups: Vec<GroupTable>,
 }
 
 /// The steps and emitted windows of one rolling setting.
@@ -34,6 +38,8 @@ pub struct Roll {
     grid: Grid,
     kind: CounterKind,
     retention: u64,
+    groupings: usize,
+    limits: Limits,
     /// In start order.
     steps: VecDeque<Step>,
     /// The end of the next window to emit (`None`: no event yet).
@@ -48,13 +54,26 @@ pub struct Roll {
 }
 
 impl Roll {
-    pub fn new(spec: Rolling, grid: Grid, kind: CounterKind, retention: u64) -> Self {
+    /// `groupings` groupings of at most `max_groups` groups per step are
+    /// counted beside the total.
+    pub fn new(
+        spec: Rolling,
+        grid: Grid,
+        kind: CounterKind,
+        retention: u64,
+        (groupings, max_groups): (usize, usize),
+    ) -> Self {
         Roll {
             spec,
             steps_per_window: spec.steps() as usize,
             grid,
             kind,
             retention,
+            groupings,
+            limits: Limits {
+                max_groups,
+                dense_after: dense_after(kind),
+            },
             steps: VecDeque::new(),
             next_end: None,
             emitted: BTreeMap::new(),
@@ -99,7 +118,14 @@ impl Roll {
     }
 
     /// Counts one event accepted by the windower.
-    pub fn accept(&mut self, ts: u64, uid: &[u8], hash: u64, watermark: Option<u64>) {
+    pub fn accept(
+        &mut self,
+        ts: u64,
+        uid: &[u8],
+        hash: u64,
+        keys: Keys<'_>,
+        watermark: Option<u64>,
+    ) {
         let wm = watermark.unwrap_or(0);
         let at = self.steps.partition_point(|s| s.start <= ts);
         let idx = match at.checked_sub(1) {
@@ -119,14 +145,22 @@ impl Roll {
                         end,
                         counter: AnyCounter::new(self.kind),
                         events: 0,
+                        groups: vec![GroupTable::new(); self.groupings],
                     },
                 );
                 at
             }
         };
         let step = &mut self.steps[idx];
-        step.counter.insert(uid, hash);
         step.events += 1;
+        if self.groupings == 0 {
+            step.counter.insert(uid, hash);
+        } else {
+            let member = member_of(&mut step.counter, uid, hash);
+            for (g, table) in step.groups.iter_mut().enumerate() {
+                table.count(keys.get(g), member, self.kind, self.limits);
+            }
+        }
         let end = step.end;
         let next = *self.next_end.get_or_insert(end);
         if end < next {
@@ -157,28 +191,54 @@ impl Roll {
         }
     }
 
-    /// The record of the window ending at `end`, with `revision`; `None`
-    /// when it holds no event.
-    fn record(&self, end: u64, revision: u32) -> Option<WindowRecord> {
+    /// Appends the records of the window ending at `end` (its total, then
+    /// every group of every grouping, by value) with `revision`; returns
+    /// false, appending nothing, when it holds no event.
+    fn records(&self, end: u64, revision: u32, out: &mut Vec<WindowRecord>) -> bool {
         let start = self.window_start(end);
         let mut counter = AnyCounter::new(self.kind);
         let mut events = 0;
         let first = self.steps.partition_point(|s| s.start < start);
-        for step in self.steps.range(first..).take_while(|s| s.end <= end) {
+        let steps = || self.steps.range(first..).take_while(|s| s.end <= end);
+        for step in steps() {
             events += step.events;
             let _ = counter.merge(&step.counter);
         }
-        (events > 0).then(|| WindowRecord {
+        if events == 0 {
+            return false;
+        }
+        let record = |unique_users, events, group| WindowRecord {
             start_ts: start,
             end_ts: end,
             size: None,
             rolling: Some(self.spec),
-            unique_users: counter.count(),
+            unique_users,
             events,
             counter: self.kind,
             revision,
-            group: None,
-        })
+            group,
+        };
+        out.push(record(counter.count(), events, None));
+        for g in 0..self.groupings {
+            let mut merged: BTreeMap<GroupValue, (AnyCounter, u64)> = BTreeMap::new();
+            for step in steps() {
+                for (value, group) in step.groups[g].slots() {
+                    let (acc, n) = merged
+                        .entry(value)
+                        .or_insert_with(|| (AnyCounter::new(self.kind), 0));
+                    group.members.add_to(&step.counter, acc);
+                    *n += group.events;
+                }
+            }
+            for (value, (mut acc, n)) in merged {
+                let label = GroupLabel {
+                    grouping: g as u16,
+                    value,
+                };
+                out.push(record(acc.count(), n, Some(label)));
+            }
+        }
+        true
     }
 
     /// The watermark reached `watermark` (or the input ended: `u64::MAX`
@@ -186,8 +246,7 @@ impl Roll {
     /// ended, then corrections, then frees what no window needs.
     pub fn advance(&mut self, watermark: u64, until: u64, out: &mut Vec<WindowRecord>) {
         while let Some(end) = self.next_end.filter(|&e| e <= until) {
-            if let Some(r) = self.record(end, 0) {
-                out.push(r);
+            if self.records(end, 0, out) {
                 self.emitted.insert(end, 1);
                 self.windows_emitted += 1;
             }
@@ -197,8 +256,7 @@ impl Roll {
             let Some(rev) = self.emitted.get(&end).copied() else {
                 continue;
             };
-            if let Some(r) = self.record(end, rev) {
-                out.push(r);
+            if self.records(end, rev, out) {
                 self.emitted.insert(end, rev + 1);
                 if rev == 0 {
                     self.windows_emitted += 1;
@@ -249,9 +307,14 @@ impl Roll {
         self.next_end = None;
     }
 
-    /// Heap bytes of the step counters.
+    /// Heap bytes of the step counters and their groups.
     pub fn heap_bytes(&self) -> usize {
-        self.steps.iter().map(|s| s.counter.heap_bytes()).sum()
+        self.steps
+            .iter()
+            .map(|s| {
+                s.counter.heap_bytes() + s.groups.iter().map(GroupTable::heap_bytes).sum::<usize>()
+            })
+            .sum()
     }
 
     /// Steps held.
@@ -272,6 +335,7 @@ mod tests {
             Grid::new(spec.step, time_zone(zone).unwrap()),
             CounterKind::Exact,
             600,
+            (0, 1),
         )
     }
 
@@ -282,6 +346,7 @@ mod tests {
                 ts,
                 uid.as_bytes(),
                 crate::hash::uid_hash(uid.as_bytes()),
+                Keys::NONE,
                 None,
             );
         }
@@ -335,16 +400,16 @@ mod tests {
     #[test]
     fn a_late_event_re_emits_every_window_it_falls_in_and_only_those() {
         let spec = parse_rolling("30m/10m").unwrap()[0];
-        let mut r = Roll::new(spec, Grid::fixed(600), CounterKind::Exact, 2000);
+        let mut r = Roll::new(spec, Grid::fixed(600), CounterKind::Exact, 2000, (0, 1));
         let t0 = 1_767_225_600;
         let mut out = Vec::new();
         for m in 0..12 {
-            r.accept(t0 + m * 300, b"u", 1, None);
+            r.accept(t0 + m * 300, b"u", 1, Keys::NONE, None);
         }
         r.advance(t0 + 3600, t0 + 3600, &mut out);
         assert_eq!(out.len(), 6);
         out.clear();
-        r.accept(t0 + 1200 + 5, b"late", 2, Some(t0 + 3600));
+        r.accept(t0 + 1200 + 5, b"late", 2, Keys::NONE, Some(t0 + 3600));
         r.advance(t0 + 3600, t0 + 3600, &mut out);
         let ends: Vec<(u64, u32, u64)> = out
             .iter()
@@ -358,7 +423,7 @@ mod tests {
         // Later, the window ending at 30 minutes is past its retention
         // (end + 2000 s): only the others are corrected.
         out.clear();
-        r.accept(t0 + 1200 + 6, b"later", 3, Some(t0 + 4300));
+        r.accept(t0 + 1200 + 6, b"later", 3, Keys::NONE, Some(t0 + 4300));
         r.advance(t0 + 4300, t0 + 3600, &mut out);
         let ends: Vec<u64> = out.iter().map(|w| w.end_ts).collect();
         assert_eq!(ends, [t0 + 2400, t0 + 3000]);

@@ -912,3 +912,19 @@ pub fn log_lines<'a>(stderr: &'a str, level: &str) -> Vec<&'a str> {
         .filter(|l| l.split_whitespace().nth(1) == Some(level))
         .collect()
 }
+
+/// A field's group value as the README defines it, read with serde_json:
+/// a string of at most 256 bytes is itself, a number or boolean its text;
+/// missing, `null`, objects, arrays and longer strings make no group.
+/// (Numbers come back as serde_json writes them, which is their text for
+/// the integers the generator writes.)
+pub fn group_value(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) if s.len() > 256 => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null | serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+            None
+        }
+        other => Some(other.to_string()),
+    }
+}
