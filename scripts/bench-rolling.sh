@@ -15,7 +15,7 @@
 # Environment:
 #   BENCH_DIR     data, outputs and the report (default /tmp/distinctly-bench)
 #   ROUNDS        interleaved rounds (default 3)
-#   COUNTERS      counters to run (default "exact hll4")
+#   COUNTERS      counters to run (default "exact roaring hll cpc hll4")
 #   REGENERATE=1  regenerate the data file even if cached
 #
 # Prints a markdown report and writes it to $BENCH_DIR/bench-rolling.md. One run at a time,
@@ -27,7 +27,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/distinctly-bench}
 ROUNDS=${ROUNDS:-3}
-COUNTERS=${COUNTERS:-exact hll4}
+COUNTERS=${COUNTERS:-exact roaring hll cpc hll4}
 BIN=$ROOT/target/release/distinctly
 REPORT=$BENCH_DIR/bench-rolling.md
 

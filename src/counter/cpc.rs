@@ -116,3 +116,17 @@ impl Counter for CpcCounter {
         })
     }
 }
+
+impl CpcCounter {
+    /// The union of `parts` (all of lgK `lg_k`), in one union (see
+    /// `Hll4Counter::union_of`).
+    pub fn union_of<'a>(lg_k: u8, parts: impl Iterator<Item = &'a CpcCounter>) -> CpcCounter {
+        let mut union = CpcUnion::new(lg_k).expect("lgK in range");
+        for p in parts {
+            union.update(&p.sketch).expect("same (default) seed");
+        }
+        CpcCounter {
+            sketch: Box::new(union.to_sketch()),
+        }
+    }
+}

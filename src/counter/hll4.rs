@@ -116,3 +116,17 @@ impl Counter for Hll4Counter {
         })
     }
 }
+
+impl Hll4Counter {
+    /// The union of `parts` (all of lgK `lg_k`), in one union: a fold of
+    /// [`Counter::merge_from`] converts back to a sketch at every step.
+    pub fn union_of<'a>(lg_k: u8, parts: impl Iterator<Item = &'a Hll4Counter>) -> Hll4Counter {
+        let mut union = HllUnion::new(lg_k).expect("lgK in range");
+        for p in parts {
+            union.update(&p.sketch);
+        }
+        Hll4Counter {
+            sketch: Box::new(union.to_sketch(HllType::Hll4)),
+        }
+    }
+}

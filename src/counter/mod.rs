@@ -278,6 +278,49 @@ impl AnyCounter {
         dispatch!(self, c => c.heap_bytes())
     }
 
+    /// The union of `parts`, all of `kind` (others are skipped): one
+    /// union for the DataSketches backends, a fold of [`AnyCounter::merge`]
+    /// for the rest.
+    pub fn merged<'a>(kind: CounterKind, parts: impl Iterator<Item = &'a AnyCounter>) -> Self {
+        match kind {
+            CounterKind::Hll4 { lg_k } => AnyCounter::Hll4(Hll4Counter::union_of(
+                lg_k,
+                parts.filter_map(|p| match p {
+                    AnyCounter::Hll4(c) if c.lg_k() == lg_k => Some(c),
+                    _ => None,
+                }),
+            )),
+            CounterKind::Cpc { lg_k } => AnyCounter::Cpc(CpcCounter::union_of(
+                lg_k,
+                parts.filter_map(|p| match p {
+                    AnyCounter::Cpc(c) if c.lg_k() == lg_k => Some(c),
+                    _ => None,
+                }),
+            )),
+            CounterKind::Roaring => {
+                AnyCounter::Roaring(RoaringCounter::union_of(parts.filter_map(|p| match p {
+                    AnyCounter::Roaring(c) => Some(c),
+                    _ => None,
+                })))
+            }
+            _ => {
+                // From a copy of the largest part: the others are added to
+                // a table that is already about its final size.
+                let parts: Vec<&AnyCounter> = parts.filter(|p| p.kind() == kind).collect();
+                let Some(largest) = (0..parts.len()).max_by_key(|&i| parts[i].heap_bytes()) else {
+                    return AnyCounter::new(kind);
+                };
+                let mut acc = parts[largest].clone();
+                for (i, p) in parts.iter().enumerate() {
+                    if i != largest {
+                        let _ = acc.merge(p);
+                    }
+                }
+                acc
+            }
+        }
+    }
+
     /// Merges `other` into `self`; both must have the same kind and settings.
     pub fn merge(&mut self, other: &AnyCounter) -> Result<(), CounterError> {
         match (self, other) {

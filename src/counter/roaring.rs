@@ -228,6 +228,30 @@ impl Counter for RoaringCounter {
     }
 }
 
+impl RoaringCounter {
+    /// The union of `parts`, built once from their sorted values: folding
+    /// `|=` into an accumulator that lacks most high keys inserts each
+    /// container on its own (quadratic), and the crate's multi-way union
+    /// turns the many one-value containers of hashed uids into 8 KiB
+    /// bitsets.
+    pub fn union_of<'a>(parts: impl Iterator<Item = &'a RoaringCounter>) -> RoaringCounter {
+        let mut all: Vec<u32> = Vec::new();
+        for p in parts {
+            all.reserve(p.bitmap.len() as usize + p.pending.len());
+            all.extend(p.bitmap.iter());
+            all.extend_from_slice(&p.pending);
+        }
+        all.sort_unstable();
+        all.dedup();
+        let bitmap = RoaringBitmap::from_sorted_iter(all).expect("sorted, deduplicated");
+        RoaringCounter {
+            bitmap_heap: exact_heap(&bitmap),
+            bitmap,
+            ..RoaringCounter::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -367,3 +367,33 @@ fn exact_memory_is_uid_bytes_plus_at_most_24_per_uid() {
         assert!(overhead <= 24.0, "n={n}: {overhead:.1} bytes/uid overhead");
     }
 }
+
+#[test]
+fn merged_is_the_fold_of_merges() {
+    let kinds = [
+        CounterKind::Exact,
+        CounterKind::Roaring,
+        CounterKind::Hll { precision: 12 },
+        CounterKind::Cpc { lg_k: 11 },
+        CounterKind::Hll4 { lg_k: 11 },
+    ];
+    for kind in kinds {
+        // Overlapping parts, one empty, one with unflushed hashes.
+        let parts: Vec<AnyCounter> = (0..6u64)
+            .map(|i| filled(kind, (i * 700)..(i * 700 + if i == 3 { 0 } else { 1500 })))
+            .collect();
+        let mut fold = AnyCounter::new(kind);
+        for p in &parts {
+            fold.merge(p).unwrap();
+        }
+        let mut merged = AnyCounter::merged(kind, parts.iter());
+        let (a, b) = (fold.count() as f64, merged.count() as f64);
+        if matches!(kind, CounterKind::Exact | CounterKind::Roaring) {
+            assert_eq!(a, b, "{kind}");
+            assert_eq!(b, 5000.0, "{kind}");
+        } else {
+            assert!((a - b).abs() / a < 0.02, "{kind}: {a} vs {b}");
+        }
+        assert_eq!(AnyCounter::merged(kind, std::iter::empty()).count(), 0);
+    }
+}

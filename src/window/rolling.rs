@@ -42,6 +42,8 @@ pub struct Roll {
     limits: Limits,
     /// In start order.
     steps: VecDeque<Step>,
+    /// The end of the last window holding the first step (cached).
+    front_last_window: Option<u64>,
     /// The end of the next window to emit (`None`: no event yet).
     next_end: Option<u64>,
     /// Emitted windows still within retention: end -> next revision.
@@ -75,6 +77,7 @@ impl Roll {
                 dense_after: dense_after(kind),
             },
             steps: VecDeque::new(),
+            front_last_window: None,
             next_end: None,
             emitted: BTreeMap::new(),
             changed: BTreeSet::new(),
@@ -138,6 +141,9 @@ impl Roll {
                     self.late_dropped += 1;
                     return;
                 }
+                if at == 0 {
+                    self.front_last_window = None;
+                }
                 self.steps.insert(
                     at,
                     Step {
@@ -196,17 +202,13 @@ impl Roll {
     /// false, appending nothing, when it holds no event.
     fn records(&self, end: u64, revision: u32, out: &mut Vec<WindowRecord>) -> bool {
         let start = self.window_start(end);
-        let mut counter = AnyCounter::new(self.kind);
-        let mut events = 0;
         let first = self.steps.partition_point(|s| s.start < start);
         let steps = || self.steps.range(first..).take_while(|s| s.end <= end);
-        for step in steps() {
-            events += step.events;
-            let _ = counter.merge(&step.counter);
-        }
+        let events: u64 = steps().map(|s| s.events).sum();
         if events == 0 {
             return false;
         }
+        let mut counter = AnyCounter::merged(self.kind, steps().map(|s| &s.counter));
         let record = |unique_users, events, group| WindowRecord {
             start_ts: start,
             end_ts: end,
@@ -241,41 +243,83 @@ impl Roll {
         true
     }
 
-    /// The watermark reached `watermark` (or the input ended: `u64::MAX`
-    /// with `until` the end of the last step): emits the windows that
-    /// ended, then corrections, then frees what no window needs.
+    /// The watermark reached `watermark`: emits the windows that ended by
+    /// `until` (the watermark, or at the end of input the end of the last
+    /// step), then, if a window was emitted, the corrections due, then
+    /// frees what no window needs.
     pub fn advance(&mut self, watermark: u64, until: u64, out: &mut Vec<WindowRecord>) {
+        let mut ticked = false;
         while let Some(end) = self.next_end.filter(|&e| e <= until) {
             if self.records(end, 0, out) {
                 self.emitted.insert(end, 1);
                 self.windows_emitted += 1;
             }
             self.next_end = self.next_after(end);
+            ticked = true;
         }
+        // Corrections are coalesced: once per tick (a step closed, or the
+        // end), however many late events came, as tumbling windows do.
+        if ticked {
+            self.flush_corrections(out);
+        }
+        self.free(watermark, out);
+    }
+
+    /// Re-emits every changed window, as its next revision.
+    pub fn flush_corrections(&mut self, out: &mut Vec<WindowRecord>) {
         for end in std::mem::take(&mut self.changed) {
-            let Some(rev) = self.emitted.get(&end).copied() else {
-                continue;
-            };
-            if self.records(end, rev, out) {
-                self.emitted.insert(end, rev + 1);
-                if rev == 0 {
-                    self.windows_emitted += 1;
-                } else {
-                    self.corrections_emitted += 1;
-                }
+            self.correct(end, out);
+        }
+    }
+
+    fn correct(&mut self, end: u64, out: &mut Vec<WindowRecord>) {
+        let Some(rev) = self.emitted.get(&end).copied() else {
+            return;
+        };
+        if self.records(end, rev, out) {
+            self.emitted.insert(end, rev + 1);
+            if rev == 0 {
+                self.windows_emitted += 1;
+            } else {
+                self.corrections_emitted += 1;
             }
         }
+    }
+
+    /// Forgets the windows past retention (a pending correction is
+    /// emitted first) and the steps no window needs.
+    fn free(&mut self, watermark: u64, out: &mut Vec<WindowRecord>) {
         let cut = watermark.saturating_sub(self.retention);
-        self.emitted.retain(|&e, _| e > cut);
+        while let Some(end) = self
+            .emitted
+            .first_key_value()
+            .map(|(&e, _)| e)
+            .filter(|&e| e <= cut)
+        {
+            if self.changed.remove(&end) {
+                self.correct(end, out);
+            }
+            self.emitted.pop_first();
+        }
         // A step is needed while a window holding it may still be emitted
-        // or corrected.
-        while let Some(first) = self.steps.front() {
-            if self.last_window_of(first.end) <= cut
+        // or corrected. (The watermark rises with nearly every event: the
+        // calendar walk is done once per step, not per call.)
+        while let Some(first_end) = self.steps.front().map(|s| s.end) {
+            let last = match self.front_last_window {
+                Some(l) => l,
+                None => {
+                    let l = self.last_window_of(first_end);
+                    self.front_last_window = Some(l);
+                    l
+                }
+            };
+            if last <= cut
                 && self
                     .next_end
-                    .is_none_or(|n| self.window_start(n) >= first.end)
+                    .is_none_or(|n| self.window_start(n) >= first_end)
             {
                 self.steps.pop_front();
+                self.front_last_window = None;
             } else {
                 break;
             }
@@ -301,8 +345,10 @@ impl Roll {
     pub fn finish(&mut self, out: &mut Vec<WindowRecord>) {
         if let Some(last) = self.steps.back().map(|s| s.end) {
             self.advance(0, last, out);
+            self.flush_corrections(out);
         }
         self.steps.clear();
+        self.front_last_window = None;
         self.emitted.clear();
         self.next_end = None;
     }
