@@ -372,6 +372,7 @@ impl Roll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::uid_hash;
     use crate::window::size::time_zone;
 
     fn roll(setting: &str, zone: &str) -> Roll {
@@ -450,15 +451,24 @@ mod tests {
         let t0 = 1_767_225_600;
         let mut out = Vec::new();
         for m in 0..12 {
-            r.accept(t0 + m * 300, b"u", 1, Keys::NONE, None);
+            r.accept(t0 + m * 300, b"u", uid_hash(b"u"), Keys::NONE, None);
         }
         r.advance(t0 + 3600, t0 + 3600, &mut out);
         assert_eq!(out.len(), 6);
         out.clear();
-        r.accept(t0 + 1200 + 5, b"late", 2, Keys::NONE, Some(t0 + 3600));
+        r.accept(
+            t0 + 1200 + 5,
+            b"late",
+            uid_hash(b"late"),
+            Keys::NONE,
+            Some(t0 + 3600),
+        );
         r.advance(t0 + 3600, t0 + 3600, &mut out);
+        assert!(out.is_empty(), "corrections wait for the next tick");
+        r.advance(t0 + 4200, t0 + 4200, &mut out);
         let ends: Vec<(u64, u32, u64)> = out
             .iter()
+            .filter(|w| w.revision > 0)
             .map(|w| (w.end_ts, w.revision, w.unique_users))
             .collect();
         // The windows ending at 30, 40 and 50 minutes hold it.
@@ -469,9 +479,19 @@ mod tests {
         // Later, the window ending at 30 minutes is past its retention
         // (end + 2000 s): only the others are corrected.
         out.clear();
-        r.accept(t0 + 1200 + 6, b"later", 3, Keys::NONE, Some(t0 + 4300));
-        r.advance(t0 + 4300, t0 + 3600, &mut out);
-        let ends: Vec<u64> = out.iter().map(|w| w.end_ts).collect();
+        r.accept(
+            t0 + 1200 + 6,
+            b"later",
+            uid_hash(b"later"),
+            Keys::NONE,
+            Some(t0 + 4300),
+        );
+        r.advance(t0 + 4800, t0 + 4800, &mut out);
+        let ends: Vec<u64> = out
+            .iter()
+            .filter(|w| w.revision > 0)
+            .map(|w| w.end_ts)
+            .collect();
         assert_eq!(ends, [t0 + 2400, t0 + 3000]);
     }
 }
