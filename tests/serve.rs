@@ -20,6 +20,10 @@ const GROUP_BY: &str = "country,country+/ctx/device";
 type Event = (u64, String, Option<String>, Option<String>);
 
 fn stream(events: &str) -> Vec<u8> {
+    stream_over(events, "259200")
+}
+
+fn stream_over(events: &str, span_seconds: &str) -> Vec<u8> {
     let out = Command::new(BIN)
         .args([
             "generate",
@@ -31,7 +35,7 @@ fn stream(events: &str) -> Vec<u8> {
             "--users",
             "3000",
             "--span-seconds",
-            "259200",
+            span_seconds,
             "--invalid-share",
             "0",
             "--outlier-share",
@@ -256,4 +260,53 @@ fn a_pipe_is_answered_while_it_is_written() {
     ask(truth(&events, from, to, |_| true));
     let status = terminate_serving(child);
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn forty_random_minute_ranges_of_a_three_hour_file_equal_the_truth() {
+    let jsonl = stream_over("30000", "10800");
+    let events = parse(&jsonl);
+    let path = tmp("serve-random.jsonl");
+    std::fs::write(&path, &jsonl).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = serve(&addr, Stdio::null(), &[path.to_str().unwrap()]);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with('{') {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no summary");
+    }
+    let rfc3339 = |t: u64| {
+        let s = t - T0;
+        format!("2026-01-01T{:02}:{:02}:00Z", s / 3600, s / 60 % 60)
+    };
+    let countries = ["US", "DE", "FR", "JP"];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for i in 0..40 {
+        let from = T0 + 60 * next(179);
+        let to = from + 60 * (1 + next((T0 + 10800 - from) / 60));
+        let (f, t) = if i % 2 == 0 {
+            (from.to_string(), to.to_string())
+        } else {
+            (rfc3339(from), rfc3339(to))
+        };
+        let mut q = format!("from={f}&to={t}");
+        let want = if i % 3 == 0 {
+            let c = countries[next(4) as usize];
+            q += &format!("&group_by=country&group={c}");
+            truth(&events, from, to, |e| e.2.as_deref() == Some(c))
+        } else {
+            truth(&events, from, to, |_| true)
+        };
+        let (status, v) = uniques(&addr, &q);
+        assert_eq!(status, 200, "{q}: {v}");
+        assert_eq!(counts(&v), want, "{q}");
+    }
+    assert_eq!(terminate_serving(child).code(), Some(0));
 }
