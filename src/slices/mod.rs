@@ -40,14 +40,49 @@ use crate::window::size::Grid;
 use jiff::tz::TimeZone;
 use std::collections::VecDeque;
 
-/// One slice: a window that is never emitted, only asked.
+/// One slice: a window that is never emitted, only asked (and a step of a
+/// rolling window, `window::rolling`).
 #[derive(Debug, Clone)]
-struct Slice {
-    start: u64,
-    end: u64,
-    counter: AnyCounter,
-    events: u64,
-    groups: Vec<GroupTable>,
+pub struct Slice {
+    pub start: u64,
+    pub end: u64,
+    pub counter: AnyCounter,
+    pub events: u64,
+    /// Per grouping, the slice's groups.
+    pub groups: Vec<GroupTable>,
+}
+
+impl Slice {
+    pub fn new(start: u64, end: u64, kind: CounterKind, groupings: usize) -> Self {
+        Slice {
+            start,
+            end,
+            counter: AnyCounter::new(kind),
+            events: 0,
+            groups: vec![GroupTable::new(); groupings],
+        }
+    }
+
+    /// Counts one event in the total and in its group of every grouping.
+    #[inline]
+    pub fn count(
+        &mut self,
+        uid: &[u8],
+        hash: u64,
+        keys: Keys<'_>,
+        kind: CounterKind,
+        limits: Limits,
+    ) {
+        self.events += 1;
+        if self.groups.is_empty() {
+            self.counter.insert(uid, hash);
+            return;
+        }
+        let member = member_of(&mut self.counter, uid, hash);
+        for (g, table) in self.groups.iter_mut().enumerate() {
+            table.count(keys.get(g), member, kind, limits);
+        }
+    }
 }
 
 /// The slices of one resolution, in start order.
@@ -110,17 +145,8 @@ impl Slices {
         self.latest = Some(self.latest.map_or(ts, |l| l.max(ts)));
         let groupings = self.groupings.len();
         for level in &mut self.levels {
-            let Some(slice) = level.slice_for(ts, self.kind, groupings) else {
-                continue;
-            };
-            slice.events += 1;
-            if groupings == 0 {
-                slice.counter.insert(uid, hash);
-                continue;
-            }
-            let member = member_of(&mut slice.counter, uid, hash);
-            for (g, table) in slice.groups.iter_mut().enumerate() {
-                table.count(keys.get(g), member, self.kind, self.limits);
+            if let Some(slice) = level.slice_for(ts, self.kind, groupings) {
+                slice.count(uid, hash, keys, self.kind, self.limits);
             }
         }
     }
@@ -195,16 +221,8 @@ impl Level {
             self.dropped += 1;
             return None;
         }
-        self.slices.insert(
-            at,
-            Slice {
-                start,
-                end,
-                counter: AnyCounter::new(kind),
-                events: 0,
-                groups: vec![GroupTable::new(); groupings],
-            },
-        );
+        self.slices
+            .insert(at, Slice::new(start, end, kind, groupings));
         self.slices.get_mut(at)
     }
 }

@@ -12,23 +12,17 @@
 
 use super::size::Grid;
 use crate::counter::{AnyCounter, CounterKind};
-use crate::group::members::{dense_after, member_of};
+use crate::group::members::dense_after;
 use crate::group::table::{GroupTable, Limits};
 use crate::group::{GroupLabel, GroupValue, Keys};
 use crate::record::WindowRecord;
+use crate::slices::Slice;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use super::size::{parse_rolling, BadRolling, Rolling, MAX_STEPS};
 
-/// One step's counter, and its groups per grouping.
-#[derive(Debug, Clone)]
-struct Step {
-    start: u64,
-    end: u64,
-    counter: AnyCounter,
-    events: u64,
-    groups: Vec<GroupTable>,
-}
+/// A step: one slice of the step's size.
+type Step = Slice;
 
 /// The steps and emitted windows of one rolling setting.
 #[derive(Debug)]
@@ -144,29 +138,13 @@ impl Roll {
                 if at == 0 {
                     self.front_last_window = None;
                 }
-                self.steps.insert(
-                    at,
-                    Step {
-                        start,
-                        end,
-                        counter: AnyCounter::new(self.kind),
-                        events: 0,
-                        groups: vec![GroupTable::new(); self.groupings],
-                    },
-                );
+                self.steps
+                    .insert(at, Step::new(start, end, self.kind, self.groupings));
                 at
             }
         };
         let step = &mut self.steps[idx];
-        step.events += 1;
-        if self.groupings == 0 {
-            step.counter.insert(uid, hash);
-        } else {
-            let member = member_of(&mut step.counter, uid, hash);
-            for (g, table) in step.groups.iter_mut().enumerate() {
-                table.count(keys.get(g), member, self.kind, self.limits);
-            }
-        }
+        step.count(uid, hash, keys, self.kind, self.limits);
         let end = step.end;
         let next = *self.next_end.get_or_insert(end);
         if end < next {
