@@ -114,6 +114,23 @@ fn last_records(stdout: &[u8]) -> Rolled {
     last.into_iter().map(|(k, (_, c))| (k, c)).collect()
 }
 
+/// Where `got` differs from `want`, a line per key (at most 20).
+fn differences_of<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    want: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+) -> Vec<String> {
+    want.iter()
+        .filter(|(k, w)| got.get(*k) != Some(*w))
+        .map(|(k, w)| format!("{k:?}: want {w:?}, got {:?}", got.get(k)))
+        .chain(
+            got.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|k| format!("{k:?}: not in the truth")),
+        )
+        .take(20)
+        .collect()
+}
+
 #[test]
 fn every_rolling_window_ends_at_its_truth() {
     let jsonl = stream(&[]);
@@ -138,17 +155,7 @@ fn every_rolling_window_ends_at_its_truth() {
             String::from_utf8_lossy(&out.stderr)
         );
         let got = last_records(&out.stdout);
-        let diff: Vec<String> = want
-            .iter()
-            .filter(|(k, w)| got.get(*k) != Some(*w))
-            .map(|(k, w)| format!("{k:?}: want {w:?}, got {:?}", got.get(k)))
-            .chain(
-                got.keys()
-                    .filter(|k| !want.contains_key(*k))
-                    .map(|k| format!("{k:?}: not in the truth")),
-            )
-            .take(20)
-            .collect();
+        let diff = differences_of(&want, &got);
         assert!(diff.is_empty(), "--emit {emit}:\n{}", diff.join("\n"));
         // The tumbling windows are still there, unchanged in kind.
         let minute = json_lines(&out.stdout)
@@ -242,17 +249,7 @@ fn every_group_of_every_rolling_window_ends_at_its_truth() {
             )
         })
         .collect();
-    let diff: Vec<String> = want
-        .iter()
-        .filter(|(k, w)| got.get(*k) != Some(*w))
-        .map(|(k, w)| format!("{k:?}: want {w:?}, got {:?}", got.get(k)))
-        .chain(
-            got.keys()
-                .filter(|k| !want.contains_key(*k))
-                .map(|k| format!("{k:?}: not in the truth")),
-        )
-        .take(20)
-        .collect();
+    let diff = differences_of(&want, &got);
     assert!(diff.is_empty(), "{}", diff.join("\n"));
     assert!(want.len() > 100, "a stream with groups: {}", want.len());
 }

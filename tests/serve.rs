@@ -103,6 +103,18 @@ fn counts(v: &serde_json::Value) -> (u64, u64) {
     )
 }
 
+/// Waits for the JSON summary `count` prints once its input is read (it
+/// serves on afterwards) and returns it.
+fn summary_line(child: &mut Child) -> String {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with('{') {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no summary");
+    }
+    line
+}
+
 /// Lets the process go on, and exit, with a SIGTERM; returns its status.
 fn terminate_serving(mut child: Child) -> std::process::ExitStatus {
     Command::new("kill")
@@ -121,12 +133,7 @@ fn a_file_read_to_its_end_answers_every_range_exactly() {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = serve(&addr, Stdio::null(), &[path.to_str().unwrap()]);
     // The summary comes once the whole input is read; serving goes on.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with('{') {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no summary");
-    }
+    let line = summary_line(&mut child);
     let summary: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(summary["accepted"], events.len() as u64);
 
@@ -270,12 +277,7 @@ fn forty_random_minute_ranges_of_a_three_hour_file_equal_the_truth() {
     std::fs::write(&path, &jsonl).unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = serve(&addr, Stdio::null(), &[path.to_str().unwrap()]);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with('{') {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no summary");
-    }
+    summary_line(&mut child);
     let rfc3339 = |t: u64| {
         let s = t - T0;
         format!("2026-01-01T{:02}:{:02}:00Z", s / 3600, s / 60 % 60)
