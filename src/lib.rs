@@ -63,8 +63,12 @@
 //! metrics/    Prometheus metrics and the HTTP endpoints (DISTINCTLY_METRICS_ADDR)
 //!   names.rs     every metric name, unit, help text, histogram buckets
 //!   publish.rs   hot-path totals copied into metrics once per tick/batch
-//!   http.rs      /metrics, /healthz, /readyz, /v1/uniques (axum, its
-//!                own thread)
+//!   status.rs    /v1/status: health, rates and lag read from the metrics
+//!   http.rs      /metrics, /healthz, /readyz, /v1/* and the page (axum,
+//!                its own thread)
+//! live/       the live page (GET /) and the JSON it reads
+//!   recent.rs    the latest emitted windows per series, their top groups
+//!   page/        index.html, page.js, page.css, compiled into the binary
 //! internal_events/  one type per operational event: logs and counts it
 //!   kafka.rs     broker, group, commits, deliveries, dead letters
 //!   service.rs   start (settings), output paused/resumed, shutdown
@@ -86,7 +90,7 @@
 //!
 //! 0. foundations: hash, reject, diag, memory, stop, health
 //! 1. engine: decode, counter, group, slices, window, record, input, generate
-//! 2. settings and telemetry: config, logging, metrics, internal_events
+//! 2. settings and telemetry: config, logging, metrics, live, internal_events
 //! 3. commands: count, kafka, bench
 //! 4. interface: cli, main
 
@@ -104,6 +108,7 @@ pub mod health;
 pub mod input;
 pub mod internal_events;
 pub mod kafka;
+pub mod live;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

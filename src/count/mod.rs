@@ -123,6 +123,9 @@ pub fn count<W: Write>(
     queries: Option<Queries>,
 ) -> Result<Outcome, CountError> {
     cfg.validate()?;
+    if crate::metrics::enabled() {
+        crate::live::configure(crate::live::Info::new("count", cfg)?);
+    }
     let started = Instant::now();
     let default_input = ["-".to_string()];
     let inputs = if inputs.is_empty() {

@@ -496,6 +496,26 @@ pub fn write_group_json(value: &GroupValue, parts: usize, out: &mut String) {
     }
 }
 
+/// A group as a query parameter gives it: as a record writes it (a JSON
+/// string, `null`, an array for a `+` grouping), or a plain value that is
+/// not JSON taken as a string. The error says what was expected.
+pub fn group_param(value: &str, parts: usize) -> Result<GroupValue, String> {
+    let json: Option<serde_json::Value> = serde_json::from_str(value).ok();
+    let parsed = match json {
+        Some(v) => group_from_json(&v, parts),
+        None if parts <= 1 => Some(GroupValue::Key(value.as_bytes().into())),
+        None => None,
+    };
+    parsed.ok_or_else(|| {
+        if parts <= 1 {
+            "expected a string (or null for no group)".to_string()
+        } else {
+            "expected a JSON array of one string or null per part, such as [\"US\",null]"
+                .to_string()
+        }
+    })
+}
+
 /// The group a record's `group` names (the inverse of
 /// [`write_group_json`]): a string for a single-field grouping, an array of
 /// `parts` strings and `null`s for a `+` grouping, `null` for no group.

@@ -1,7 +1,10 @@
 //! The HTTP endpoints on `DISTINCTLY_METRICS_ADDR`: `/metrics` (rendered
 //! from the Prometheus recorder), `/healthz` and `/readyz` (see
-//! [`crate::health`]), and `/v1/uniques` (range queries, [`crate::slices`]). Served by `axum` on a single-threaded tokio runtime
-//! of its own thread, so the service loop never waits for a scrape.
+//! [`crate::health`]), `/v1/uniques` (range queries, [`crate::slices`]),
+//! `/v1/status` (its [`status`](super::status)), and the live page with its
+//! JSON (`/`, `/v1/info`, `/v1/windows`, `/v1/groups`: [`crate::live`]).
+//! Served by `axum` on a single-threaded tokio runtime of its own thread,
+//! so the service loop never waits for a scrape.
 
 use crate::health::health;
 use axum::http::{header, StatusCode};
@@ -42,6 +45,28 @@ pub fn spawn(listener: std::net::TcpListener, handle: PrometheusHandle) -> std::
                     .route("/healthz", get(healthz))
                     .route("/readyz", get(readyz))
                     .route("/v1/uniques", get(uniques))
+                    .route("/v1/status", get(current_status))
+                    .route("/v1/info", get(|| json(crate::live::info_json())))
+                    .route(
+                        "/v1/windows",
+                        get(|q| with_params(q, crate::live::windows_json)),
+                    )
+                    .route(
+                        "/v1/groups",
+                        get(|q| with_params(q, crate::live::groups_json)),
+                    )
+                    .route(
+                        "/",
+                        get(|| asset("text/html; charset=utf-8", crate::live::INDEX_HTML)),
+                    )
+                    .route(
+                        "/page.js",
+                        get(|| asset("text/javascript; charset=utf-8", crate::live::PAGE_JS)),
+                    )
+                    .route(
+                        "/page.css",
+                        get(|| asset("text/css; charset=utf-8", crate::live::PAGE_CSS)),
+                    )
                     .with_state(handle);
                 // Serving ends only with the process.
                 let _ = axum::serve(listener, app).await;
@@ -73,6 +98,51 @@ async fn uniques(axum::extract::RawQuery(query): axum::extract::RawQuery) -> imp
         [(header::CONTENT_TYPE, "application/json")],
         body + "\n",
     )
+}
+
+/// The page's own assets only: nothing is loaded from elsewhere.
+const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'";
+
+async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CONTENT_SECURITY_POLICY, POLICY),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+}
+
+/// A JSON answer of the page's endpoints.
+async fn json((status, body): crate::live::Answer) -> impl IntoResponse {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body + "\n",
+    )
+}
+
+/// Parses the query string, then answers with `answer`.
+async fn with_params(
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    answer: fn(&[(String, String)]) -> crate::live::Answer,
+) -> impl IntoResponse {
+    json(match parse_query(query.as_deref().unwrap_or("")) {
+        Ok(params) => answer(&params),
+        Err(e) => (400, serde_json::json!({ "error": e }).to_string()),
+    })
+    .await
+}
+
+async fn current_status(
+    axum::extract::State(handle): axum::extract::State<PrometheusHandle>,
+) -> impl IntoResponse {
+    json((200, super::status::status_json(&handle.render()))).await
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -4,7 +4,8 @@
 //! ```text
 //! names.rs    every metric name, unit, help text and bucket layout
 //! publish.rs  hot-path counts, copied from locals once per tick or batch
-//! http.rs     the endpoints: /metrics, /healthz, /readyz
+//! status.rs   /v1/status: the metrics a person looks at first, as JSON
+//! http.rs     the endpoints: /metrics, /healthz, /readyz, /v1/*, the page
 //! ```
 //!
 //! Rare operational events (errors, rebalances, deliveries) update their
@@ -19,6 +20,7 @@
 mod http;
 pub mod names;
 mod publish;
+mod status;
 
 pub use publish::{
     register_build_info, InputPublisher, OutputPublisher, Publisher, Totals, WindowPublisher,

@@ -56,8 +56,10 @@ impl Publisher {
         }
     }
 
-    /// See [`OutputPublisher::observe`].
+    /// See [`OutputPublisher::observe`]; also shows the records on the
+    /// live page (`run` reads its output topic back for that instead).
     pub fn observe(&mut self, records: &[WindowRecord], lead: Option<WindowSize>) {
+        crate::live::observe(records);
         self.output.observe(records, lead);
     }
 

@@ -3,7 +3,7 @@
 
 use super::Slices;
 use crate::counter::{AnyCounter, CounterKind};
-use crate::group::{group_from_json, write_group_json, GroupValue, Groupings};
+use crate::group::{group_param, write_group_json, GroupValue, Groupings};
 use crate::record::Rfc3339;
 use std::fmt::Write;
 
@@ -132,18 +132,7 @@ impl RangeQuery {
                     });
                 };
                 let parts = groupings.list[g].parts.len();
-                let json: Option<serde_json::Value> = serde_json::from_str(value).ok();
-                let parsed = match json {
-                    Some(v) => group_from_json(&v, parts),
-                    None if parts <= 1 => Some(GroupValue::Key(value.as_bytes().into())),
-                    None => None,
-                };
-                let shape = if parts <= 1 {
-                    "a string (or null for no group)"
-                } else {
-                    "a JSON array of one string or null per part, such as [\"US\",null]"
-                };
-                let value = parsed.ok_or_else(|| param("group", format!("expected {shape}")))?;
+                let value = group_param(value, parts).map_err(|e| param("group", e))?;
                 Some((g, value))
             }
         };

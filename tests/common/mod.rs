@@ -5,6 +5,8 @@
 //! includes this module; not every binary uses every helper).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;

@@ -16,12 +16,14 @@
 //! stage_loop.rs  the loop the three share: poll, rebalance, tick, stop
 //! produce.rs   sending and flushing without rust-rdkafka's 100 ms steps
 //! dead_letter.rs  copies of rejected messages
+//! page.rs      for the live page: the output topic read back, instances
 //! ```
 
 mod checkpoint;
 mod clients;
 mod count;
 mod dead_letter;
+mod page;
 mod produce;
 mod split;
 mod stage_loop;
@@ -196,6 +198,11 @@ pub fn run(
     let Some(topology) = Topology::prepare(core, kafka, shutdown)? else {
         return Ok(RunSummary::default()); // stopped while the broker was away
     };
+    if crate::metrics::enabled() {
+        let mut info = crate::live::Info::new("run", core)?;
+        info.shards = Some(topology.shard_count);
+        crate::live::configure(info);
+    }
     let ctx = Ctx {
         core,
         kafka,
@@ -239,6 +246,12 @@ pub fn run(
                 })
                 .expect("a thread can be spawned")
         };
+        if crate::metrics::enabled() {
+            std::thread::Builder::new()
+                .name("page".to_string())
+                .spawn_scoped(scope, move || page::follow(ctx))
+                .expect("a thread can be spawned");
+        }
         let threads = [spawn(Stage::Split), spawn(Stage::Count), spawn(Stage::Sum)];
         threads.map(|t| t.join().expect("a stage does not panic"))
     });
