@@ -510,12 +510,6 @@ impl Windower {
         }
     }
 
-    /// Marks a restored source idle, before [`Windower::restore`] (nothing
-    /// is emitted: the restored watermark holds back what replay rebuilds).
-    pub fn restore_idle(&mut self, source: usize) {
-        self.sources[source].idle = true;
-    }
-
     /// Moves a guard's decisions about held events into the windows. The
     /// released events are counted against the watermark they were held
     /// under (so holding an event never makes it late), then the watermark

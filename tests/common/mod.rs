@@ -701,6 +701,85 @@ fn committed_by(
     (consumer, committed)
 }
 
+/// Per partition of `topic`: records after `group`'s committed offset
+/// (each transaction's commit marker included).
+pub fn partition_lags(group: &str, topic: &str) -> Vec<i64> {
+    let (consumer, committed) = committed_by(group, topic, &[]);
+    committed
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+                .unwrap();
+            let from = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            high - from
+        })
+        .collect()
+}
+
+/// A consumer of another program in `group`, subscribed to `topic` with
+/// the service's rebalancing protocol: it takes its share of the
+/// partitions, reads nothing it commits, and leaves when dropped.
+pub struct Squatter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Squatter {
+    pub fn join(group: &str, topic: &str) -> Squatter {
+        use std::sync::atomic::Ordering;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, h) = (stop.clone(), held.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+                if let Ok(a) = consumer.assignment() {
+                    h.store(a.count(), Ordering::Relaxed);
+                }
+            }
+            consumer.unsubscribe();
+        });
+        Squatter {
+            stop,
+            held,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until it holds exactly `n` partitions.
+    pub fn wait_holding(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.held.load(std::sync::atomic::Ordering::Relaxed) != n {
+            assert!(Instant::now() < deadline, "the squatter never held {n}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Records of `topic` after `group`'s committed offsets (each transaction's
 /// commit marker included).
 pub fn group_lag(group: &str, topic: &str) -> i64 {

@@ -154,8 +154,8 @@ impl Counter<'_> {
     }
 }
 
-/// Restores each input partition's stream time and idleness into a new
-/// shard's windower, and returns the positions of their latest markers.
+/// Restores each input partition's stream time into a new shard's
+/// windower, and returns the positions of their latest markers.
 fn restore_sources(windower: &mut Windower, times: &[SourceTime], sources: usize) -> Vec<i64> {
     let mut positions = vec![-1; sources];
     for t in times {
@@ -164,10 +164,12 @@ fn restore_sources(windower: &mut Windower, times: &[SourceTime], sources: usize
             windower.ensure_sources(p + 1);
             positions.resize(p + 1, -1);
         }
+        // Not its idleness: that was the last owner's view, and the input
+        // may have a backlog now. A source is active until a marker says
+        // otherwise (the splitter renews an idle partition's marker every
+        // DISTINCTLY_IDLE_PARTITION_SECONDS), so a partition read later
+        // than another is not judged against the other's watermark.
         positions[p] = t.position;
-        if t.idle {
-            windower.restore_idle(p);
-        }
     }
     for t in times {
         if let Some(st) = t.stream_time {

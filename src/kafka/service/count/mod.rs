@@ -252,10 +252,17 @@ impl<'a> Counter<'a> {
             .emit();
         }
         let m = batch.marker;
+        // Idleness is news only from a live splitter. A marker read while
+        // catching up is the last owner's or the last run's (a drain ends
+        // with every partition idle), and its partition may have a backlog
+        // now: taking it as idle would let another partition's watermark
+        // judge that backlog late. A live splitter renews an idle
+        // partition's marker every DISTINCTLY_IDLE_PARTITION_SECONDS.
+        let idle = m.idle && shard.caught_up;
         shard
             .windower
-            .advance_source(src, m.stream_time, m.idle, &mut self.records);
-        if !m.idle {
+            .advance_source(src, m.stream_time, idle, &mut self.records);
+        if !idle {
             shard.idle_flushed = false;
         }
         shard.positions[src] = m.position;

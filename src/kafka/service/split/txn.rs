@@ -55,6 +55,7 @@ impl Splitter<'_> {
     /// every one that can, as when stopping, and waits for the outcome).
     pub(super) fn commit_all(&mut self, force: bool) -> Result<(), ServiceError> {
         self.collect_commits(force)?;
+        let lease = Duration::from_secs(self.ctx.kafka.service.idle_partition_seconds);
         let due: Vec<i32> = self
             .parts
             .iter_mut()
@@ -79,11 +80,16 @@ impl Splitter<'_> {
                     part.held_since = None;
                 }
                 // Stream times travel with the next transaction; a change of
-                // idleness is news for the shards at once.
+                // idleness is news for the shards at once. Idleness is a
+                // lease: renewed while it lasts, because a counter that
+                // takes a shard over restores stream times but not
+                // idleness (see `count::assign`).
                 let idle_changed = part.sent.is_none_or(|s| s.idle != part.idle);
+                let renew = part.idle && part.last_commit.elapsed() >= lease;
                 let due = force
                     || (part.dirty && part.last_commit.elapsed() >= TXN_INTERVAL)
-                    || idle_changed;
+                    || idle_changed
+                    || renew;
                 due.then_some(part.id)
             })
             .collect();
