@@ -80,7 +80,7 @@ fn count(args: CountArgs, vars: Vec<(String, String)>) -> anyhow::Result<ExitCod
     let queries = match &args.serve {
         Some(addr) => {
             let queries = distinctly::slices::serve::register();
-            let cfg = MetricsConfig::serve(addr);
+            let cfg = MetricsConfig::serve(vars.iter().cloned(), addr)?;
             let Some(addr) = distinctly::metrics::install(&cfg, Mode::Count)? else {
                 anyhow::bail!("--serve: expected ip:port such as 127.0.0.1:9464, got nothing");
             };

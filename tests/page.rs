@@ -395,3 +395,51 @@ fn the_page_over_run_gains_a_point_when_a_minute_closes() {
     terminate_ok(one);
     terminate_ok(two);
 }
+
+#[test]
+fn the_page_asks_for_the_token_once_and_then_shows_the_counts() {
+    const TOKEN: &str = "page-token-0123456789abcdef";
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sample = root().join("data/sample.jsonl.gz");
+    let mut child = Command::new(BIN)
+        .arg("count")
+        .arg(&sample)
+        .args(["--serve", &addr, "--summary", "json"])
+        .env("DISTINCTLY_HTTP_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_summary(&mut child);
+    let mut b = Browser::launch("page-token", 1280, 900);
+    b.open(&format!("http://{addr}/"));
+    b.wait_for(
+        "!document.getElementById('token-form').hidden || null",
+        WAIT,
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#chart-1m circle.point').length"),
+        serde_json::json!(0)
+    );
+    b.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'; \
+         document.getElementById('token-form').requestSubmit(); true"
+    ));
+    b.wait_for(
+        "document.querySelectorAll('#chart-1m circle.point').length > 0 || null",
+        WAIT,
+    );
+    assert_eq!(
+        b.eval("document.getElementById('token-form').hidden"),
+        serde_json::json!(true)
+    );
+    // The token never goes into an address.
+    assert!(b.requests().iter().all(|r| !r.contains(TOKEN)));
+    drop(b);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

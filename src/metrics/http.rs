@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often histograms and the registry are maintained (the exporter's
@@ -19,7 +20,11 @@ use std::time::Duration;
 const UPKEEP: Duration = Duration::from_secs(5);
 
 /// Serves the endpoints on `listener` from a new thread.
-pub fn spawn(listener: std::net::TcpListener, handle: PrometheusHandle) -> std::io::Result<()> {
+pub fn spawn(
+    listener: std::net::TcpListener,
+    handle: PrometheusHandle,
+    access: super::Access,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -40,39 +45,90 @@ pub fn spawn(listener: std::net::TcpListener, handle: PrometheusHandle) -> std::
                         upkeep.run_upkeep();
                     }
                 });
-                let app = Router::new()
-                    .route("/metrics", get(metrics))
-                    .route("/healthz", get(healthz))
-                    .route("/readyz", get(readyz))
-                    .route("/v1/uniques", get(uniques))
-                    .route("/v1/status", get(current_status))
-                    .route("/v1/info", get(|| json(crate::live::info_json())))
-                    .route(
-                        "/v1/windows",
-                        get(|q| with_params(q, crate::live::windows_json)),
-                    )
-                    .route(
-                        "/v1/groups",
-                        get(|q| with_params(q, crate::live::groups_json)),
-                    )
-                    .route(
-                        "/",
-                        get(|| asset("text/html; charset=utf-8", crate::live::INDEX_HTML)),
-                    )
-                    .route(
-                        "/page.js",
-                        get(|| asset("text/javascript; charset=utf-8", crate::live::PAGE_JS)),
-                    )
-                    .route(
-                        "/page.css",
-                        get(|| asset("text/css; charset=utf-8", crate::live::PAGE_CSS)),
-                    )
-                    .with_state(handle);
                 // Serving ends only with the process.
-                let _ = axum::serve(listener, app).await;
+                super::server::serve(listener, router(handle, access)).await;
             });
         })?;
     Ok(())
+}
+
+/// Every endpoint; the data ones (and `/metrics` if told) behind the token.
+fn router(handle: PrometheusHandle, access: super::Access) -> Router {
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/",
+            get(|| asset("text/html; charset=utf-8", crate::live::INDEX_HTML)),
+        )
+        .route(
+            "/page.js",
+            get(|| asset("text/javascript; charset=utf-8", crate::live::PAGE_JS)),
+        )
+        .route(
+            "/page.css",
+            get(|| asset("text/css; charset=utf-8", crate::live::PAGE_CSS)),
+        );
+    let data = Router::new()
+        .route("/v1/uniques", get(uniques))
+        .route("/v1/status", get(current_status))
+        .route("/v1/info", get(|| json(crate::live::info_json())))
+        .route(
+            "/v1/windows",
+            get(|q| with_params(q, crate::live::windows_json)),
+        )
+        .route(
+            "/v1/groups",
+            get(|q| with_params(q, crate::live::groups_json)),
+        );
+    let metrics = Router::new().route("/metrics", get(metrics));
+    let (data, metrics) = match access.token {
+        None => (data, metrics),
+        Some(token) => {
+            let token: Arc<str> = token.into();
+            let guard = || axum::middleware::from_fn_with_state(token.clone(), authorize);
+            let metrics = if access.metrics {
+                metrics.route_layer(guard())
+            } else {
+                metrics
+            };
+            (data.route_layer(guard()), metrics)
+        }
+    };
+    open.merge(data).merge(metrics).with_state(handle)
+}
+
+/// Lets a request with `Authorization: Bearer <token>` through; any other
+/// gets 401 (compared in constant time, so the answer's timing says
+/// nothing about how much of a guess was right).
+async fn authorize(
+    axum::extract::State(token): axum::extract::State<Arc<str>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::WWW_AUTHENTICATE, "Bearer"),
+        ],
+        "{\"error\":\"this endpoint needs Authorization: Bearer <DISTINCTLY_HTTP_TOKEN>\"}\n",
+    )
+        .into_response()
+}
+
+/// Equal bytes, in time that depends only on the lengths.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 async fn metrics(
@@ -189,7 +245,15 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_query;
+    use super::{parse_query, same};
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
 
     #[test]
     fn query_strings_decode_or_are_refused() {

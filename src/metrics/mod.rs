@@ -6,6 +6,7 @@
 //! publish.rs  hot-path counts, copied from locals once per tick or batch
 //! status.rs   /v1/status: the metrics a person looks at first, as JSON
 //! http.rs     the endpoints: /metrics, /healthz, /readyz, /v1/*, the page
+//! server.rs   connections: how many, how slow, how long
 //! ```
 //!
 //! Rare operational events (errors, rebalances, deliveries) update their
@@ -20,6 +21,7 @@
 mod http;
 pub mod names;
 mod publish;
+mod server;
 mod status;
 
 pub use publish::{
@@ -41,6 +43,12 @@ pub struct MetricsConfig {
     /// (`/metrics`). `run` defaults to `0.0.0.0:9464`; `count` serves only
     /// when the variable is set. Empty disables the exporter.
     pub metrics_addr: Option<String>,
+    /// `DISTINCTLY_HTTP_TOKEN`: a bearer token that the data endpoints
+    /// (`/v1/*`: queries and the live page's JSON) ask for; unset or empty,
+    /// they are open. The page itself, `/healthz` and `/readyz` stay open.
+    pub http_token: Option<String>,
+    /// `DISTINCTLY_HTTP_TOKEN_METRICS`: `/metrics` asks for the token too.
+    pub http_token_metrics: Option<bool>,
     /// The address came from `--metrics-addr` (messages then name the flag).
     #[serde(skip)]
     pub from_flag: bool,
@@ -67,13 +75,17 @@ impl MetricsConfig {
         from_prefixed("DISTINCTLY_", vars)
     }
 
-    /// `count --serve`'s address.
-    pub fn serve(addr: &str) -> Self {
-        MetricsConfig {
+    /// `count --serve`'s address, the other settings from `vars`.
+    pub fn serve(
+        vars: impl IntoIterator<Item = (String, String)>,
+        addr: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(MetricsConfig {
             metrics_addr: Some(addr.to_string()),
             from_flag: true,
             from_serve: true,
-        }
+            ..Self::from_vars(vars)?
+        })
     }
 
     /// The address from `--metrics-addr` if given, else from the variable.
@@ -81,14 +93,15 @@ impl MetricsConfig {
         vars: impl IntoIterator<Item = (String, String)>,
         flag: Option<String>,
     ) -> Result<Self, ConfigError> {
-        match flag {
-            Some(addr) => Ok(MetricsConfig {
+        let cfg = Self::from_vars(vars)?;
+        Ok(match flag {
+            Some(addr) => MetricsConfig {
                 metrics_addr: Some(addr),
                 from_flag: true,
-                from_serve: false,
-            }),
-            None => Self::from_vars(vars),
-        }
+                ..cfg
+            },
+            None => cfg,
+        })
     }
 
     /// Where a local health check finds this process's endpoints: loopback
@@ -101,6 +114,34 @@ impl MetricsConfig {
                 "is empty: the endpoints are off, there is nothing to ask",
             )),
         }
+    }
+
+    /// Who may read what: the token, checked (`None`: everything open).
+    pub fn access(&self) -> Result<Access, ConfigError> {
+        let token = match self.http_token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) => {
+                let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+                if !(MIN_TOKEN..=MAX_TOKEN).contains(&t.len()) || !t.chars().all(token68) {
+                    return Err(crate::config::invalid(
+                        "DISTINCTLY_HTTP_TOKEN",
+                        format!(
+                            "expected {MIN_TOKEN} to {MAX_TOKEN} characters of A-Z a-z 0-9 - . _ ~ + / = (a bearer token), got {} characters",
+                            t.len()
+                        ),
+                    ));
+                }
+                Some(t.to_string())
+            }
+        };
+        let metrics = self.http_token_metrics.unwrap_or(false);
+        if metrics && token.is_none() {
+            return Err(crate::config::invalid(
+                "DISTINCTLY_HTTP_TOKEN_METRICS",
+                "is true, but DISTINCTLY_HTTP_TOKEN is not set",
+            ));
+        }
+        Ok(Access { token, metrics })
     }
 
     /// What messages call this setting.
@@ -138,6 +179,19 @@ impl MetricsConfig {
     }
 }
 
+/// Shortest and longest `DISTINCTLY_HTTP_TOKEN`.
+const MIN_TOKEN: usize = 16;
+const MAX_TOKEN: usize = 512;
+
+/// Which endpoints ask for a bearer token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The token of `/v1/*` (`None`: open).
+    pub token: Option<String>,
+    /// `/metrics` asks for it too.
+    pub metrics: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error(transparent)]
@@ -166,12 +220,13 @@ pub fn install(cfg: &MetricsConfig, mode: Mode) -> Result<Option<SocketAddr>, Me
     let Some(addr) = cfg.listen_addr(mode)? else {
         return Ok(None);
     };
+    let access = cfg.access()?;
     let install_err = |reason: String| MetricsError::Install {
         name: cfg.name(),
         addr,
         reason,
     };
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| install_err(e.to_string()))?;
+    let listener = server::listen(addr).map_err(|e| install_err(e.to_string()))?;
     let local = listener
         .local_addr()
         .map_err(|e| install_err(e.to_string()))?;
@@ -195,7 +250,7 @@ pub fn install(cfg: &MetricsConfig, mode: Mode) -> Result<Option<SocketAddr>, Me
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
-    http::spawn(listener, handle).map_err(|e| install_err(e.to_string()))?;
+    http::spawn(listener, handle, access).map_err(|e| install_err(e.to_string()))?;
     if mode == Mode::Count {
         // Nothing to wait for: counting starts at once.
         health().set_ready(Ok(()));
@@ -229,6 +284,44 @@ mod tests {
         );
         assert_eq!(cfg(Some("")).listen_addr(Mode::Run), Ok(None));
         assert_eq!(cfg(Some(" ")).listen_addr(Mode::Count), Ok(None));
+    }
+
+    #[test]
+    fn the_token_is_checked_and_named() {
+        let access = |pairs: &[(&str, &str)]| {
+            MetricsConfig::from_vars(crate::config::vars(pairs))
+                .unwrap()
+                .access()
+        };
+        assert_eq!(access(&[]), Ok(Access::default()));
+        assert_eq!(
+            access(&[("DISTINCTLY_HTTP_TOKEN", " ")]),
+            Ok(Access::default())
+        );
+        let good = "abcdefghijklmnop-._~+/=";
+        assert_eq!(
+            access(&[
+                ("DISTINCTLY_HTTP_TOKEN", good),
+                ("DISTINCTLY_HTTP_TOKEN_METRICS", "true")
+            ]),
+            Ok(Access {
+                token: Some(good.to_string()),
+                metrics: true
+            })
+        );
+        for bad in ["short", "has a space in it!!", &"x".repeat(513)] {
+            let err = access(&[("DISTINCTLY_HTTP_TOKEN", bad)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with("DISTINCTLY_HTTP_TOKEN: "),
+                "{err}"
+            );
+        }
+        let err = access(&[("DISTINCTLY_HTTP_TOKEN_METRICS", "true")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DISTINCTLY_HTTP_TOKEN_METRICS: "),
+            "{err}"
+        );
     }
 
     #[test]

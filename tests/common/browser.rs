@@ -184,9 +184,14 @@ impl Browser {
         }
     }
 
-    /// Opens `url` in the page.
+    /// Opens `url` in the page and waits until it has loaded.
     pub fn open(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url }));
+        let loaded = format!(
+            "document.readyState === 'complete' && location.href.startsWith({}) || null",
+            json!(url.split('#').next().unwrap_or(url))
+        );
+        self.wait_for(&loaded, Duration::from_secs(30));
     }
 
     /// Sets the viewport: `width` CSS pixels wide, a phone's when `mobile`.

@@ -70,8 +70,28 @@ function groupText(g, overflow) {
   return String(g);
 }
 
+// DISTINCTLY_HTTP_TOKEN, when the service asks for one: from the form, or
+// once from the address (#token=…, never sent to the server as such), kept
+// for this tab only.
+const TOKEN_KEY = "distinctly-token";
+if (location.hash.startsWith("#token=")) {
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice(7)));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function headers() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
 async function getJson(path) {
-  const r = await fetch(path, { cache: "no-store" });
+  const r = await fetch(path, { cache: "no-store", headers: headers() });
+  if (r.status === 401) {
+    $("token-form").hidden = false;
+    const e = new Error("needs the service's token");
+    e.status = 401;
+    throw e;
+  }
   let body = null;
   try { body = await r.json(); } catch (_) { body = null; }
   if (!r.ok) {
@@ -392,6 +412,16 @@ async function readiness() {
     return { ok: false, text: "unreachable" };
   }
 }
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    $("token-form").hidden = true;
+    tick(false);
+  });
+});
 
 function setup(info) {
   state.info = info;
