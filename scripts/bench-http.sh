@@ -8,7 +8,7 @@
 # Environment:
 #   BENCH_DIR   data and the report (default /tmp/distinctly-bench)
 #   ROUNDS      rounds of each (default 3)
-#   EVENTS      events in the file (default 3000000, minimal frames)
+#   EVENTS      events in the file (default 10000000, minimal frames)
 #   PORT        the port to serve on (default 19466)
 #
 # Prints a markdown table and writes it to $BENCH_DIR/bench-http.md. One run at a time:
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/distinctly-bench}
 ROUNDS=${ROUNDS:-3}
-EVENTS=${EVENTS:-3000000}
+EVENTS=${EVENTS:-10000000}
 PORT=${PORT:-19466}
 BIN=$ROOT/target/release/distinctly
 REPORT=$BENCH_DIR/bench-http.md

@@ -163,13 +163,13 @@ fn two_thousand_idle_connections_cost_little_and_are_closed_on_time() {
             s
         })
         .collect();
-    // Someone else still gets an answer: at worst once the first idle
-    // ones time out (5 s).
+    // Someone else still gets an answer: once the idle ones taken while
+    // the server was busy time out (1 s), they cycle, and its turn comes.
     let asked = Instant::now();
     let (status, _) = get(&addr, "/healthz", "");
     assert_eq!(status, 200);
     assert!(
-        asked.elapsed() < Duration::from_secs(15),
+        asked.elapsed() < Duration::from_secs(4),
         "{:?}",
         asked.elapsed()
     );
@@ -179,8 +179,8 @@ fn two_thousand_idle_connections_cost_little_and_are_closed_on_time() {
         "2000 idle connections took {} KiB",
         during - before
     );
-    // Every one of them is closed by the server: the first 1024 after 5 s,
-    // the rest after 5 s more in the backlog and 5 s served.
+    // Every one of them is closed by the server: the first half after 5 s,
+    // the others within a second of being served.
     std::thread::sleep(Duration::from_secs(16));
     let mut open = 0;
     for mut s in idle {

@@ -1,7 +1,8 @@
 //! The HTTP server's connections, bounded: at most [`MAX_CONNECTIONS`] at
 //! once (more wait in the listen backlog, not in memory), request heads of
 //! at most [`MAX_HEAD_BYTES`], a head that does not arrive within
-//! [`HEAD_TIMEOUT`] closes its connection (slow or idle clients), and no
+//! [`HEAD_TIMEOUT`] closes its connection (slow or idle clients; sooner,
+//! [`BUSY_HEAD_TIMEOUT`], once half the connections are taken), and no
 //! connection lives longer than [`MAX_CONNECTION_AGE`] (a client that never
 //! reads its answer). So a port open to curious or hostile clients costs a
 //! bounded amount of memory and never the counting thread's time.
@@ -23,6 +24,9 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Time for a request's head to arrive, and for the next one on a kept-alive
 /// connection.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same once half the connections are taken: under a flood of idle
+/// or slow connections, the ones that keep others waiting go sooner.
+pub const BUSY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest a connection is served (then closed; clients reconnect).
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
 /// Pause after a failed accept (out of file descriptors, say).
@@ -79,6 +83,11 @@ pub async fn serve(listener: TcpListener, app: Router) {
             }
         };
         let _ = socket.set_nodelay(true);
+        let head_timeout = if slots.available_permits() < MAX_CONNECTIONS / 2 {
+            BUSY_HEAD_TIMEOUT
+        } else {
+            HEAD_TIMEOUT
+        };
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -86,7 +95,7 @@ pub async fn serve(listener: TcpListener, app: Router) {
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
+                .header_read_timeout(head_timeout)
                 .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(socket), service);
             // Over age, the connection is dropped, and its socket closed.
