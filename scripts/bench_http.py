@@ -12,6 +12,7 @@ rounds of each and their ratio, as a markdown table.
 usage: bench_http.py BIN FILE ROUNDS PORT
 """
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -22,8 +23,8 @@ import urllib.request
 
 BIN, FILE, ROUNDS, PORT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ADDR = ("127.0.0.1", PORT)
-PATHS = ["/v1/status", "/metrics", "/v1/windows?limit=60", "/v1/groups",
-         "/v1/uniques?from=1767225600&to=1767229200"]
+PATHS = os.environ.get("BENCH_HTTP_PATHS", "/v1/status /metrics /v1/windows?limit=60 "
+                       "/v1/groups /v1/uniques?from=1767225600&to=1767229200").split()
 
 
 def wait_for_port():
@@ -101,6 +102,15 @@ def round_(loaded):
             summary = json.loads(line)
             break
     took = time.monotonic() - started
+    threads_cpu = {}
+    for task in os.listdir(f"/proc/{proc.pid}/task"):
+        with open(f"/proc/{proc.pid}/task/{task}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{proc.pid}/task/{task}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        threads_cpu[name] = threads_cpu.get(name, 0) + ticks / os.sysconf("SC_CLK_TCK")
+    CPU.append((loaded, threads_cpu))
     stop.set()
     for s in idle:
         s.close()
@@ -111,6 +121,7 @@ def round_(loaded):
     return took, summary["messages"], sum(answered)
 
 
+CPU = []
 quiet, loaded, answers = [], [], []
 for _ in range(ROUNDS):
     quiet.append(round_(False)[0])
@@ -123,3 +134,7 @@ print("|---|---|---|")
 print(f"| quiet port | {q:.2f} | {messages / q:,.0f} |")
 print(f"| 2000 idle + 8 dripping + 32 busy clients ({statistics.median(answers):,.0f} answers/s) | {l:.2f} | {messages / l:,.0f} |")
 print(f"| ratio loaded / quiet | {l / q:.2f}x | |")
+counting = [c["distinctly"] for was_loaded, c in CPU if was_loaded]
+serving = [c.get("distinctly-http", 0) for was_loaded, c in CPU if was_loaded]
+print(f"| loaded rounds, CPU seconds (median): counting thread {statistics.median(counting):.2f}, "
+      f"HTTP thread {statistics.median(serving):.2f} | | |")

@@ -280,3 +280,41 @@ fn huge_malformed_and_absurd_requests_get_a_status_never_a_crash() {
     assert_eq!(get(&addr, "/healthz", "").0, 200, "still serving");
     stop(child);
 }
+
+#[test]
+fn a_flood_of_requests_gets_429_while_the_probes_pass() {
+    let (child, addr) = serving("http-flood", &[]);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for _ in 0..250 {
+                    statuses.push(get(&addr, "/v1/info", "").0);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let probe = get(&addr, "/healthz", "").0;
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(probe, 200);
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(limited + served, statuses.len(), "{statuses:?}");
+    assert!(served >= 400, "the burst is served: {served}");
+    assert!(limited > 0, "2000 requests at once are not all served");
+    assert_eq!(get(&addr, "/readyz", "").0, 200);
+    let (status, text) = get(&addr, "/v1/info", "");
+    assert!(status == 200 || text.contains("retry-after: 1"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        get(&addr, "/v1/info", "").0,
+        200,
+        "served again after a second"
+    );
+    stop(child);
+}

@@ -55,8 +55,6 @@ pub fn spawn(
 /// Every endpoint; the data ones (and `/metrics` if told) behind the token.
 fn router(handle: PrometheusHandle, access: super::Access) -> Router {
     let open = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route(
             "/",
             get(|| asset("text/html; charset=utf-8", crate::live::INDEX_HTML)),
@@ -82,6 +80,18 @@ fn router(handle: PrometheusHandle, access: super::Access) -> Router {
             get(|q| with_params(q, crate::live::groups_json)),
         );
     let metrics = Router::new().route("/metrics", get(metrics));
+    // Everything but the probes shares one request rate: a flood is
+    // answered 429 cheaply instead of rendered, and the probes still pass.
+    let limit = Arc::new(std::sync::Mutex::new(super::server::Rate::new()));
+    let limited = || axum::middleware::from_fn_with_state(limit.clone(), rate_limit);
+    let (open, data, metrics) = (
+        open.route_layer(limited()),
+        data.route_layer(limited()),
+        metrics.route_layer(limited()),
+    );
+    let open = open
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
     let (data, metrics) = match access.token {
         None => (data, metrics),
         Some(token) => {
@@ -96,6 +106,27 @@ fn router(handle: PrometheusHandle, access: super::Access) -> Router {
         }
     };
     open.merge(data).merge(metrics).with_state(handle)
+}
+
+/// Answers `429` beyond the request rate ([`super::server::Rate`]).
+async fn rate_limit(
+    axum::extract::State(rate): axum::extract::State<Arc<std::sync::Mutex<super::server::Rate>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let allowed = rate.lock().map(|mut r| r.allow()).unwrap_or(true);
+    if allowed {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        "{\"error\":\"too many requests: try again in a second\"}\n",
+    )
+        .into_response()
 }
 
 /// Lets a request with `Authorization: Bearer <token>` through; any other

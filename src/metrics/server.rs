@@ -32,6 +32,49 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
 /// Pause after a failed accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Requests answered per second, beyond the probes (a dashboard asks a
+/// few per poll, Prometheus one per scrape); beyond, `429`.
+pub const REQUESTS_PER_SECOND: f64 = 200.0;
+/// Requests that may come at once after a quiet spell.
+const BURST: f64 = 400.0;
+
+/// A token bucket of [`REQUESTS_PER_SECOND`]: the time the HTTP thread
+/// takes from the counting thread's cores stays bounded however many
+/// clients ask.
+pub struct Rate {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Rate {
+    pub fn new() -> Rate {
+        Rate {
+            tokens: BURST,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether one more request may be answered now.
+    pub fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let earned = now.duration_since(self.at).as_secs_f64() * REQUESTS_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A listener on `addr` whose backlog holds [`MAX_CONNECTIONS`] more
 /// (std's holds 128: beyond, clients would retry their handshake for
 /// seconds), after raising this process's file limit for them.

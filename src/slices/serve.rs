@@ -7,7 +7,7 @@
 //! A full channel or a slow answer is a 503, never a queue that grows.
 
 use super::{QueryError, RangeQuery, Slices};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -27,15 +27,57 @@ pub struct Request {
 
 static QUERIES: OnceLock<SyncSender<Request>> = OnceLock::new();
 
+/// Share of the counting thread's time that queries may take while it
+/// counts: a flood of queries slows counting by this much at most (the
+/// rest wait, and time out as `503` if they wait too long).
+const QUERY_SHARE: f64 = 0.1;
+/// Query time saved up while none come, at most (one burst).
+const MAX_SAVED: Duration = Duration::from_millis(200);
+
 /// Where the owner of the slices takes queries from.
-pub struct Queries(Receiver<Request>);
+pub struct Queries {
+    rx: Receiver<Request>,
+    budget: std::cell::Cell<Budget>,
+}
+
+/// Time the counting thread may spend on queries, in seconds: earned at
+/// [`QUERY_SHARE`] of the wall clock, spent by answering. A query that
+/// takes longer than what was saved leaves a debt, paid off before the
+/// next is answered (else each batch would answer one, however long).
+#[derive(Clone, Copy)]
+struct Budget {
+    saved: f64,
+    at: std::time::Instant,
+}
+
+impl Budget {
+    fn full() -> Budget {
+        Budget {
+            saved: MAX_SAVED.as_secs_f64(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// What is saved up (or owed) now.
+    fn now(self) -> Budget {
+        let at = std::time::Instant::now();
+        let earned = at.duration_since(self.at).as_secs_f64() * QUERY_SHARE;
+        Budget {
+            saved: (self.saved + earned).min(MAX_SAVED.as_secs_f64()),
+            at,
+        }
+    }
+}
 
 /// Makes this process answer range queries (once: `None` the second
 /// time).
 pub fn register() -> Option<Queries> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     QUERIES.set(tx).ok()?;
-    Some(Queries(rx))
+    Some(Queries {
+        rx,
+        budget: std::cell::Cell::new(Budget::full()),
+    })
 }
 
 /// Asks the owner of the slices (from the HTTP thread).
@@ -69,24 +111,27 @@ pub fn answer(params: &[(String, String)], slices: &Slices) -> Reply {
 }
 
 impl Queries {
-    /// Answers every query waiting now.
+    /// Answers the queries waiting now, as long as the budget lasts (the
+    /// counting thread, between input batches).
     pub fn answer_waiting(&self, slices: &Slices) {
-        loop {
-            match self.0.try_recv() {
-                Ok(r) => {
-                    let _ = r.reply.send(answer(&r.params, slices));
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-            }
+        let mut budget = self.budget.get().now();
+        while budget.saved > 0.0 {
+            let Ok(r) = self.rx.try_recv() else { break };
+            let started = std::time::Instant::now();
+            let _ = r.reply.send(answer(&r.params, slices));
+            budget.saved -= started.elapsed().as_secs_f64();
         }
+        self.budget.set(budget);
     }
 
-    /// Waits up to `timeout` for a query and answers it (and any others
-    /// waiting).
+    /// Waits up to `timeout` for a query and answers it and any others
+    /// waiting, with no budget: nothing else is being counted.
     pub fn answer_next(&self, slices: &Slices, timeout: Duration) {
-        if let Ok(r) = self.0.recv_timeout(timeout) {
+        if let Ok(r) = self.rx.recv_timeout(timeout) {
             let _ = r.reply.send(answer(&r.params, slices));
-            self.answer_waiting(slices);
+            while let Ok(r) = self.rx.try_recv() {
+                let _ = r.reply.send(answer(&r.params, slices));
+            }
         }
     }
 }
