@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 /// How often the group is described and the topic's partitions listed.
 const EVERY: Duration = Duration::from_secs(10);
-/// Longest wait for one metadata answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for one metadata answer: short, so that a stop while the
+/// broker is away is not held up by this thread (it asks again later).
+const TIMEOUT: Duration = Duration::from_secs(1);
 /// Records read back per partition at start (the latest windows').
 const TAIL: i64 = 20_000;
 
