@@ -731,6 +731,82 @@ fn garbage_in_the_state_topic_is_ignored_or_refused_by_name() {
     drain(&t, &[]);
 }
 
+/// Records another program wrote into the shard and partials topics,
+/// some under the keys of a live window, are skipped and said, and count
+/// for nothing: an unreadable value is not a tombstone (taken for one, it
+/// dropped what was emitted of a window that later events correct).
+#[test]
+fn garbage_in_the_shard_and_partials_topics_is_skipped_and_said() {
+    let _b = broker();
+    let t = topics("garbage-internal", 2);
+    let (lines, truth) = generate(&[
+        "--events",
+        "3000",
+        "--users",
+        "300",
+        "--seed",
+        "41",
+        "--late-share",
+        "0.05",
+    ]);
+    let half = lines.len() / 2;
+    produce(&t.input, 2, &lines[..half]);
+    drain(&t, &[]);
+    // A window the first run emitted and still holds, which the second
+    // half's late events correct.
+    let ts = |line: &Vec<u8>| {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        v["ts"].as_f64().map(|t| t.floor() as u64)
+    };
+    let first_end = lines[..half].iter().filter_map(ts).max().unwrap();
+    let mut late: std::collections::BTreeMap<u64, usize> = Default::default();
+    for t in lines[half..].iter().filter_map(ts) {
+        if t + 60 <= first_end && t + 300 > first_end {
+            *late.entry(t / 60 * 60).or_default() += 1;
+        }
+    }
+    let (&window, _) = late
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .expect("a corrected window");
+    let partials = format!("{}-partials", t.group);
+    let emitted = format!("e/1m/{window}");
+    let part = format!("p/1m/{window}/0");
+    produce_keyed(
+        &partials,
+        &[
+            (emitted.as_str(), Some(b"garbage".as_slice())),
+            (part.as_str(), Some(b"\xff\xfe".as_slice())),
+            ("s/0", Some(b"{\"watermark\":".as_slice())),
+            ("f", Some(b"[]".as_slice())),
+            ("zz/1/2", Some(b"x".as_slice())),
+        ],
+    );
+    let shards = format!("{}-shards", t.group);
+    produce_keyed(
+        &shards,
+        &[
+            ("", Some(b"\x00\x01 random bytes".as_slice())),
+            ("", Some(b"DSB9 a later version".as_slice())),
+            ("", Some(b"".as_slice())),
+        ],
+    );
+    produce(&t.input, 2, &lines[half..]);
+    let out = drain(&t, &[]);
+    let records = output_records(&t.output);
+    assert_eq!(revision_problems(&records), Vec::<String>::new());
+    assert_eq!(last_per_window(&records), truth);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("skipped record {emitted}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped an unreadable record of the shard topic"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_second_instance_with_the_same_name_stops_the_first_with_one_clear_line() {
     let _b = broker();

@@ -363,6 +363,27 @@ impl InternalEvent for TransactionAborted<'_> {
     }
 }
 
+/// A record of the partials topic whose value this version cannot read
+/// (written by something else, or by a later version): skipped, keeping
+/// what its key held before.
+pub struct UnreadablePartialsRecord<'a> {
+    pub topic: &'a str,
+    pub key: &'a str,
+    pub offset: i64,
+}
+
+impl InternalEvent for UnreadablePartialsRecord<'_> {
+    fn emit(self) {
+        static LIMIT: RateLimit = RateLimit::new();
+        KafkaErrorKind::Other.count();
+        if let Some(suppressed) = LIMIT.allow() {
+            warn!(target: TARGET, topic = self.topic, key = self.key, offset = self.offset,
+                suppressed, "partials topic {}: skipped record {} at offset {}: not a value this version reads (another program's, or a later version's)",
+                self.topic, self.key, self.offset);
+        }
+    }
+}
+
 /// A record of the shard topic is not a batch this version can read
 /// (written by something else): skipped.
 pub struct BadShardRecord {

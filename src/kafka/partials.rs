@@ -211,6 +211,26 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("plain data serializes")
 }
 
+/// A record's value as the summer reads it: absent (a tombstone: the key
+/// is deleted), one it can read, or bytes it cannot (another program's, or
+/// a later version's). Unreadable is not a tombstone: taking it for one
+/// would drop a shard's count, or what was emitted, of a live window.
+#[derive(Debug, PartialEq)]
+pub enum Value<T> {
+    Tombstone,
+    Read(T),
+    Unreadable,
+}
+
+impl<T: serde::de::DeserializeOwned> Value<T> {
+    pub fn of(payload: Option<&[u8]>) -> Value<T> {
+        match payload {
+            None => Value::Tombstone,
+            Some(p) => serde_json::from_slice(p).map_or(Value::Unreadable, Value::Read),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +332,16 @@ mod tests {
             sent: false,
         };
         assert_eq!(serde_json::from_slice::<Emitted>(&encode(&e)).unwrap(), e);
+    }
+
+    #[test]
+    fn an_unreadable_value_is_not_a_tombstone() {
+        assert_eq!(Value::<Freed>::of(None), Value::Tombstone);
+        assert_eq!(Value::<Freed>::of(Some(b"\xff garbage")), Value::Unreadable);
+        assert_eq!(Value::<Freed>::of(Some(b"")), Value::Unreadable);
+        assert!(matches!(
+            Value::<Freed>::of(Some(br#"{"below":60}"#)),
+            Value::Read(Freed { below: 60 })
+        ));
     }
 }

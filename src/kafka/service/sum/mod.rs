@@ -29,10 +29,10 @@ use super::{assigned, clients, Ctx, Stage};
 use crate::group::GroupLabel;
 use crate::internal_events::{
     InputDrained, InternalEvent, OutputNotAcknowledged, OutputPaused, OutputResumed,
-    PartitionsAssigned, ProducedTo, RecordProduced,
+    PartitionsAssigned, ProducedTo, RecordProduced, UnreadablePartialsRecord,
 };
 use crate::kafka::context::{Context, Shared};
-use crate::kafka::partials::{self, Emitted, Freed, Key, Part, Status};
+use crate::kafka::partials::{self, Emitted, Freed, Key, Part, Status, Value};
 use crate::kafka::ServiceError;
 use crate::metrics::OutputPublisher;
 use crate::record::{Format, WindowRecord};
@@ -183,6 +183,14 @@ impl<'a> Summer<'a> {
             .ok()
             .and_then(Key::parse);
         let payload = msg.payload();
+        let unreadable = || {
+            UnreadablePartialsRecord {
+                topic: &self.ctx.topology.partials,
+                key: &String::from_utf8_lossy(msg.key().unwrap_or_default()),
+                offset: msg.offset(),
+            }
+            .emit()
+        };
         self.dirty = true;
         if msg.offset() + 1 >= self.end_at_assignment {
             self.caught_up = true;
@@ -201,17 +209,25 @@ impl<'a> Summer<'a> {
             return;
         }
         match key {
-            Some(Key::Part { size, start, shard }) => {
-                self.on_part(size, start, shard, None, payload)
-            }
+            Some(Key::Part { size, start, shard }) => match Value::of(payload) {
+                Value::Unreadable => unreadable(),
+                part => self.on_part(size, start, shard, None, part),
+            },
             Some(Key::GroupPart {
                 size,
                 start,
                 shard,
                 group,
-            }) => self.on_part(size, start, shard, Some(group), payload),
+            }) => match Value::of(payload) {
+                Value::Unreadable => unreadable(),
+                part => self.on_part(size, start, shard, Some(group), part),
+            },
             Some(Key::Status { shard }) => {
-                let status = payload.and_then(|p| serde_json::from_slice::<Status>(p).ok());
+                let status = match Value::<Status>::of(payload) {
+                    Value::Unreadable => return unreadable(),
+                    Value::Read(s) => Some(s),
+                    Value::Tombstone => None,
+                };
                 if let Some(slot) = self.statuses.get_mut(shard as usize) {
                     *slot = status;
                 }
@@ -220,16 +236,17 @@ impl<'a> Summer<'a> {
                 let Some(i) = self.sizes.iter().position(|&s| s == size) else {
                     return;
                 };
-                match payload.and_then(|p| serde_json::from_slice::<Emitted>(p).ok()) {
-                    Some(e) => {
+                match Value::<Emitted>::of(payload) {
+                    Value::Read(e) => {
                         let w = self.windows.entry((i, start)).or_default();
                         w.end = e.end_ts;
                         w.total.emitted = Some(e);
                     }
                     // Written last when a window is freed.
-                    None => {
+                    Value::Tombstone => {
                         self.windows.remove(&(i, start));
                     }
+                    Value::Unreadable => unreadable(),
                 }
             }
             Some(Key::GroupEmitted { size, start, group }) => {
@@ -239,24 +256,25 @@ impl<'a> Summer<'a> {
                 if usize::from(group.grouping) >= self.ctx.groupings.len() {
                     return; // a grouping no longer counted
                 }
-                match payload.and_then(|p| serde_json::from_slice::<Emitted>(p).ok()) {
-                    Some(e) => {
+                match Value::<Emitted>::of(payload) {
+                    Value::Read(e) => {
                         let w = self.windows.entry((i, start)).or_default();
                         w.end = e.end_ts;
                         w.slot(Some(&group)).emitted = Some(e);
                     }
-                    None => {
+                    Value::Tombstone => {
                         if let Some(w) = self.windows.get_mut(&(i, start)) {
                             w.remove_group(&group);
                         }
                     }
+                    Value::Unreadable => unreadable(),
                 }
             }
-            Some(Key::Freed) => {
-                if let Some(f) = payload.and_then(|p| serde_json::from_slice::<Freed>(p).ok()) {
-                    self.freed_below = self.freed_below.max(f.below);
-                }
-            }
+            Some(Key::Freed) => match Value::<Freed>::of(payload) {
+                Value::Read(f) => self.freed_below = self.freed_below.max(f.below),
+                Value::Unreadable => unreadable(),
+                Value::Tombstone => {}
+            },
             None => {}
         }
     }
@@ -268,7 +286,7 @@ impl<'a> Summer<'a> {
         start: u64,
         shard: i32,
         group: Option<GroupLabel>,
-        payload: Option<&[u8]>,
+        part: Value<Part>,
     ) {
         let Some(i) = self.sizes.iter().position(|&s| s == size) else {
             return; // a size no longer counted
@@ -279,8 +297,8 @@ impl<'a> Summer<'a> {
         {
             return; // a grouping no longer counted
         }
-        match payload.and_then(|p| serde_json::from_slice::<Part>(p).ok()) {
-            Some(part) => {
+        match part {
+            Value::Read(part) => {
                 if self.is_freed(part.end_ts) && !self.windows.contains_key(&(i, start)) {
                     return; // a restored shard's copy of a freed window
                 }
@@ -288,7 +306,7 @@ impl<'a> Summer<'a> {
                 w.end = part.end_ts;
                 w.slot(group.as_ref()).set(shard, Some(part));
             }
-            None => {
+            Value::Tombstone | Value::Unreadable => {
                 if let Some(w) = self.windows.get_mut(&(i, start)) {
                     match &group {
                         None => w.total.set(shard, None),
