@@ -24,9 +24,9 @@ pub struct Browser {
     dir: PathBuf,
 }
 
-/// The Chromium binary: `DISTINCTLY_TEST_CHROMIUM`, else `chromium`.
+/// The Chromium binary: `CHROMIUM`, else `chromium`.
 fn binary() -> String {
-    std::env::var("DISTINCTLY_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".to_string())
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_string())
 }
 
 impl Browser {
