@@ -77,14 +77,6 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 #[test]
 fn the_token_guards_the_data_endpoints_and_only_them() {
     let (child, addr) = serving("http-token", &[("DISTINCTLY_HTTP_TOKEN", TOKEN)]);
@@ -118,7 +110,7 @@ fn the_token_guards_the_data_endpoints_and_only_them() {
     ] {
         assert_eq!(get(&addr, path, "").0, 200, "{path}");
     }
-    stop(child);
+    terminate_ok(child);
 
     // Told so, /metrics asks for it too.
     let (child, addr) = serving(
@@ -131,7 +123,7 @@ fn the_token_guards_the_data_endpoints_and_only_them() {
     assert_eq!(get(&addr, "/metrics", "").0, 401);
     assert_eq!(get(&addr, "/metrics", &bearer).0, 200);
     assert_eq!(get(&addr, "/healthz", "").0, 200);
-    stop(child);
+    terminate_ok(child);
 
     // A token too short to guess slowly is refused by name.
     let out = Command::new(BIN)
@@ -200,7 +192,7 @@ fn two_thousand_idle_connections_cost_little_and_are_closed_on_time() {
     }
     assert_eq!(open, 0, "connections still open after 16 s");
     assert_eq!(get(&addr, "/healthz", "").0, 200);
-    stop(child);
+    terminate_ok(child);
 }
 
 #[test]
@@ -278,7 +270,7 @@ fn huge_malformed_and_absurd_requests_get_a_status_never_a_crash() {
         "a head dripped over 8 s was served: {text}"
     );
     assert_eq!(get(&addr, "/healthz", "").0, 200, "still serving");
-    stop(child);
+    terminate_ok(child);
 }
 
 #[test]
@@ -316,5 +308,5 @@ fn a_flood_of_requests_gets_429_while_the_probes_pass() {
         200,
         "served again after a second"
     );
-    stop(child);
+    terminate_ok(child);
 }

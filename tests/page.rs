@@ -202,11 +202,7 @@ fn the_page_over_count_serve_shows_the_records() {
     assert!(unexpected.is_empty(), "{unexpected:?}");
     assert_eq!(errors.len(), 1, "{errors:?}");
     drop(b);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    terminate_ok(child);
 }
 
 /// The table and the bars are the latest 1m window's groups, most users
@@ -437,9 +433,5 @@ fn the_page_asks_for_the_token_once_and_then_shows_the_counts() {
     // The token never goes into an address.
     assert!(b.requests().iter().all(|r| !r.contains(TOKEN)));
     drop(b);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    terminate_ok(child);
 }

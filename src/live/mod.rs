@@ -107,43 +107,74 @@ pub fn observe(records: &[WindowRecord]) {
         let Some(series) = live.info.series_of(r) else {
             continue;
         };
-        let group = match &r.group {
-            None => None,
-            Some(label) => {
-                let g = usize::from(label.grouping);
-                let Some((_, parts)) = live.info.groupings.get(g) else {
-                    continue;
-                };
-                key.clear();
-                match &label.value {
-                    GroupValue::Overflow => Some((g, None)),
-                    value => {
-                        write_group_json(value, *parts, &mut key);
-                        Some((g, Some(key.as_str())))
-                    }
-                }
-            }
-        };
-        recent.add(&Entry {
-            series,
-            group,
+        let group = r
+            .group
+            .as_ref()
+            .map(|l| (usize::from(l.grouping), &l.value));
+        let counts = Counts {
             start_ts: r.start_ts,
             end_ts: r.end_ts,
             unique_users: r.unique_users,
             events: r.events,
             revision: r.revision,
-        });
+        };
+        add(&mut recent, &live.info, series, group, counts, &mut key);
     }
 }
 
-/// A record as the output topic holds it (`run` reads its output back).
-#[derive(serde::Deserialize)]
-struct Written<'a> {
+/// What a record counted, as written and as the store takes it.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+struct Counts {
     start_ts: u64,
     end_ts: u64,
     unique_users: u64,
     events: u64,
     revision: u32,
+}
+
+/// Puts one record of `series` into `recent`: of `group` (its grouping's
+/// index and value) if it is a group's, its JSON text made in `key`.
+/// Groupings this process does not count are skipped.
+fn add(
+    recent: &mut Recent,
+    info: &Info,
+    series: usize,
+    group: Option<(usize, &GroupValue)>,
+    c: Counts,
+    key: &mut String,
+) {
+    key.clear();
+    let group = match group {
+        None => None,
+        Some((g, value)) => {
+            let Some((_, parts)) = info.groupings.get(g) else {
+                return;
+            };
+            match value {
+                GroupValue::Overflow => Some((g, None)),
+                value => {
+                    write_group_json(value, *parts, key);
+                    Some((g, Some(key.as_str())))
+                }
+            }
+        }
+    };
+    recent.add(&Entry {
+        series,
+        group,
+        start_ts: c.start_ts,
+        end_ts: c.end_ts,
+        unique_users: c.unique_users,
+        events: c.events,
+        revision: c.revision,
+    });
+}
+
+/// A record as the output topic holds it (`run` reads its output back).
+#[derive(serde::Deserialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    counts: Counts,
     #[serde(default, borrow)]
     window: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -170,36 +201,31 @@ pub fn observe_json(bytes: &[u8]) {
             None => return,
         },
     };
-    let mut key = String::new();
-    let group = match &r.group_by {
+    let value = match &r.group_by {
         None => None,
         Some(by) => {
             let Some(g) = live.info.groupings.iter().position(|(t, _)| t == by) else {
                 return;
             };
-            if r.overflow {
-                Some((g, None))
-            } else {
-                let parts = live.info.groupings[g].1;
-                let value = r.group.as_ref().unwrap_or(&Value::Null);
-                let Some(v) = crate::group::group_from_json(value, parts) else {
-                    return;
-                };
-                write_group_json(&v, parts, &mut key);
-                Some((g, Some(key.as_str())))
+            let parts = live.info.groupings[g].1;
+            let json = r.group.as_ref().unwrap_or(&Value::Null);
+            match (r.overflow, crate::group::group_from_json(json, parts)) {
+                (true, _) => Some((g, GroupValue::Overflow)),
+                (false, Some(v)) => Some((g, v)),
+                (false, None) => return,
             }
         }
     };
+    let group = value.as_ref().map(|(g, v)| (*g, v));
     let mut recent = live.recent.lock().unwrap_or_else(|e| e.into_inner());
-    recent.add(&Entry {
+    add(
+        &mut recent,
+        &live.info,
         series,
         group,
-        start_ts: r.start_ts,
-        end_ts: r.end_ts,
-        unique_users: r.unique_users,
-        events: r.events,
-        revision: r.revision,
-    });
+        r.counts,
+        &mut String::new(),
+    );
 }
 
 /// An answer: HTTP status and JSON body.

@@ -783,19 +783,7 @@ impl Drop for Squatter {
 /// Records of `topic` after `group`'s committed offsets (each transaction's
 /// commit marker included).
 pub fn group_lag(group: &str, topic: &str) -> i64 {
-    let (consumer, committed) = committed_by(group, topic, &[]);
-    let mut lag = 0;
-    for e in committed.elements_for_topic(topic) {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
-            .unwrap();
-        let from = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        lag += high - from;
-    }
-    lag
+    partition_lags(group, topic).iter().sum()
 }
 
 /// Committed records of `topic` after `group`'s committed offsets, not
