@@ -23,6 +23,7 @@
 //!   lane.rs      the windows of one size: emission, corrections, retention
 //!   rolling.rs   rolling windows: a counter per step, a window the merge
 //!   size.rs      sizes (s, m, h, d, w, mo) and their bounds in a time zone
+//!   stats.rs     what a windower holds and did (metrics, summaries)
 //!   guard.rs     plausibility guard against bit-flipped timestamps
 //! slices/     distinct users between any two instants: slices that merge
 //!   setting.rs   DISTINCTLY_SLICES: resolutions and their retentions

@@ -12,7 +12,9 @@
 //! count/       stage 2: shard partitions -> windows -> partial counts;
 //!              checkpoints (checkpoint.rs), commits
 //!   assign.rs    shards taken over: offsets, stream times, restored windows
-//! sum.rs       stage 3: partial counts -> one record per window
+//! sum/         stage 3: partial counts -> one record per window
+//!   read.rs      the partials topic read into the summer's windows
+//!   windows.rs   a window's per-shard counts and what was emitted
 //! stage_loop.rs  the loop the three share: poll, rebalance, tick, stop
 //! produce.rs   sending and flushing without rust-rdkafka's 100 ms steps
 //! dead_letter.rs  copies of rejected messages
