@@ -18,6 +18,8 @@
 //!   hll.rs       HyperLogLog++ (hyperloglogplus)
 //!   cpc.rs       DataSketches CPC (datasketches)
 //!   hll4.rs      DataSketches HLL with 4-bit registers (datasketches)
+//! group/      distinct users per value of a field (DISTINCTLY_GROUP_BY);
+//!             its own layout in group/mod.rs
 //! window/     tumbling event-time windows of one or several sizes
 //!   mod.rs       Windower: sources, watermark, one lane per size
 //!   lane.rs      the windows of one size: emission, corrections, retention
